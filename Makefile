@@ -1,0 +1,46 @@
+# The two commands a new user needs: `make run` and `make test`. Each sets up what it needs
+# on a fresh machine: a virtualenv in .venv/ with the Python packages, and the real servers
+# (nsqd, nsqlookupd, nsqadmin, FerretDB) built with Go into .tools/bin/.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+SERVERS := .tools/bin/nsqd .tools/bin/nsqlookupd .tools/bin/nsqadmin .tools/bin/ferretdb
+
+.PHONY: setup servers run test lint typecheck unit integration clean
+
+setup: $(INSTALLED) servers
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[ocr]' --group dev
+	touch $@
+
+servers: $(SERVERS)
+
+$(SERVERS) &: deploy/build-servers.sh deploy/tools/go.mod deploy/tools/go.sum
+	bash deploy/build-servers.sh
+
+run: setup
+	$(BIN)/bulkocr servers
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
+
+unit: $(INSTALLED)
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+test: setup lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,192 @@
+"""Every NSQ topic, bound to the versioned, frozen pydantic model its messages carry.
+
+This module is the contract between services: a producer publishes `Topic[M]` with an
+`M`, a consumer decodes exactly that `M`. A body that does not validate is rejected at
+the edge (`DecodeError`), never retried. Messages carry references to blobs, never the
+bytes of a page, so they stay far below nsqd's 1 MiB message limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bulkocr.errors import PermanentError
+from bulkocr.page_model import PageText
+
+
+class Message(BaseModel):
+    """Base of every NSQ payload: immutable, strict about unknown fields, versioned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+
+
+M = TypeVar("M", bound=Message)
+
+
+class DecodeError(PermanentError):
+    """A message body is not a valid payload for its topic."""
+
+
+@dataclass(frozen=True)
+class Topic(Generic[M]):
+    """An NSQ topic name together with the payload model of its messages."""
+
+    name: str
+    model: type[M]
+
+    def encode(self, message: M) -> bytes:
+        if not isinstance(message, self.model):
+            raise TypeError(f"{self.name} carries {self.model.__name__}, not {type(message).__name__}")
+        return message.model_dump_json().encode()
+
+    def decode(self, body: bytes) -> M:
+        try:
+            return self.model.model_validate_json(body)
+        except ValidationError as error:
+            raise DecodeError(f"not a valid {self.model.__name__} for {self.name}: {error}") from error
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- payloads -------------------------------------------------------------------------
+
+
+class JobOptions(Message):
+    language: str | None = None
+    dpi: int = Field(default=300, ge=50, le=1200)
+    engine: str = "rapidocr"
+    formats: tuple[str, ...] = ("txt", "json")
+    auto_push: bool = False
+
+
+class DocumentRef(Message):
+    doc_id: str
+    filename: str
+    blob: str = Field(description="blob-store key of the uploaded file")
+    size: int = Field(ge=0)
+    sha256: str
+
+
+class JobSubmitted(Message):
+    job_id: str
+    owner: str
+    documents: tuple[DocumentRef, ...]
+    options: JobOptions
+
+
+class DocumentPlanned(Message):
+    """Ingest's word on one document: how many pages it has, or why it cannot be read."""
+
+    job_id: str
+    doc_id: str
+    pages: int = Field(default=0, ge=0)
+    error: str | None = None
+
+
+class PageTask(Message):
+    job_id: str
+    doc_id: str
+    page: int = Field(ge=1)
+    image: str = Field(description="blob-store key of the page image")
+    dpi: int
+    engine: str
+    language: str | None = None
+
+
+class PageTimings(Message):
+    orientation_s: float = 0.0
+    recognition_s: float = 0.0
+    total_s: float = 0.0
+
+
+class PageDone(Message):
+    job_id: str
+    doc_id: str
+    page: int = Field(ge=1)
+    node_id: str
+    worker_id: str
+    attempts: int = Field(ge=1)
+    timings: PageTimings
+    # The result travels inline unless it is large; then it is in the blob store.
+    result: PageText | None = None
+    result_blob: str | None = None
+
+
+class PageFailed(Message):
+    job_id: str
+    doc_id: str
+    page: int = Field(ge=1)
+    node_id: str
+    worker_id: str
+    attempts: int = Field(ge=1)
+    error: str
+
+
+class NodeHeartbeat(Message):
+    node_id: str
+    worker_id: str
+    engine: str
+    in_flight: int = Field(ge=0)
+    pages_done: int = Field(ge=0)
+    pages_failed: int = Field(ge=0)
+    at: datetime = Field(default_factory=utcnow)
+
+
+JobStatus = Literal["queued", "processing", "completed", "partial", "failed", "cancelled"]
+
+
+class JobCompleted(Message):
+    job_id: str
+    status: JobStatus
+
+
+class ArchipelagoPush(Message):
+    job_id: str
+    options: dict[str, str | int | bool] = Field(default_factory=dict)
+
+
+class DeadLetter(Message):
+    """A message given up on: where it came from, its body as received, and why."""
+
+    topic: str
+    channel: str
+    body: str
+    cause: str
+    attempts: int = Field(ge=0)
+    at: datetime = Field(default_factory=utcnow)
+
+
+# --- topics ---------------------------------------------------------------------------
+
+JOB_SUBMITTED = Topic("bulkocr.job.submitted", JobSubmitted)
+DOCUMENT_PLANNED = Topic("bulkocr.job.planned", DocumentPlanned)
+PAGE = Topic("bulkocr.page", PageTask)
+PAGE_DONE = Topic("bulkocr.page.done", PageDone)
+PAGE_FAILED = Topic("bulkocr.page.failed", PageFailed)
+NODE_HEARTBEAT = Topic("bulkocr.node.heartbeat", NodeHeartbeat)
+JOB_COMPLETED = Topic("bulkocr.job.completed", JobCompleted)
+ARCHIPELAGO_PUSH = Topic("bulkocr.archipelago.push", ArchipelagoPush)
+
+ALL_TOPICS: tuple[Topic[Any], ...] = (
+    JOB_SUBMITTED,
+    DOCUMENT_PLANNED,
+    PAGE,
+    PAGE_DONE,
+    PAGE_FAILED,
+    NODE_HEARTBEAT,
+    JOB_COMPLETED,
+    ARCHIPELAGO_PUSH,
+)
+
+
+def dead_letter_topic(topic_name: str, suffix: str = ".dlq") -> Topic[DeadLetter]:
+    """The topic where a consumer of `topic_name` keeps the messages it gave up on."""
+    return Topic(f"{topic_name}{suffix}", DeadLetter)

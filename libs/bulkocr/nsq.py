@@ -1,0 +1,458 @@
+"""A typed asyncio facade over pynsq: the only module that imports `nsq`.
+
+- `NsqPublisher`: awaitable publish / multi-publish / deferred publish that return once
+  nsqd has answered OK, and raise `PublishError` otherwise.
+- `consuming(...)`: runs a handler per message. Success means FIN; `PermanentError`, an
+  undecodable body or the last allowed attempt means the message goes to the topic's
+  dead-letter topic with its cause (then FIN); any other exception means REQ with
+  exponential backoff. Long handlers are TOUCHed automatically. Leaving the block drains:
+  no new messages, in-flight handlers finish (or are given back), then the connections
+  close without pynsq's reconnect noise.
+- `NsqAdmin`: nsqd's HTTP API (create topics and channels up front, read stats).
+
+pynsq objects bind to the running loop when built, so everything here is created inside
+`asyncio.run(...)`, never at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic
+
+import aiohttp
+import nsq  # pynsq ships no type information: see [[tool.mypy.overrides]]
+import structlog
+
+from bulkocr.contracts import DeadLetter, DecodeError, M, Topic, dead_letter_topic
+from bulkocr.errors import PermanentError, PublishError
+from bulkocr.settings import NsqSettings
+
+log = structlog.get_logger(__name__)
+
+# nsqd refuses an MPUB body over --max-body-size (5 MiB by default); stay well below it.
+_MPUB_MAX_BYTES = 4 * 1024 * 1024
+_MPUB_MAX_COUNT = 500
+_POLL_S = 0.05
+
+
+# --- publishing -----------------------------------------------------------------------
+
+
+class _ClosableWriter(nsq.Writer):  # type: ignore[misc]  # the base class is untyped
+    """pynsq's Writer has no close(); this one stops reconnecting once closing."""
+
+    closing = False
+
+    def connect_to_nsqd(self, host: str, port: int) -> None:
+        if not self.closing:
+            super().connect_to_nsqd(host, port)
+
+    def _on_connection_close(self, conn: Any, **kwargs: Any) -> None:
+        if not self.closing:
+            super()._on_connection_close(conn, **kwargs)
+            return
+        self.conns.pop(conn.id, None)
+        for callback in conn.callback_queue:
+            callback(conn, nsq.protocol.ConnectionClosedError())
+        conn.callback_queue.clear()
+
+    def _on_connection_error(self, conn: Any, error: Any, **kwargs: Any) -> None:
+        if not self.closing:  # closing our own socket makes pynsq report a framing error
+            super()._on_connection_error(conn, error, **kwargs)
+
+    def close(self) -> None:
+        self.closing = True
+        for conn in list(self.conns.values()):
+            conn.close()
+
+
+class NsqPublisher:
+    """Publishes typed messages to nsqd and waits for nsqd's answer."""
+
+    def __init__(self, settings: NsqSettings) -> None:
+        self._settings = settings
+        self._writer = _ClosableWriter(
+            list(settings.nsqd_tcp_addresses), reconnect_interval=settings.reconnect_interval_s
+        )
+
+    async def __aenter__(self) -> NsqPublisher:
+        await self.wait_connected()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return any(conn.connected() for conn in self._writer.conns.values())
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        """Return once a connection to nsqd is open; `PublishError` after the timeout."""
+        deadline = time.monotonic() + (timeout_s or self._settings.connect_timeout_s)
+        while not self.connected:
+            if time.monotonic() > deadline:
+                raise PublishError(f"no connection to nsqd at {self._settings.nsqd_tcp_addresses}")
+            await asyncio.sleep(_POLL_S)
+
+    def close(self) -> None:
+        self._writer.close()
+
+    async def publish(self, topic: Topic[M], message: M) -> None:
+        await self._send("pub", topic.name, topic.encode(message))
+
+    async def publish_many(self, topic: Topic[M], messages: Sequence[M]) -> None:
+        """MPUB in chunks that fit nsqd's body limit. Not atomic: a failed chunk may be
+        partly enqueued, and publishing it again can duplicate (consumers are idempotent)."""
+        bodies = [topic.encode(message) for message in messages]
+        for chunk in _chunks(bodies):
+            await self._send("mpub", topic.name, chunk)
+
+    async def publish_deferred(self, topic: Topic[M], message: M, delay_s: float) -> None:
+        """DPUB: delivered after the delay (kept in nsqd's memory, so lost if nsqd crashes)."""
+        await self._send("dpub", topic.name, topic.encode(message), delay_ms=int(delay_s * 1000))
+
+    async def publish_body(self, topic_name: str, body: bytes) -> None:
+        """Publish raw bytes (used to replay dead letters exactly as received)."""
+        await self._send("pub", topic_name, body)
+
+    async def _send(
+        self, command: str, topic_name: str, body: bytes | list[bytes], *, delay_ms: int | None = None
+    ) -> None:
+        # A dropped connection is retried until the deadline (it may duplicate, never lose);
+        # an error frame from nsqd itself (E_BAD_TOPIC, E_BAD_MESSAGE...) is final.
+        deadline = time.monotonic() + self._settings.publish_timeout_s
+        while True:
+            answer = await self._send_once(command, topic_name, body, delay_ms, deadline)
+            if not isinstance(answer, nsq.Error):
+                return
+            transient = type(answer) is not nsq.Error
+            if not transient or time.monotonic() > deadline:
+                raise PublishError(f"nsqd refused {command} to {topic_name}: {answer}")
+            await asyncio.sleep(_POLL_S)
+
+    async def _send_once(
+        self,
+        command: str,
+        topic_name: str,
+        body: bytes | list[bytes],
+        delay_ms: int | None,
+        deadline: float,
+    ) -> Any:
+        try:
+            await self.wait_connected(max(deadline - time.monotonic(), _POLL_S))
+        except PublishError as error:
+            return nsq.protocol.SendError(str(error))
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def on_answer(conn: Any, data: Any) -> None:
+            if not answer.done():
+                answer.set_result(data)
+
+        if command == "dpub":
+            self._writer.dpub(topic_name, delay_ms, body, callback=on_answer)
+        else:
+            getattr(self._writer, command)(topic_name, body, callback=on_answer)
+        try:
+            return await asyncio.wait_for(answer, max(deadline - time.monotonic(), _POLL_S))
+        except TimeoutError:
+            raise PublishError(f"nsqd did not answer {command} to {topic_name} in time") from None
+
+
+def _chunks(bodies: list[bytes]) -> list[list[bytes]]:
+    chunks: list[list[bytes]] = [[]]
+    size = 0
+    for body in bodies:
+        if chunks[-1] and (size + len(body) > _MPUB_MAX_BYTES or len(chunks[-1]) >= _MPUB_MAX_COUNT):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(body)
+        size += len(body) + 4
+    return [chunk for chunk in chunks if chunk]
+
+
+# --- consuming ------------------------------------------------------------------------
+
+
+class Delivery:
+    """What a handler may know and do about the message it is handling."""
+
+    def __init__(self, message: Any) -> None:
+        self._message = message
+
+    @property
+    def attempts(self) -> int:
+        """1 on first delivery; nsqd counts every delivery, timeouts included."""
+        return int(self._message.attempts)
+
+    @property
+    def message_id(self) -> str:
+        return bytes(self._message.id).decode()
+
+    def touch(self) -> None:
+        """Ask nsqd for another msg-timeout before it redelivers (capped by --max-msg-timeout)."""
+        if not self._message.has_responded():
+            self._message.touch()
+
+
+Handler = Callable[[M, Delivery], Awaitable[None]]
+GiveUp = Callable[[M, str, int], Awaitable[None]]
+"""Called with (message, cause, attempts) before a decoded message is dead-lettered."""
+
+
+class _ClosableReader(nsq.Reader):  # type: ignore[misc]  # the base class is untyped
+    """pynsq's Reader reconnects after close(); this one stays closed."""
+
+    closing = False
+
+    def connect_to_nsqd(self, host: str, port: int) -> Any:
+        if not self.closing:
+            return super().connect_to_nsqd(host, port)
+        return None
+
+    def query_lookupd(self) -> Any:
+        if not self.closing:
+            return super().query_lookupd()
+        return None
+
+    def _on_connection_close(self, conn: Any, **kwargs: Any) -> None:
+        if self.closing:
+            self.conns.pop(conn.id, None)
+            return
+        super()._on_connection_close(conn, **kwargs)
+
+    def _on_connection_error(self, conn: Any, error: Any, **kwargs: Any) -> None:
+        if not self.closing:  # closing our own socket makes pynsq report a framing error
+            super()._on_connection_error(conn, error, **kwargs)
+
+    async def flush_and_close(self, timeout_s: float) -> None:
+        """Close every connection once its buffered FIN/REQ frames are written:
+        tornado drops unwritten data on close, and nsqd would then redeliver."""
+        self.closing = True
+        deadline = time.monotonic() + timeout_s
+        while any(conn.stream and conn.stream.writing() for conn in self.conns.values()):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(_POLL_S)
+        self.close()
+
+
+def backoff_delay(attempts: int, settings: NsqSettings) -> float:
+    """Seconds before the next try: base, 2 x base, 4 x base... capped."""
+    return float(min(settings.backoff_base_s * 2 ** max(attempts - 1, 0), settings.backoff_max_s))
+
+
+@dataclass
+class Consumer(Generic[M]):
+    """A running subscription of one handler to one topic/channel."""
+
+    topic: Topic[M]
+    channel: str
+    handler: Handler[M]
+    publisher: NsqPublisher
+    settings: NsqSettings
+    max_in_flight: int
+    on_give_up: GiveUp[M] | None = None
+
+    def __post_init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._draining = False
+        self._dead_letters = dead_letter_topic(self.topic.name, self.settings.dead_letter_suffix)
+        addresses = {"lookupd_http_addresses": list(self.settings.lookupd_http_addresses)}
+        if not self.settings.lookupd_http_addresses:
+            addresses = {"nsqd_tcp_addresses": list(self.settings.nsqd_tcp_addresses)}
+        self._reader = _ClosableReader(
+            topic=self.topic.name,
+            channel=self.channel,
+            message_handler=self._on_message,
+            max_tries=0,  # attempts are counted here, so pynsq never drops a message itself
+            max_in_flight=self.max_in_flight,
+            lookupd_poll_interval=self.settings.lookupd_poll_interval_s,
+            msg_timeout=self.settings.msg_timeout_s,
+            requeue_delay=int(self.settings.backoff_base_s),
+            **addresses,
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def connected(self) -> bool:
+        return any(conn.connected() for conn in self._reader.conns.values())
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout_s or self.settings.connect_timeout_s)
+        while not self.connected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"consumer of {self.topic.name}/{self.channel} found no nsqd")
+            await asyncio.sleep(_POLL_S)
+
+    def set_max_in_flight(self, value: int) -> None:
+        self._reader.set_max_in_flight(value)
+
+    async def drain(self) -> None:
+        """Take no more messages, let in-flight handlers finish (or give them back), close."""
+        self._draining = True
+        self._reader.set_max_in_flight(0)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._reader.flush_and_close(timeout_s=5.0)
+        log.info("consumer_closed", topic=self.topic.name, channel=self.channel)
+
+    def _on_message(self, message: Any) -> None:
+        message.enable_async()
+        if self._draining:
+            # RDY 0 was sent, but nsqd may have already pushed this one: hand it back now.
+            message.requeue(time_ms=0, backoff=False)
+            return
+        task = asyncio.get_running_loop().create_task(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, message: Any) -> None:
+        started = time.monotonic()
+        delivery = Delivery(message)
+        with structlog.contextvars.bound_contextvars(
+            topic=self.topic.name, channel=self.channel, msg_id=delivery.message_id, attempts=delivery.attempts
+        ):
+            try:
+                payload = self.topic.decode(message.body)
+            except DecodeError as error:
+                log.warning("message_rejected", error=str(error))
+                await self._dead_letter(message, None, str(error), started)
+                return
+            with structlog.contextvars.bound_contextvars(**_log_context(payload)):
+                await self._run_handler(message, delivery, payload, started)
+
+    async def _run_handler(self, message: Any, delivery: Delivery, payload: M, started: float) -> None:
+        keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(delivery))
+        try:
+            await self.handler(payload, delivery)
+        except asyncio.CancelledError:
+            # Drain ran out of time: give the message back for another consumer.
+            _respond(message, "requeue", time_ms=0, backoff=False)
+            log.warning("message_requeued", reason="shutdown", seconds=_since(started))
+            raise
+        except PermanentError as error:
+            await self._dead_letter(message, payload, f"{type(error).__name__}: {error}", started)
+        except Exception as error:  # noqa: BLE001  # any other failure is worth another try
+            cause = f"{type(error).__name__}: {error}"
+            if delivery.attempts >= self.settings.max_attempts:
+                await self._dead_letter(
+                    message, payload, f"gave up after {delivery.attempts} attempts: {cause}", started
+                )
+            else:
+                delay = backoff_delay(delivery.attempts, self.settings)
+                _respond(message, "requeue", time_ms=int(delay * 1000), backoff=False)
+                log.warning("message_requeued", error=cause, delay_s=delay, seconds=_since(started))
+        else:
+            _respond(message, "finish")
+            log.info("message_done", seconds=_since(started))
+        finally:
+            keep_alive.cancel()
+
+    async def _dead_letter(self, message: Any, payload: M | None, cause: str, started: float) -> None:
+        attempts = int(message.attempts)
+        letter = DeadLetter(
+            topic=self.topic.name,
+            channel=self.channel,
+            body=message.body.decode(errors="replace"),
+            cause=cause,
+            attempts=attempts,
+        )
+        try:
+            if payload is not None and self.on_give_up is not None:
+                await self.on_give_up(payload, cause, attempts)
+            await self.publisher.publish(self._dead_letters, letter)
+        except Exception as error:  # noqa: BLE001  # never drop: try again later instead
+            delay = backoff_delay(attempts, self.settings)
+            _respond(message, "requeue", time_ms=int(delay * 1000), backoff=False)
+            log.error("dead_letter_failed", cause=cause, error=f"{type(error).__name__}: {error}", delay_s=delay)
+            return
+        _respond(message, "finish")
+        log.error("message_failed", cause=cause, dead_letter_topic=self._dead_letters.name, seconds=_since(started))
+
+    async def _keep_alive(self, delivery: Delivery) -> None:
+        interval = self.settings.msg_timeout_s / 2
+        while True:
+            await asyncio.sleep(interval)
+            delivery.touch()
+
+
+def _respond(message: Any, verb: str, **kwargs: Any) -> None:
+    if not message.has_responded():
+        getattr(message, verb)(**kwargs)
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
+def _log_context(payload: object) -> dict[str, object]:
+    return {key: getattr(payload, key) for key in ("job_id", "doc_id", "page", "node_id") if hasattr(payload, key)}
+
+
+@contextlib.asynccontextmanager
+async def consuming(
+    topic: Topic[M],
+    channel: str,
+    handler: Handler[M],
+    *,
+    publisher: NsqPublisher,
+    settings: NsqSettings,
+    max_in_flight: int = 1,
+    on_give_up: GiveUp[M] | None = None,
+) -> AsyncIterator[Consumer[M]]:
+    """Consume `topic` on `channel` for the duration of the block, then drain and close."""
+    consumer = Consumer(topic, channel, handler, publisher, settings, max_in_flight, on_give_up)
+    try:
+        yield consumer
+    finally:
+        await asyncio.shield(consumer.drain())
+
+
+# --- nsqd's HTTP API ------------------------------------------------------------------
+
+
+class NsqAdmin:
+    """Create topics/channels before use and read stats, over nsqd's HTTP port."""
+
+    def __init__(self, session: aiohttp.ClientSession, nsqd_http_address: str) -> None:
+        self._session = session
+        self._base = f"http://{nsqd_http_address}"
+
+    async def create_topic(self, topic: str) -> None:
+        await self._post("/topic/create", topic=topic)
+
+    async def create_channel(self, topic: str, channel: str) -> None:
+        """A channel made before publishing receives every message (one made later does not)."""
+        await self.create_topic(topic)
+        await self._post("/channel/create", topic=topic, channel=channel)
+
+    async def stats(self, topic: str | None = None) -> dict[str, Any]:
+        params = {"format": "json", **({"topic": topic} if topic else {})}
+        async with self._session.get(f"{self._base}/stats", params=params) as response:
+            response.raise_for_status()
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def channel_stats(self, topic: str, channel: str) -> dict[str, Any] | None:
+        for entry in (await self.stats(topic)).get("topics", []):
+            if entry["topic_name"] == topic:
+                for stats in entry["channels"]:
+                    if stats["channel_name"] == channel:
+                        result: dict[str, Any] = stats
+                        return result
+        return None
+
+    async def _post(self, path: str, **params: str) -> None:
+        async with self._session.post(f"{self._base}{path}", params=params) as response:
+            if response.status != 200:
+                raise PublishError(f"nsqd {path} {params}: {response.status} {await response.text()}")

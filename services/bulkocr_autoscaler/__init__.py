@@ -1,0 +1,1 @@
+"""bulkocr autoscaler service."""

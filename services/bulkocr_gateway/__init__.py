@@ -1,0 +1,1 @@
+"""bulkocr gateway service."""

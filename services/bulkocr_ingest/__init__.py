@@ -1,0 +1,1 @@
+"""bulkocr ingest service."""

@@ -1,0 +1,1 @@
+"""bulkocr ocr_worker service."""

@@ -1,0 +1,84 @@
+"""Real servers for the integration tier: nsqlookupd, nsqd, nsqadmin and FerretDB (or mongod),
+built by `make servers` and started here on free loopback ports. A server that cannot start
+fails the tests that need it; nothing is skipped and nothing is faked."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+
+from bulkocr.mongo import Database, JobStore, connect_mongo
+from bulkocr.nsq import NsqAdmin, NsqPublisher
+from bulkocr.servers import LocalServers
+from bulkocr.settings import MongoSettings, NsqSettings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServers]:
+    with LocalServers(tmp_path_factory.mktemp("servers")) as running:
+        yield running
+
+
+def nsq_settings_for(servers: LocalServers, **overrides: object) -> NsqSettings:
+    a = servers.addresses
+    values: dict[str, object] = {
+        "nsqd_tcp_addresses": [f"{a.host}:{a.nsqd_tcp}"],
+        "nsqd_http_address": f"{a.host}:{a.nsqd_http}",
+        "lookupd_http_addresses": [f"{a.host}:{a.nsqlookupd_http}"],
+        "lookupd_poll_interval_s": 1,
+        "backoff_base_s": 0.2,
+        "backoff_max_s": 2.0,
+        "drain_timeout_s": 10.0,
+        "publish_timeout_s": 5.0,
+        "connect_timeout_s": 10.0,
+        "reconnect_interval_s": 0.2,
+        **overrides,
+    }
+    return NsqSettings.model_validate(values)
+
+
+@pytest.fixture
+def nsq_settings(servers: LocalServers) -> NsqSettings:
+    return nsq_settings_for(servers)
+
+
+@pytest.fixture
+def topic_name() -> str:
+    """A topic of its own for each test, so tests never see each other's messages."""
+    return f"test.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def publisher(nsq_settings: NsqSettings) -> AsyncIterator[NsqPublisher]:
+    async with NsqPublisher(nsq_settings) as connected:
+        yield connected
+
+
+@pytest.fixture
+async def nsq_admin(nsq_settings: NsqSettings) -> AsyncIterator[NsqAdmin]:
+    async with aiohttp.ClientSession() as session:
+        yield NsqAdmin(session, nsq_settings.nsqd_http_address)
+
+
+@pytest.fixture
+def mongo_settings(servers: LocalServers) -> MongoSettings:
+    return MongoSettings(url=servers.addresses.mongo_url, database=f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def db(mongo_settings: MongoSettings) -> AsyncIterator[Database]:
+    async with connect_mongo(mongo_settings) as database:
+        yield database
+        await database.client.drop_database(database.name)
+
+
+@pytest.fixture
+async def store(db: Database) -> JobStore:
+    job_store = JobStore(db)
+    await job_store.ensure_indexes()
+    return job_store

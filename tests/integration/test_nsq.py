@@ -1,0 +1,238 @@
+"""The NSQ adapter against real nsqd and nsqlookupd: delivery, retries, dead letters, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import pytest
+from structlog.testing import capture_logs
+
+from bulkocr.contracts import DeadLetter, Message, Topic, dead_letter_topic
+from bulkocr.errors import PermanentError, PublishError
+from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
+from bulkocr.servers import LocalServers
+from bulkocr.settings import NsqSettings
+from tests.integration.conftest import nsq_settings_for
+from tests.waiting import eventually
+
+
+class Ping(Message):
+    n: int
+
+
+CHANNEL = "test"
+
+
+@pytest.fixture
+async def ping_topic(topic_name: str, nsq_admin: NsqAdmin) -> Topic[Ping]:
+    """A fresh topic whose channel (and dead-letter channel) exist before anything is published."""
+    await nsq_admin.create_channel(topic_name, CHANNEL)
+    await nsq_admin.create_channel(dead_letter_topic(topic_name).name, CHANNEL)
+    return Topic(topic_name, Ping)
+
+
+async def collect_dead_letters(
+    topic: Topic[Ping], publisher: NsqPublisher, settings: NsqSettings, into: list[DeadLetter]
+) -> None:
+    async def keep(letter: DeadLetter, delivery: Delivery) -> None:
+        into.append(letter)
+
+    async with consuming(dead_letter_topic(topic.name), CHANNEL, keep, publisher=publisher, settings=settings):
+        await asyncio.Event().wait()
+
+
+async def test_messages_round_trip_through_lookupd_discovery(ping_topic, publisher, nsq_settings):
+    """A consumer that knows only nsqlookupd finds nsqd and gets every message, decoded."""
+    received: list[Ping] = []
+
+    async def handle(ping: Ping, delivery: Delivery) -> None:
+        received.append(ping)
+
+    settings = nsq_settings.model_copy(update={"nsqd_tcp_addresses": ["127.0.0.1:1"]})
+    async with consuming(ping_topic, CHANNEL, handle, publisher=publisher, settings=settings, max_in_flight=2):
+        for n in range(3):
+            await publisher.publish(ping_topic, Ping(n=n))
+        await eventually(lambda: len(received) == 3, what="three messages")
+    assert sorted(p.n for p in received) == [0, 1, 2]
+
+
+async def test_failed_handler_is_requeued_with_backoff_delay(ping_topic, publisher, servers):
+    """An exception requeues the message with a delay (REQ), and it comes back as attempt 2."""
+    settings = nsq_settings_for(servers, backoff_base_s=1.0)
+    seen: list[tuple[int, float]] = []
+
+    async def flaky(ping: Ping, delivery: Delivery) -> None:
+        seen.append((delivery.attempts, time.monotonic()))
+        if delivery.attempts == 1:
+            raise RuntimeError("database briefly away")
+
+    async with consuming(ping_topic, CHANNEL, flaky, publisher=publisher, settings=settings):
+        await publisher.publish(ping_topic, Ping(n=1))
+        await eventually(lambda: len(seen) == 2, what="the redelivery")
+    assert [attempt for attempt, _ in seen] == [1, 2]
+    assert seen[1][1] - seen[0][1] >= 0.9
+
+
+async def test_exhausted_attempts_go_to_the_dead_letter_topic(ping_topic, publisher, servers, nsq_admin):
+    """After max attempts the message is kept on `<topic>.dlq` with its cause, and not retried again."""
+    settings = nsq_settings_for(servers, max_attempts=3, backoff_base_s=0.1)
+    calls: list[int] = []
+    letters: list[DeadLetter] = []
+
+    async def always_fails(ping: Ping, delivery: Delivery) -> None:
+        calls.append(delivery.attempts)
+        raise RuntimeError("engine crashed")
+
+    dlq = asyncio.create_task(collect_dead_letters(ping_topic, publisher, settings, letters))
+    async with consuming(ping_topic, CHANNEL, always_fails, publisher=publisher, settings=settings):
+        await publisher.publish(ping_topic, Ping(n=7))
+        await eventually(lambda: len(letters) == 1, what="the dead letter")
+        stats = await nsq_admin.channel_stats(ping_topic.name, CHANNEL)
+    dlq.cancel()
+    assert calls == [1, 2, 3]
+    assert stats is not None
+    assert stats["depth"] == stats["in_flight_count"] == stats["deferred_count"] == 0
+    letter = letters[0]
+    assert letter.topic == ping_topic.name
+    assert letter.attempts == 3
+    assert "gave up after 3 attempts" in letter.cause
+    assert "engine crashed" in letter.cause
+    assert Ping.model_validate_json(letter.body) == Ping(n=7)
+
+
+async def test_permanent_error_is_dead_lettered_at_once_and_reported(ping_topic, publisher, nsq_settings):
+    """A PermanentError is not retried: the give-up hook hears the cause, then the dead-letter topic keeps it."""
+    letters: list[DeadLetter] = []
+    given_up: list[tuple[Ping, str, int]] = []
+
+    async def refuses(ping: Ping, delivery: Delivery) -> None:
+        raise PermanentError("not a PDF")
+
+    async def on_give_up(ping: Ping, cause: str, attempts: int) -> None:
+        given_up.append((ping, cause, attempts))
+
+    dlq = asyncio.create_task(collect_dead_letters(ping_topic, publisher, nsq_settings, letters))
+    async with consuming(
+        ping_topic, CHANNEL, refuses, publisher=publisher, settings=nsq_settings, on_give_up=on_give_up
+    ):
+        await publisher.publish(ping_topic, Ping(n=1))
+        await eventually(lambda: len(letters) == 1, what="the dead letter")
+    dlq.cancel()
+    assert given_up == [(Ping(n=1), "PermanentError: not a PDF", 1)]
+    assert letters[0].attempts == 1
+
+
+async def test_malformed_message_is_rejected_with_a_log_line_not_retried(ping_topic, publisher, nsq_settings):
+    """A body that is not a valid payload never reaches the handler; it is logged and dead-lettered."""
+    handled: list[Ping] = []
+    letters: list[DeadLetter] = []
+
+    async def handle(ping: Ping, delivery: Delivery) -> None:
+        handled.append(ping)
+
+    dlq = asyncio.create_task(collect_dead_letters(ping_topic, publisher, nsq_settings, letters))
+    with capture_logs() as logs:
+        async with consuming(ping_topic, CHANNEL, handle, publisher=publisher, settings=nsq_settings):
+            await publisher.publish_body(ping_topic.name, b'{"v": 1, "n": "seven", "extra": true}')
+            await eventually(lambda: len(letters) == 1, what="the dead letter")
+    dlq.cancel()
+    assert handled == []
+    assert letters[0].attempts == 1
+    assert "not a valid Ping" in letters[0].cause
+    assert any(entry["event"] == "message_rejected" for entry in logs)
+
+
+async def test_drain_finishes_in_flight_work_and_leaves_the_rest_queued(ping_topic, publisher, nsq_settings, nsq_admin):
+    """Leaving `consuming` stops intake, lets in-flight handlers finish and FIN, and loses nothing:
+    a second consumer gets exactly the messages the first never started."""
+    started: list[int] = []
+    finished: list[int] = []
+
+    async def slow(ping: Ping, delivery: Delivery) -> None:
+        started.append(ping.n)
+        await asyncio.sleep(0.5)
+        finished.append(ping.n)
+
+    await publisher.publish_many(ping_topic, [Ping(n=n) for n in range(20)])
+    async with consuming(ping_topic, CHANNEL, slow, publisher=publisher, settings=nsq_settings, max_in_flight=4):
+        await eventually(lambda: len(started) >= 4, what="four messages in flight")
+    assert sorted(started) == sorted(finished)
+
+    async def nothing_in_flight() -> bool:
+        stats = await nsq_admin.channel_stats(ping_topic.name, CHANNEL)
+        return stats is not None and stats["in_flight_count"] == 0 and stats["depth"] == 20 - len(finished)
+
+    await eventually(nothing_in_flight, timeout_s=5, what="nsqd to record the FINs")
+
+    async with consuming(ping_topic, CHANNEL, slow, publisher=publisher, settings=nsq_settings, max_in_flight=8):
+        await eventually(lambda: len(finished) >= 20, what="the rest of the messages")
+    assert Counter(finished) == Counter(range(20))
+
+
+async def test_long_handler_is_touched_instead_of_redelivered(ping_topic, publisher, servers, nsq_admin):
+    """A handler that runs for three message timeouts is TOUCHed, so nsqd neither times it out nor redelivers."""
+    settings = nsq_settings_for(servers, msg_timeout_s=1.0)
+    attempts: list[int] = []
+
+    async def long_work(ping: Ping, delivery: Delivery) -> None:
+        attempts.append(delivery.attempts)
+        await asyncio.sleep(3.0)
+
+    async with consuming(ping_topic, CHANNEL, long_work, publisher=publisher, settings=settings):
+        await publisher.publish(ping_topic, Ping(n=1))
+        await eventually(lambda: len(attempts) == 1, what="the delivery")
+        await asyncio.sleep(3.5)
+        stats = await nsq_admin.channel_stats(ping_topic.name, CHANNEL)
+    assert attempts == [1]
+    assert stats is not None
+    assert stats["timeout_count"] == 0
+
+
+async def test_multi_publish_splits_large_batches_and_delivers_all(ping_topic, publisher, nsq_admin):
+    """publish_many sends more messages than one MPUB may carry, and nsqd holds every one."""
+    await publisher.publish_many(ping_topic, [Ping(n=n) for n in range(1200)])
+    stats = await nsq_admin.channel_stats(ping_topic.name, CHANNEL)
+    assert stats is not None
+    assert stats["depth"] == 1200
+
+
+async def test_deferred_publish_arrives_after_its_delay(ping_topic, publisher, nsq_settings):
+    """DPUB holds a message back for the given delay."""
+    arrived: list[float] = []
+
+    async def handle(ping: Ping, delivery: Delivery) -> None:
+        arrived.append(time.monotonic())
+
+    async with consuming(ping_topic, CHANNEL, handle, publisher=publisher, settings=nsq_settings):
+        sent = time.monotonic()
+        await publisher.publish_deferred(ping_topic, Ping(n=1), delay_s=1.0)
+        await eventually(lambda: len(arrived) == 1, what="the deferred message")
+    assert arrived[0] - sent >= 0.9
+
+
+async def test_publish_without_nsqd_fails_clearly_instead_of_hanging():
+    """With no nsqd to talk to, publishing raises PublishError within its timeout."""
+    settings = NsqSettings(nsqd_tcp_addresses=["127.0.0.1:1"], publish_timeout_s=1.0, connect_timeout_s=1.0)
+    publisher = NsqPublisher(settings)
+    started = time.monotonic()
+    with pytest.raises(PublishError, match="no connection to nsqd"):
+        await publisher.publish(Topic("test.nowhere", Ping), Ping(n=1))
+    publisher.close()
+    assert time.monotonic() - started < 5
+
+
+async def test_publisher_reconnects_after_nsqd_restarts(tmp_path):
+    """Stopping nsqd makes publishing fail; once nsqd is back on its port, publishing works again."""
+    with LocalServers(tmp_path) as own:
+        settings = nsq_settings_for(own, publish_timeout_s=1.0, connect_timeout_s=1.0)
+        async with NsqPublisher(settings) as publisher:
+            topic = Topic("test.restart", Ping)
+            await publisher.publish(topic, Ping(n=1))
+            own.stop_server("nsqd")
+            with pytest.raises(PublishError):
+                await publisher.publish(topic, Ping(n=2))
+            own.start_server("nsqd")
+            await publisher.wait_connected(10)
+            await publisher.publish(topic, Ping(n=3))
