@@ -1,0 +1,3 @@
+from bulkocr_ocr_worker.service import main
+
+main()

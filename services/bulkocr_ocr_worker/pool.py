@@ -1,0 +1,97 @@
+"""OCR in a pool of processes, so the event loop keeps NSQ heartbeats and TOUCHes flowing.
+
+Each pool process builds an engine once (on first use of its name) and reads pages with
+`read_page`. The parent sends PNG bytes and gets the page model back as JSON. A process
+that dies (killed, out of memory) breaks the pool; the pool is then rebuilt and the page
+is retried through NSQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from bulkocr_ocr_worker.engines import OcrEngine, make_engine, read_page
+
+EngineSettings = dict[str, dict[str, Any]]
+
+
+class PageUnreadable(Exception):
+    """The page image cannot be decoded: retrying will not help."""
+
+
+class OcrProcessDied(RuntimeError):
+    """The process reading the page died; the page can be tried again."""
+
+
+# Per pool process, never in the service process: engines loaded on first use of each name.
+_engines: dict[str, OcrEngine] = {}
+_settings: EngineSettings = {}
+
+
+def _start_process(settings: EngineSettings, preload: str) -> None:
+    _settings.update(settings)
+    if preload:
+        _engine(preload)
+
+
+def _engine(name: str) -> OcrEngine:
+    if name not in _engines:
+        _engines[name] = make_engine(name, **_settings.get(name, {}))
+    return _engines[name]
+
+
+def _read(png: bytes, engine: str, language: str | None, dpi: int) -> tuple[str, float]:
+    started = time.perf_counter()
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            image.load()
+            page = read_page(_engine(engine), image, language=language, dpi=dpi)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise PageUnreadable(f"page image cannot be read: {error}") from error
+    return page.model_dump_json(), time.perf_counter() - started
+
+
+class OcrPool:
+    """A process pool of a fixed size; `read()` awaits one page."""
+
+    def __init__(self, processes: int, engine_settings: EngineSettings, preload: str) -> None:
+        self.processes = processes
+        self._engine_settings = engine_settings
+        self._preload = preload
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the parent runs an event loop and sockets a child must not inherit.
+        return ProcessPoolExecutor(
+            max_workers=self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_process,
+            initargs=(self._engine_settings, self._preload),
+        )
+
+    async def read(self, png: bytes, *, engine: str, language: str | None, dpi: int) -> tuple[str, float]:
+        """The page model as JSON and the seconds it took."""
+        executor = self._executor
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, _read, png, engine, language, dpi)
+        except BrokenProcessPool:
+            if executor is self._executor:
+                executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._new_executor()
+            raise OcrProcessDied("the OCR process died while reading the page") from None
+
+    def pids(self) -> list[int]:
+        processes = getattr(self._executor, "_processes", None) or {}
+        return [pid for pid in processes if pid != os.getpid()]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

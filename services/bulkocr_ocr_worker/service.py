@@ -1,0 +1,190 @@
+"""OCR worker: read one page per message with the job's engine, report the result.
+
+The pool has `BULKOCR_OCR_PROCESSES` processes and the consumer takes exactly that many
+messages at a time. Long pages are TOUCHed by the NSQ adapter. After the last attempt the
+page is reported failed with its cause (and the message is kept on the dead-letter topic).
+Every few seconds the worker sends a heartbeat with its node id (the Swarm node's hostname
+unless `BULKOCR_NODE_ID` says otherwise) and worker id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bulkocr.blobs import BlobStore, make_blob_store
+from bulkocr.contracts import (
+    NODE_HEARTBEAT,
+    PAGE,
+    PAGE_DONE,
+    PAGE_FAILED,
+    NodeHeartbeat,
+    PageDone,
+    PageFailed,
+    PageTask,
+    PageTimings,
+)
+from bulkocr.errors import BlobNotFound, PermanentError
+from bulkocr.log import configure_logging
+from bulkocr.mongo import connect_mongo
+from bulkocr.nsq import Delivery, NsqPublisher, consuming
+from bulkocr.page_model import PageText
+from bulkocr.runtime import shutdown_event
+from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+from bulkocr_ocr_worker.engines import EngineUnavailableError
+from bulkocr_ocr_worker.pool import EngineSettings, OcrPool, PageUnreadable
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "ocr"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BULKOCR_", extra="ignore")
+
+    engine: str = Field(default="rapidocr", description="engine loaded at start; jobs may name another")
+    ocr_processes: int = Field(default=1, gt=0)
+    node_id: str = Field(default_factory=socket.gethostname)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    inline_result_max_bytes: int = Field(default=256 * 1024, gt=0)
+    rapidocr_det_limit_side_len: int = Field(default=1280, gt=0)
+    paddle_det_model_dir: Path | None = None
+    paddle_rec_model_dir: Path | None = None
+
+    def engine_settings(self) -> EngineSettings:
+        settings: EngineSettings = {"rapidocr": {"det_limit_side_len": self.rapidocr_det_limit_side_len}}
+        if self.paddle_det_model_dir and self.paddle_rec_model_dir:
+            settings["paddle"] = {
+                "det_model_dir": self.paddle_det_model_dir,
+                "rec_model_dir": self.paddle_rec_model_dir,
+            }
+        return settings
+
+
+@dataclass
+class WorkerStats:
+    in_flight: int = 0
+    pages_done: int = 0
+    pages_failed: int = 0
+
+
+@dataclass
+class Deps:
+    settings: WorkerSettings
+    worker_id: str
+    pool: OcrPool
+    blobs: BlobStore
+    publisher: NsqPublisher
+    stats: WorkerStats = field(default_factory=WorkerStats)
+
+
+def result_blob_key(task: PageTask) -> str:
+    return f"jobs/{task.job_id}/results/{task.doc_id}/{task.page:05d}.json"
+
+
+async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None:
+    started = time.perf_counter()
+    try:
+        png = await deps.blobs.get(task.image)
+    except BlobNotFound as error:
+        raise PermanentError(str(error)) from error
+    deps.stats.in_flight += 1
+    try:
+        page_json, seconds = await deps.pool.read(png, engine=task.engine, language=task.language, dpi=task.dpi)
+    except (PageUnreadable, EngineUnavailableError, ValueError) as error:
+        raise PermanentError(str(error)) from error
+    finally:
+        deps.stats.in_flight -= 1
+    done = PageDone(
+        job_id=task.job_id,
+        doc_id=task.doc_id,
+        page=task.page,
+        node_id=deps.settings.node_id,
+        worker_id=deps.worker_id,
+        attempts=delivery.attempts,
+        timings=PageTimings(recognition_s=round(seconds, 3), total_s=round(time.perf_counter() - started, 3)),
+    )
+    if len(page_json) <= deps.settings.inline_result_max_bytes:
+        done = done.model_copy(update={"result": PageText.model_validate_json(page_json)})
+    else:  # large pages travel by reference: nsqd refuses messages over 1 MiB
+        await deps.blobs.put(result_blob_key(task), page_json.encode())
+        done = done.model_copy(update={"result_blob": result_blob_key(task)})
+    await deps.publisher.publish(PAGE_DONE, done)
+    deps.stats.pages_done += 1
+    log.info("page_ocr_done", seconds=done.timings.total_s)
+
+
+async def report_failure(task: PageTask, cause: str, attempts: int, *, deps: Deps) -> None:
+    failed = PageFailed(
+        job_id=task.job_id,
+        doc_id=task.doc_id,
+        page=task.page,
+        node_id=deps.settings.node_id,
+        worker_id=deps.worker_id,
+        attempts=attempts,
+        error=cause,
+    )
+    await deps.publisher.publish(PAGE_FAILED, failed)
+    deps.stats.pages_failed += 1
+
+
+async def send_heartbeats(deps: Deps) -> None:
+    while True:
+        beat = NodeHeartbeat(
+            node_id=deps.settings.node_id,
+            worker_id=deps.worker_id,
+            engine=deps.settings.engine,
+            in_flight=deps.stats.in_flight,
+            pages_done=deps.stats.pages_done,
+            pages_failed=deps.stats.pages_failed,
+        )
+        try:
+            await deps.publisher.publish(NODE_HEARTBEAT, beat)
+        except Exception as error:  # noqa: BLE001  # a missed heartbeat must not stop the worker
+            log.warning("heartbeat_failed", error=str(error))
+        await asyncio.sleep(deps.settings.heartbeat_interval_s)
+
+
+async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
+    stop = shutdown_event()
+    worker_id = f"{settings.node_id}-{os.getpid()}"
+    structlog.contextvars.bind_contextvars(node_id=settings.node_id, worker_id=worker_id)
+    pool = OcrPool(settings.ocr_processes, settings.engine_settings(), preload=settings.engine)
+    try:
+        async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
+            deps = Deps(settings, worker_id, pool, make_blob_store(blob, db), publisher)
+            heartbeats = asyncio.create_task(send_heartbeats(deps))
+
+            async def handler(task: PageTask, delivery: Delivery) -> None:
+                await handle_page(task, delivery, deps=deps)
+
+            async def on_give_up(task: PageTask, cause: str, attempts: int) -> None:
+                await report_failure(task, cause, attempts, deps=deps)
+
+            async with consuming(
+                PAGE,
+                CHANNEL,
+                handler,
+                publisher=publisher,
+                settings=nsq,
+                max_in_flight=settings.ocr_processes,
+                on_give_up=on_give_up,
+            ):
+                log.info("service_started", engine=settings.engine, processes=settings.ocr_processes)
+                await stop.wait()
+            heartbeats.cancel()
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
+def main() -> None:
+    configure_logging(load(LogSettings), service="ocr-worker")
+    asyncio.run(run(load(WorkerSettings), load(NsqSettings), load(MongoSettings), load(BlobSettings)))

@@ -1,0 +1,136 @@
+"""The engines behind OcrEngine, the factory, and read_page: the real rapidocr engine on real scans."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bulkocr_ocr_worker import engines
+from bulkocr_ocr_worker.engines import (
+    ENGINES,
+    EngineUnavailableError,
+    NullEngine,
+    PaddleEngine,
+    RapidOcrEngine,
+    make_engine,
+    read_page,
+)
+from tests.ocr_quality import TEST_DATA, character_error_rate
+
+
+@pytest.fixture(scope="module")
+def rapidocr_engine() -> RapidOcrEngine:
+    return RapidOcrEngine()
+
+
+@pytest.fixture(scope="module")
+def typewriter() -> Image.Image:
+    with Image.open(TEST_DATA / "typewriter.png") as image:
+        return image.convert("L")
+
+
+@pytest.fixture(scope="module")
+def typewriter_truth() -> str:
+    return (TEST_DATA / "typewriter.txt").read_text(encoding="utf-8")
+
+
+def test_null_engine_returns_an_empty_page_of_the_image_size() -> None:
+    """NullEngine recognises nothing but reports the page's size, dpi and its own name."""
+    page = NullEngine().recognize(Image.new("L", (300, 200), 255), language="en", dpi=150)
+
+    assert (page.width, page.height, page.dpi, page.engine) == (300, 200, 150, "null")
+    assert page.blocks == []
+    assert page.text == ""
+
+
+def test_read_page_takes_null_engine_pages_as_they_are() -> None:
+    """read_page does no orientation detection for an engine without a line detector: rotation stays 0."""
+    page = read_page(NullEngine(), Image.new("1", (400, 300), 1), language=None, dpi=200)
+
+    assert (page.width, page.height, page.rotation, page.dpi) == (400, 300, 0, 200)
+
+
+def test_make_engine_builds_registered_engines() -> None:
+    """The registry names every engine, and make_engine builds one by name."""
+    assert set(ENGINES) == {"null", "rapidocr", "paddle"}
+    assert isinstance(make_engine("null"), NullEngine)
+
+
+def test_make_engine_rejects_unknown_names() -> None:
+    """An unknown engine name fails with the list of known ones."""
+    with pytest.raises(ValueError, match="known: null, paddle, rapidocr"):
+        make_engine("tesseract")
+
+
+def test_paddle_engine_needs_local_model_directories(tmp_path: Path) -> None:
+    """PaddleEngine refuses to start without local model directories, before touching paddleocr."""
+    with pytest.raises(EngineUnavailableError, match=r"detection model directory with inference\.yml"):
+        PaddleEngine(det_model_dir=tmp_path / "det", rec_model_dir=tmp_path / "rec")
+
+
+def test_paddle_engine_says_when_paddleocr_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With model directories present but no paddleocr package, PaddleEngine fails with a clear error,
+    having first switched off paddlex's model-hub probe."""
+    for name in ("det", "rec"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "inference.yml").write_text("Global: {}\n")
+    monkeypatch.setitem(sys.modules, "paddleocr", None)  # makes `import paddleocr` fail, installed or not
+    monkeypatch.delenv("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", raising=False)
+
+    with pytest.raises(EngineUnavailableError, match="paddleocr is not installed"):
+        PaddleEngine(det_model_dir=tmp_path / "det", rec_model_dir=tmp_path / "rec")
+    assert os.environ["PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK"] == "True"
+
+
+def test_rapidocr_engine_refuses_to_run_without_bundled_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the rapidocr wheel lacks the PP-OCRv6 files, the engine fails at load instead of downloading."""
+    monkeypatch.setattr(engines, "RAPIDOCR_DET_MODEL", "PP-OCRv6_det_missing.onnx")
+
+    with pytest.raises(EngineUnavailableError, match="lacks bundled models"):
+        RapidOcrEngine()
+
+
+def test_rapidocr_engine_reads_a_typewritten_page(
+    rapidocr_engine: RapidOcrEngine, typewriter: Image.Image, typewriter_truth: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A one-column typewritten page comes back in order (under 2 % character errors), with word boxes inside
+    their lines, and the engine prints nothing."""
+    page = rapidocr_engine.recognize(typewriter, language="nl", dpi=300)
+
+    assert character_error_rate(page.text, typewriter_truth) <= 0.02
+    assert (page.width, page.height, page.rotation) == (typewriter.width, typewriter.height, 0)
+    assert page.engine.startswith("rapidocr 3.10.0")
+    assert page.lines[0].text.startswith("Linzensoep")
+    for line in page.lines:
+        assert line.words
+        assert "".join(word.text for word in line.words) == line.text.replace(" ", "")
+        for word in line.words:
+            assert line.box.x0 - 2 <= word.box.x0 <= word.box.x1 <= line.box.x1 + 2
+    assert capfd.readouterr().out == ""
+
+
+def test_read_page_turns_a_page_lying_on_its_side_upright(
+    rapidocr_engine: RapidOcrEngine, typewriter: Image.Image, typewriter_truth: str
+) -> None:
+    """A page scanned turned 90° counter-clockwise is read after turning it 90° clockwise: the result says
+    rotation 90 and its coordinates are those of the upright page."""
+    lying = typewriter.rotate(90, expand=True)  # PIL turns counter-clockwise
+
+    page = read_page(rapidocr_engine, lying, language=None, dpi=300)
+
+    assert page.rotation == 90
+    assert (page.width, page.height) == (typewriter.width, typewriter.height)
+    assert character_error_rate(page.text, typewriter_truth) <= 0.02
+
+
+def test_blank_page_reads_as_empty_and_silent(capfd: pytest.CaptureFixture[str]) -> None:
+    """A fresh engine loads its models and reads a blank page as no text, writing nothing to stdout or stderr."""
+    page = read_page(RapidOcrEngine(), Image.new("L", (1275, 1650), 255), language=None, dpi=150)
+
+    assert page.blocks == []
+    assert page.rotation == 0
+    assert capfd.readouterr() == ("", "")
