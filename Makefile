@@ -23,8 +23,16 @@ servers: $(SERVERS)
 $(SERVERS) &: deploy/build-servers.sh deploy/tools/go.mod deploy/tools/go.sum
 	bash deploy/build-servers.sh
 
+# `make run`: bring everything up on loopback, OCR the sample scans, write their text to
+# out/samples/, and bring everything down again.
+PORT ?= 8080
+RUN_TOKEN ?= local-dev-token
 run: setup
-	$(BIN)/bulkocr servers
+	-$(BIN)/bulkocr down >/dev/null 2>&1
+	BULKOCR_API_TOKENS=local:$(RUN_TOKEN) $(BIN)/bulkocr up --detach --workers 2 --port $(PORT)
+	BULKOCR_TOKEN=$(RUN_TOKEN) BULKOCR_URL=http://127.0.0.1:$(PORT) \
+	  $(BIN)/bulkocr submit samples/*.png samples/*.pdf --wait --out out/samples; \
+	  status=$$?; $(BIN)/bulkocr down; exit $$status
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -43,4 +51,4 @@ test: setup lint typecheck
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .bulkocr out .mypy_cache .ruff_cache .pytest_cache

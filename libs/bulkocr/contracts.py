@@ -82,13 +82,23 @@ class JobSubmitted(Message):
     options: JobOptions
 
 
+class ArchiveMember(Message):
+    doc_id: str
+    filename: str
+
+
 class DocumentPlanned(Message):
-    """Ingest's word on one document: how many pages it has, or why it cannot be read."""
+    """Ingest's word on one document: how many pages it has, or why it cannot be read.
+
+    An archive (zip) has no pages itself: it names the documents it expanded into, each of
+    which gets a DocumentPlanned of its own (with its filename, being new to the job)."""
 
     job_id: str
     doc_id: str
+    filename: str | None = None
     pages: int = Field(default=0, ge=0)
     error: str | None = None
+    members: tuple[ArchiveMember, ...] = ()
 
 
 class PageTask(Message):

@@ -12,7 +12,9 @@ from bulkocr.settings import NsqSettings
 from tests.waiting import eventually
 
 
-def page_done(page: int, *, node: str = "node-a", seconds: float = 2.0) -> PageDone:
+def page_done(
+    page: int, *, node: str = "node-a", seconds: float = 2.0, job_id: str = "job-1", doc_id: str = "doc-1"
+) -> PageDone:
     box = Box(x0=10, y0=10, x1=200, y1=40)
     text = PageText(
         width=1000,
@@ -21,8 +23,8 @@ def page_done(page: int, *, node: str = "node-a", seconds: float = 2.0) -> PageD
         blocks=[Block(box=box, lines=[Line(text=f"page {page}", box=box, confidence=0.9)])],
     )
     return PageDone(
-        job_id="job-1",
-        doc_id="doc-1",
+        job_id=job_id,
+        doc_id=doc_id,
         page=page,
         node_id=node,
         worker_id=f"{node}-w1",
@@ -32,9 +34,9 @@ def page_done(page: int, *, node: str = "node-a", seconds: float = 2.0) -> PageD
     )
 
 
-def page_failed(page: int, *, node: str = "node-a") -> PageFailed:
+def page_failed(page: int, *, node: str = "node-a", job_id: str = "job-1", doc_id: str = "doc-1") -> PageFailed:
     return PageFailed(
-        job_id="job-1", doc_id="doc-1", page=page, node_id=node, worker_id=f"{node}-w1", attempts=3, error="boom"
+        job_id=job_id, doc_id=doc_id, page=page, node_id=node, worker_id=f"{node}-w1", attempts=3, error="boom"
     )
 
 

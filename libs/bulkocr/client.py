@@ -1,0 +1,229 @@
+"""A client for the gateway's HTTP API, and the `bulkocr submit` command built on it.
+
+Uploads stream from disk one chunk at a time (the gateway streams them on into the blob
+store), so submitting a folder of large scans needs no more memory than one chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, TextIO
+
+import aiohttp
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bulkocr.errors import BulkOcrError
+
+FINISHED = frozenset({"completed", "partial", "failed", "cancelled"})
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+_CHUNK_BYTES = 256 * 1024
+# Uploads may take long; only the connect is bounded. Other calls are quick.
+_UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30)
+_CALL_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=30)
+
+Status = dict[str, Any]
+
+
+class ClientSettings(BaseSettings):
+    """Where the gateway is and the token to show it (`BULKOCR_URL`, `BULKOCR_TOKEN`)."""
+
+    model_config = SettingsConfigDict(env_prefix="BULKOCR_", extra="ignore")
+
+    url: str = DEFAULT_URL
+    token: str = Field(default="", repr=False)
+
+
+class GatewayError(BulkOcrError):
+    """The gateway refused a request or could not be reached; the message says which."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    path: Path
+    name: str
+    """The name the gateway records: the file's name, or its path below a submitted folder."""
+
+
+def collect_files(paths: Sequence[Path]) -> list[Upload]:
+    """The files to upload: each file as given, each folder's files (recursively, sorted,
+    hidden ones left out) named by their path from the folder's own name down."""
+    uploads: list[Upload] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
+            uploads.extend(Upload(p, p.relative_to(path.parent).as_posix()) for p in found)
+        elif path.is_file():
+            uploads.append(Upload(path, path.name))
+        else:
+            raise GatewayError(f"{path}: no such file or folder")
+    if not uploads:
+        raise GatewayError("no files to submit")
+    return uploads
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    # Opened only when the upload reaches this file, so a big folder holds one file open.
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, _CHUNK_BYTES):
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+class GatewayClient:
+    """The gateway's job API, authenticated with one owner's token."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
+        self._session = session
+        self._base = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    async def submit(self, uploads: Sequence[Upload], options: Mapping[str, str]) -> str:
+        """Upload the files as one job with the given form options; return its job id."""
+        form = aiohttp.FormData()
+        for upload in uploads:
+            form.add_field(
+                "files", _file_chunks(upload.path), filename=upload.name, content_type="application/octet-stream"
+            )
+        for name, value in options.items():
+            form.add_field(name, value)
+        url = f"{self._base}/api/bulk/jobs"
+        async with self._session.post(url, data=form, headers=self._headers, timeout=_UPLOAD_TIMEOUT) as response:
+            body = await _json(response, expect=202)
+        return str(body["job_id"])
+
+    async def status(self, job_id: str) -> Status:
+        url = f"{self._base}/api/bulk/status/{job_id}"
+        async with self._session.get(url, headers=self._headers, timeout=_CALL_TIMEOUT) as response:
+            return await _json(response, expect=200)
+
+    async def wait(self, job_id: str, on_change: Callable[[Status], None], *, poll_s: float = 1.0) -> Status:
+        """Poll the job until it finishes, calling `on_change` whenever its progress moves."""
+        last: tuple[Any, ...] | None = None
+        while True:
+            status = await self.status(job_id)
+            progress = status["progress"]
+            seen = (status["status"], progress["pages_done"], progress["pages_failed"], progress["pages_total"])
+            if seen != last:
+                on_change(status)
+                last = seen
+            if status["status"] in FINISHED:
+                return status
+            await asyncio.sleep(poll_s)
+
+    async def download_text(self, job_id: str, doc_id: str, destination: Path) -> None:
+        """Stream one document's plain text into `destination`."""
+        url = f"{self._base}/api/bulk/jobs/{job_id}/documents/{doc_id}/text"
+        async with self._session.get(url, headers=self._headers, timeout=_UPLOAD_TIMEOUT) as response:
+            if response.status != 200:
+                await _json(response, expect=200)
+            await asyncio.to_thread(destination.parent.mkdir, parents=True, exist_ok=True)
+            handle = await asyncio.to_thread(destination.open, "wb")
+            try:
+                async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+                    await asyncio.to_thread(handle.write, chunk)
+            finally:
+                await asyncio.to_thread(handle.close)
+
+
+async def _json(response: aiohttp.ClientResponse, *, expect: int) -> Status:
+    """The JSON body of an expected answer; `GatewayError` with the gateway's reason otherwise."""
+    if response.status != expect:
+        try:
+            reason = (await response.json())["error"]
+        except (aiohttp.ContentTypeError, ValueError, KeyError, TypeError):
+            reason = (await response.text())[:200] or response.reason
+        raise GatewayError(f"the gateway answered {response.status}: {reason}")
+    body: Status = await response.json()
+    return body
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str, token: str) -> AsyncIterator[GatewayClient]:
+    if not token:
+        raise GatewayError("no token: set BULKOCR_TOKEN to a token the gateway knows")
+    async with aiohttp.ClientSession() as session:
+        yield GatewayClient(session, url, token)
+
+
+# --- `bulkocr submit` -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    paths: Sequence[Path]
+    url: str
+    token: str
+    options: Mapping[str, str]
+    wait: bool = False
+    out: Path | None = None
+    poll_s: float = 1.0
+
+
+def output_path(folder: Path, filename: str, doc_id: str, taken: set[Path]) -> Path:
+    """Where a document's text goes: `<filename>.txt` under `folder` (never outside it),
+    with the document id added when two documents share a name."""
+    parts = [part for part in PurePosixPath(filename.replace("\\", "/")).parts if part not in ("/", ".", "..")]
+    name = "/".join(parts) or doc_id
+    path = folder / f"{name}.txt"
+    if path in taken:
+        path = folder / f"{name}.{doc_id}.txt"
+    taken.add(path)
+    return path
+
+
+def _progress_line(status: Status) -> str:
+    p = status["progress"]
+    return f"{status['status']}: {p['pages_done']}/{p['pages_total']} pages done, {p['pages_failed']} failed"
+
+
+async def _write_texts(client: GatewayClient, status: Status, folder: Path, out: TextIO) -> None:
+    taken: set[Path] = set()
+    for document in status["documents"]:
+        if not document["pages"]:
+            # Unreadable, or an archive whose pages belong to its member documents.
+            if document["error"]:
+                print(f"skipped {document['filename']}: {document['error']}", file=out)
+            continue
+        path = output_path(folder, document["filename"] or document["doc_id"], document["doc_id"], taken)
+        await client.download_text(status["job_id"], document["doc_id"], path)
+    print(f"texts written to {folder}", file=out)
+
+
+async def submit_command(request: SubmitRequest, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Submit, and with `wait` follow the job and save its texts. Exit code: 0 completed,
+    1 partial, failed or cancelled, 2 when the request could not be made."""
+    try:
+        uploads = collect_files(request.paths)
+        async with connect(request.url, request.token) as client:
+            job_id = await client.submit(uploads, request.options)
+            print(job_id, file=out, flush=True)
+            if not request.wait:
+                return 0
+            final = await client.wait(
+                job_id, lambda status: print(_progress_line(status), file=out, flush=True), poll_s=request.poll_s
+            )
+            folder = request.out or Path("bulkocr-output") / job_id
+            await _write_texts(client, final, folder, out)
+    except GatewayError as error:
+        print(f"bulkocr: {error}", file=err)
+        return 2
+    except (aiohttp.ClientError, TimeoutError) as error:
+        print(f"bulkocr: cannot reach the gateway at {request.url}: {str(error) or type(error).__name__}", file=err)
+        return 2
+    except OSError as error:  # a file to upload or an output folder we cannot use
+        print(f"bulkocr: {error}", file=err)
+        return 2
+    return 0 if final["status"] == "completed" else 1

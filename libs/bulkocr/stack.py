@@ -1,0 +1,224 @@
+"""The whole system on one machine: the servers plus every service as its own process.
+
+Used by `bulkocr up` / `bulkocr down` and by the end-to-end tests. Each service gets the
+caller's `BULKOCR_*` settings plus the addresses of the servers started here. "Healthy"
+means the gateway answers /health and every consumer is subscribed in nsqd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bulkocr.contracts import DOCUMENT_PLANNED, JOB_SUBMITTED, NODE_HEARTBEAT, PAGE, PAGE_DONE, PAGE_FAILED
+from bulkocr.errors import ServerStartError
+from bulkocr.servers import SERVER_NAMES, LocalServers, ServerAddresses
+
+# service name -> (module, the topic/channel it consumes, which tells that it is up)
+SERVICES: dict[str, tuple[str, str, str]] = {
+    "aggregator": ("bulkocr_aggregator", PAGE_DONE.name, "aggregator"),
+    "ingest": ("bulkocr_ingest", JOB_SUBMITTED.name, "ingest"),
+    "gateway": ("bulkocr_gateway", "", ""),
+}
+WORKER_MODULE = "bulkocr_ocr_worker"
+CHANNELS = (
+    (JOB_SUBMITTED.name, "ingest"),
+    (PAGE.name, "ocr"),
+    (PAGE_DONE.name, "aggregator"),
+    (PAGE_FAILED.name, "aggregator"),
+    (DOCUMENT_PLANNED.name, "aggregator"),
+    (NODE_HEARTBEAT.name, "aggregator"),
+)
+STATE_FILE = "state.json"
+
+
+@dataclass
+class LocalStack:
+    state_dir: Path
+    workers: int = 1
+    port: int = 0
+    environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    start_timeout_s: float = 120.0
+    grace_s: float = 30.0
+    servers: LocalServers = field(init=False)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.servers = LocalServers(self.state_dir / "servers", ServerAddresses())
+        if not self.port:
+            self.port = _free_port()
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def nsqadmin_url(self) -> str:
+        return f"http://127.0.0.1:{self.servers.addresses.nsqadmin_http}"
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.servers.start()
+        try:
+            for topic, channel in CHANNELS:
+                _nsqd_post(self.servers.addresses, "/topic/create", topic=topic)
+                _nsqd_post(self.servers.addresses, "/channel/create", topic=topic, channel=channel)
+            for name, (module, _, _) in SERVICES.items():
+                self.start_service(name, module)
+            for index in range(1, self.workers + 1):
+                self.start_service(f"ocr-worker-{index}", WORKER_MODULE, node=f"{socket.gethostname()}-w{index}")
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        self.save_state()
+
+    def service_environment(self, node: str | None = None) -> dict[str, str]:
+        env = dict(self.environment)
+        env.update(self.servers.addresses.environment())
+        env["BULKOCR_PORT"] = str(self.port)
+        env.setdefault("BULKOCR_LOG_FORMAT", "json")
+        if node and "BULKOCR_NODE_ID" not in self.environment:
+            env["BULKOCR_NODE_ID"] = node
+        return env
+
+    def start_service(self, name: str, module: str, *, node: str | None = None) -> None:
+        """Start (or restart) one service process, logging to `<state_dir>/<name>.log`."""
+        with (self.state_dir / f"{name}.log").open("ab") as log_file:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", module],
+                env=self.service_environment(node),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop_service(self, name: str, *, kill: bool = False) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(timeout=self.grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            self.stop_service(name)
+        self.servers.stop()
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while not self._healthy():
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise ServerStartError(f"{name} exited with {process.returncode}: see {self.state_dir}/{name}.log")
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"services not healthy after {self.start_timeout_s}s: see {self.state_dir}")
+            time.sleep(0.2)
+
+    def _healthy(self) -> bool:
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(f"{self.gateway_url}/health", timeout=1) as response:  # noqa: S310  # loopback
+                if response.status != 200:
+                    return False
+            clients = _channel_clients(self.servers.addresses)
+            wanted = [(topic, channel) for _, topic, channel in SERVICES.values() if topic]
+            return (
+                all(clients.get(pair, 0) > 0 for pair in wanted) and clients.get((PAGE.name, "ocr"), 0) >= self.workers
+            )
+        return False
+
+    def save_state(self) -> None:
+        state = {
+            "gateway_url": self.gateway_url,
+            "nsqadmin_url": self.nsqadmin_url,
+            "services": {name: process.pid for name, process in self.processes.items()},
+            "servers": {name: process.pid for name, process in self.servers.processes.items()},
+            "environment": self.servers.addresses.environment(),
+        }
+        (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+def stop_from_state(state_dir: Path, grace_s: float = 30.0) -> list[str]:
+    """Stop what `bulkocr up --detach` left running (services first, then the servers)."""
+    path = state_dir / STATE_FILE
+    if not path.is_file():
+        return []
+    state = json.loads(path.read_text())
+    stopped = []
+    for group in ("services", "servers"):
+        names = list(state[group])
+        if group == "servers":
+            names = [name for name in reversed(SERVER_NAMES) if name in state[group]]
+        for name in names:
+            _stop_process(int(state[group][name]), kill=False, grace_s=grace_s)
+            stopped.append(name)
+    path.unlink()
+    return stopped
+
+
+def _stop_process(pid: int, *, kill: bool, grace_s: float) -> None:
+    """Stop a process that is not our child (started by an earlier `bulkocr up --detach`)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _nsqd_post(addresses: ServerAddresses, path: str, **params: str) -> None:
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    request = urllib.request.Request(f"http://{addresses.host}:{addresses.nsqd_http}{path}?{query}", method="POST")
+    with urllib.request.urlopen(request, timeout=5):  # noqa: S310  # loopback URL we built
+        pass
+
+
+def _channel_clients(addresses: ServerAddresses) -> dict[tuple[str, str], int]:
+    url = f"http://{addresses.host}:{addresses.nsqd_http}/stats?format=json"
+    with urllib.request.urlopen(url, timeout=2) as response:  # loopback URL we built
+        stats: dict[str, Any] = json.loads(response.read())
+    return {
+        (topic["topic_name"], channel["channel_name"]): int(channel["client_count"])
+        for topic in stats.get("topics", [])
+        for channel in topic.get("channels", [])
+    }

@@ -1,0 +1,3 @@
+from bulkocr_aggregator.service import main
+
+main()

@@ -1,0 +1,3 @@
+from bulkocr_gateway.service import main
+
+main()

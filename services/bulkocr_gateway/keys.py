@@ -1,0 +1,31 @@
+"""Typed keys under which the app and each request keep what handlers need (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bulkocr.blobs import BlobStore
+from bulkocr.mongo import JobStore
+from bulkocr.nsq import NsqPublisher
+from bulkocr_gateway.settings import GatewaySettings
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: GatewaySettings
+    store: JobStore
+    blobs: BlobStore
+    publisher: NsqPublisher
+
+
+SETTINGS = web.AppKey("settings", GatewaySettings)
+STORE = web.AppKey("store", JobStore)
+BLOBS = web.AppKey("blobs", BlobStore)
+PUBLISHER = web.AppKey("publisher", NsqPublisher)
+OWNERS_BY_TOKEN = web.AppKey("owners_by_token", dict[str, str])
+INDEX_HTML = web.AppKey("index_html", bytes)
+
+OWNER = web.RequestKey("owner", str)
+"""The owner whose token authenticated the request (set by the auth middleware)."""

@@ -1,0 +1,75 @@
+"""The job options a submission may set, read from its form fields and checked (pure)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from bulkocr.contracts import JobOptions
+from bulkocr_gateway.settings import ENGINES, FORMATS, GatewaySettings
+
+OPTION_FIELDS = frozenset({"language", "dpi", "engine", "formats", "auto_push"})
+DEFAULT_FORMATS = ("txt", "json")
+
+_LANGUAGE = re.compile(r"[A-Za-z0-9_+,-]{1,64}")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+class InvalidOptions(ValueError):
+    """A form field holds a value the gateway does not accept; the message says why."""
+
+
+def parse_options(fields: Mapping[str, str], settings: GatewaySettings) -> JobOptions:
+    return JobOptions(
+        language=_language(fields.get("language")),
+        dpi=_dpi(fields.get("dpi"), settings),
+        engine=_engine(fields.get("engine"), settings),
+        formats=_formats(fields.get("formats")),
+        auto_push=_flag(fields.get("auto_push")),
+    )
+
+
+def _language(raw: str | None) -> str | None:
+    value = (raw or "").strip()
+    if value and not _LANGUAGE.fullmatch(value):
+        raise InvalidOptions(f"language {value!r} is not a language code like 'en' or 'en,de'")
+    return value or None
+
+
+def _dpi(raw: str | None, settings: GatewaySettings) -> int:
+    if raw is None or not raw.strip():
+        return settings.default_dpi
+    try:
+        dpi = int(raw.strip())
+    except ValueError:
+        raise InvalidOptions(f"dpi {raw!r} is not a whole number") from None
+    if not settings.min_dpi <= dpi <= settings.max_dpi:
+        raise InvalidOptions(f"dpi {dpi} is outside {settings.min_dpi}-{settings.max_dpi}")
+    return dpi
+
+
+def _engine(raw: str | None, settings: GatewaySettings) -> str:
+    engine = (raw or "").strip() or settings.engine
+    if engine not in ENGINES:
+        raise InvalidOptions(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    return engine
+
+
+def _formats(raw: str | None) -> tuple[str, ...]:
+    if raw is None or not raw.strip():
+        return DEFAULT_FORMATS
+    formats = tuple(dict.fromkeys(part.strip().lower() for part in raw.split(",") if part.strip()))
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown or not formats:
+        raise InvalidOptions(f"unknown formats {unknown}: use some of {', '.join(FORMATS)}")
+    return formats
+
+
+def _flag(raw: str | None) -> bool:
+    value = (raw or "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidOptions(f"auto_push {raw!r} is not true or false")

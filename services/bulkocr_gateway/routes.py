@@ -1,0 +1,252 @@
+"""The gateway's HTTP routes. Handlers take what they need from the app's typed keys."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bulkocr import __version__
+from bulkocr.blobs import BlobStore
+from bulkocr.contracts import JOB_SUBMITTED, DocumentRef, JobOptions, JobSubmitted, utcnow
+from bulkocr.errors import BlobNotFound, PublishError
+from bulkocr.mongo import Document, JobStore
+from bulkocr.page_model import PageText
+from bulkocr_gateway.http import error_response, fail, json_response
+from bulkocr_gateway.keys import BLOBS, INDEX_HTML, OWNER, PUBLISHER, SETTINGS, STORE
+from bulkocr_gateway.models import Accepted, DocumentResult, Health
+from bulkocr_gateway.options import InvalidOptions, parse_options
+from bulkocr_gateway.upload import UploadRejected, job_blob_prefix, receive_form
+from bulkocr_gateway.views import (
+    document_complete,
+    job_list,
+    job_status_view,
+    join_pages,
+    node_list,
+    page_numbers,
+    page_view,
+    status_url,
+)
+
+log = structlog.get_logger(__name__)
+
+routes = web.RouteTableDef()
+
+COMPLETE_HEADER = "X-Bulkocr-Complete"
+MAX_PER_PAGE = 100
+_MAX_IDEMPOTENCY_KEY = 200
+
+Stored = Mapping[str, Any]
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    return json_response(Health(status="healthy", service="gateway", version=__version__))
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[INDEX_HTML], content_type="text/html", charset="utf-8")
+
+
+# --- submitting a job ------------------------------------------------------------------
+
+
+@routes.post("/api/bulk/jobs")
+async def submit_job(request: web.Request) -> web.Response:
+    """Stream the files into the blob store, record the job, queue it for ingest: 202."""
+    store, owner = request.app[STORE], request[OWNER]
+    key = _idempotency_key(request)
+    if key is not None and (first := await store.find_job_by_idempotency_key(owner, key)):
+        return await _replay(request, first)
+    max_bytes = request.app[SETTINGS].max_upload_bytes
+    if request.content_length is not None and request.content_length > max_bytes:
+        return error_response(413, f"upload is larger than the limit of {max_bytes} bytes")
+    job_id = uuid.uuid4().hex
+    try:
+        submitted = await _receive_job(request, job_id, owner)
+    except UploadRejected as rejected:
+        return error_response(rejected.status, rejected.reason)
+    if key is not None and (first := await store.find_job_by_idempotency_key(owner, key)):
+        # A concurrent request with the same key got there first: keep its job, drop ours.
+        await _delete_uploads(request.app[BLOBS], job_id)
+        return await _replay(request, first)
+    await store.create_job(submitted, idempotency_key=key)
+    await _queue(request, submitted)
+    log.info("job_submitted", job_id=job_id, owner=owner, documents=len(submitted.documents))
+    return _accepted(job_id)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > _MAX_IDEMPOTENCY_KEY:
+        fail(web.HTTPBadRequest, f"Idempotency-Key is longer than {_MAX_IDEMPOTENCY_KEY} characters")
+    return key or None
+
+
+async def _receive_job(request: web.Request, job_id: str, owner: str) -> JobSubmitted:
+    """The job as submitted; whatever went wrong, none of its uploads are left behind."""
+    settings, blobs = request.app[SETTINGS], request.app[BLOBS]
+    try:
+        form = await receive_form(request, job_id=job_id, blobs=blobs, settings=settings)
+        if not form.documents:
+            raise UploadRejected(400, "no files: send one or more 'files' parts")
+        options = parse_options(form.fields, settings)
+    except InvalidOptions as invalid:
+        await _delete_uploads(blobs, job_id)
+        raise UploadRejected(400, str(invalid)) from None
+    except BaseException:
+        await _delete_uploads(blobs, job_id)
+        raise
+    return JobSubmitted(job_id=job_id, owner=owner, documents=tuple(form.documents), options=options)
+
+
+async def _delete_uploads(blobs: BlobStore, job_id: str) -> None:
+    # Shielded: a client that hangs up mid-upload must not leave half a job behind.
+    await asyncio.shield(blobs.delete_prefix(job_blob_prefix(job_id)))
+
+
+async def _queue(request: web.Request, submitted: JobSubmitted) -> None:
+    try:
+        await request.app[PUBLISHER].publish(JOB_SUBMITTED, submitted)
+    except PublishError as error:
+        log.error("job_not_queued", job_id=submitted.job_id, error=str(error))
+        fail(
+            web.HTTPServiceUnavailable,
+            f"job {submitted.job_id} is stored but could not be queued ({error}); "
+            "send the request again with the same Idempotency-Key",
+        )
+
+
+async def _replay(request: web.Request, job: Stored) -> web.Response:
+    """Answer a repeated submission with its first job. A job still queued is queued again:
+    its first publish may have failed, and ingest skips documents it has already split."""
+    if job["status"] == "queued":
+        await _queue(request, await _resubmission(request.app[STORE], job))
+    return _accepted(job["_id"])
+
+
+async def _resubmission(store: JobStore, job: Stored) -> JobSubmitted:
+    uploads = [document for document in await store.get_documents(job["_id"]) if document.get("blob")]
+    return JobSubmitted(
+        job_id=job["_id"],
+        owner=job["owner"],
+        documents=tuple(
+            DocumentRef(doc_id=d["doc_id"], filename=d["filename"], blob=d["blob"], size=d["size"], sha256=d["sha256"])
+            for d in uploads
+        ),
+        options=JobOptions.model_validate(job["options"]),
+    )
+
+
+def _accepted(job_id: str) -> web.Response:
+    url = status_url(job_id)
+    return json_response(Accepted(job_id=job_id, status_url=url), status=202, headers={"Location": url})
+
+
+# --- reading jobs ----------------------------------------------------------------------
+
+
+async def _owned_job(request: web.Request) -> Stored:
+    """The job named in the path if the caller owns it; 404 otherwise (never 403: ids stay private)."""
+    job_id = request.match_info["job_id"]
+    job = await request.app[STORE].get_job(job_id, owner=request[OWNER])
+    if job is None:
+        fail(web.HTTPNotFound, f"no job {job_id}")
+    return job
+
+
+@routes.get("/api/bulk/status/{job_id}")
+@routes.get("/api/bulk/jobs/{job_id}")
+async def job_status(request: web.Request) -> web.Response:
+    job = await _owned_job(request)
+    documents = await request.app[STORE].get_documents(job["_id"])
+    return json_response(job_status_view(job, documents, now=utcnow()))
+
+
+@routes.get("/api/bulk/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    page = _positive_int(request, "page", 1)
+    per_page = _positive_int(request, "per_page", 20)
+    if per_page > MAX_PER_PAGE:
+        fail(web.HTTPBadRequest, f"per_page is at most {MAX_PER_PAGE}")
+    store, owner = request.app[STORE], request[OWNER]
+    jobs = await store.list_jobs(owner, skip=(page - 1) * per_page, limit=per_page)
+    total = await store.count_jobs(owner)
+    return json_response(job_list(jobs, page=page, per_page=per_page, total=total))
+
+
+def _positive_int(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name, str(default))
+    if not raw.isdigit() or int(raw) < 1:
+        fail(web.HTTPBadRequest, f"{name} must be a whole number of at least 1, not {raw!r}")
+    return int(raw)
+
+
+@routes.get("/api/nodes")
+async def nodes(request: web.Request) -> web.Response:
+    return json_response(node_list(await request.app[STORE].list_nodes(), now=utcnow()))
+
+
+# --- one document's results ------------------------------------------------------------
+
+
+async def _document_pages(request: web.Request) -> tuple[Stored, Stored, list[Document]]:
+    job = await _owned_job(request)
+    doc_id = request.match_info["doc_id"]
+    store = request.app[STORE]
+    document = await store.get_document(job["_id"], doc_id)
+    if document is None:
+        fail(web.HTTPNotFound, f"no document {doc_id} in job {job['_id']}")
+    return job, document, await store.get_pages(job["_id"], doc_id)
+
+
+async def _page_result(page: Stored | None, blobs: BlobStore) -> PageText | None:
+    """A done page's OCR result, inline or from the blob store (large results live there)."""
+    if page is None or page["status"] != "done":
+        return None
+    if page.get("result") is not None:
+        return PageText.model_validate(page["result"])
+    if page.get("result_blob"):
+        try:
+            return PageText.model_validate_json(await blobs.get(page["result_blob"]))
+        except BlobNotFound:
+            log.error("page_result_missing", job_id=page["job_id"], doc_id=page["doc_id"], page=page["page"])
+    return None
+
+
+@routes.get("/api/bulk/jobs/{job_id}/documents/{doc_id}/text")
+async def document_text(request: web.Request) -> web.Response:
+    """Plain text, pages in order split by form feeds; pages without text (failed, or not yet
+    done) are empty. Until no more pages can arrive, `X-Bulkocr-Complete` is false."""
+    job, document, pages = await _document_pages(request)
+    by_number = {int(page["page"]): page for page in pages}
+    texts: list[str] = []
+    for number in page_numbers(document, pages):
+        result = await _page_result(by_number.get(number), request.app[BLOBS])
+        texts.append(result.text if result else "")
+    complete = document_complete(job, document, pages)
+    return web.Response(
+        text=join_pages(texts),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={COMPLETE_HEADER: str(complete).lower()},
+    )
+
+
+@routes.get("/api/bulk/jobs/{job_id}/documents/{doc_id}/json")
+async def document_json(request: web.Request) -> web.Response:
+    """Every page with its boxes and confidences; pages without an outcome yet are `pending`."""
+    job, document, pages = await _document_pages(request)
+    by_number = {int(page["page"]): page for page in pages}
+    views = []
+    for number in page_numbers(document, pages):
+        page = by_number.get(number)
+        views.append(page_view(number, page, await _page_result(page, request.app[BLOBS])))
+    body = DocumentResult(job_id=job["_id"], doc_id=document["doc_id"], filename=document.get("filename"), pages=views)
+    complete = document_complete(job, document, pages)
+    return json_response(body, headers={COMPLETE_HEADER: str(complete).lower()})

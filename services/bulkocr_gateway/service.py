@@ -1,0 +1,53 @@
+"""The HTTP gateway: the one HTTP face of bulkocr.
+
+Users submit files (streamed into the blob store, then announced on `bulkocr.job.submitted`),
+follow their jobs' progress and read results; everything is read from MongoDB, which the
+other services keep up to date. The gateway creates jobs and never updates their progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiohttp import web
+
+from bulkocr.blobs import make_blob_store
+from bulkocr.log import configure_logging
+from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.nsq import NsqPublisher
+from bulkocr.runtime import shutdown_event
+from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+from bulkocr_gateway.app import create_app
+from bulkocr_gateway.keys import Deps
+from bulkocr_gateway.settings import GatewaySettings
+
+log = structlog.get_logger(__name__)
+
+# Time for requests in progress (an upload, say) to finish once shutdown begins.
+SHUTDOWN_GRACE_S = 30.0
+
+
+async def run(settings: GatewaySettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
+    """Serve until SIGTERM or SIGINT, then stop taking requests and close every client."""
+    stop = shutdown_event()
+    if not settings.api_tokens:
+        log.warning("no_api_tokens", hint="set BULKOCR_API_TOKENS=owner:token,...; every API call will get 401")
+    async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
+        store = JobStore(db)
+        await store.ensure_indexes()
+        app = create_app(Deps(settings, store, make_blob_store(blob, db), publisher))
+        runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.host, settings.port).start()
+            log.info("service_started", host=settings.host, port=settings.port)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+    log.info("service_stopped")
+
+
+def main() -> None:
+    configure_logging(load(LogSettings), service="gateway")
+    asyncio.run(run(load(GatewaySettings), load(NsqSettings), load(MongoSettings), load(BlobSettings)))

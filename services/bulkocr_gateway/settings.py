@@ -1,0 +1,65 @@
+"""The gateway's own settings (`BULKOCR_*`); NSQ, MongoDB, blobs and logging have their own classes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Engine = Literal["rapidocr", "paddle", "null"]
+ENGINES: tuple[Engine, ...] = ("rapidocr", "paddle", "null")
+FORMATS = ("txt", "json", "hocr", "alto", "miniocr", "pdf")
+
+# JobOptions accepts 50-1200 dpi; the gateway's range must sit inside it.
+_DPI_FLOOR, _DPI_CEILING = 50, 1200
+
+
+def parse_tokens(value: object) -> object:
+    """`owner:token,owner:token` (from a variable or a secret file) into {owner: token}."""
+    if not isinstance(value, str):
+        return value
+    tokens: dict[str, str] = {}
+    for entry in value.replace("\n", ",").split(","):
+        if not entry.strip():
+            continue
+        owner, _, token = entry.strip().partition(":")
+        if not owner.strip() or not token.strip():
+            raise ValueError("each API token must be written owner:token")
+        tokens[owner.strip()] = token.strip()
+    return tokens
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BULKOCR_", extra="ignore")
+
+    # repr=False: settings may be logged, tokens must not be.
+    api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
+    engine: Engine = "rapidocr"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_upload_bytes: int = Field(default=2 << 30, gt=0)
+    # Doc ids are d0001..d9999, so they sort in upload order as strings.
+    max_files_per_job: int = Field(default=5_000, gt=0, le=9_999)
+    default_dpi: int = 300
+    min_dpi: int = Field(default=72, ge=_DPI_FLOOR, le=_DPI_CEILING)
+    max_dpi: int = Field(default=600, ge=_DPI_FLOOR, le=_DPI_CEILING)
+    upload_chunk_bytes: int = Field(default=256 * 1024, ge=4096)
+
+    _parse_tokens = field_validator("api_tokens", mode="before")(parse_tokens)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_are_unique(cls, tokens: dict[str, str]) -> dict[str, str]:
+        if len(set(tokens.values())) != len(tokens):
+            raise ValueError("two owners share one API token")
+        return tokens
+
+    @model_validator(mode="after")
+    def _dpi_range_holds_the_default(self) -> Self:
+        if not self.min_dpi <= self.default_dpi <= self.max_dpi:
+            raise ValueError(f"default_dpi {self.default_dpi} is outside {self.min_dpi}-{self.max_dpi}")
+        return self
+
+    def owners_by_token(self) -> dict[str, str]:
+        return {token: owner for owner, token in self.api_tokens.items()}

@@ -1,0 +1,139 @@
+"""Receiving a job's files: each multipart part is streamed into the blob store, hashed and
+counted on the way, so neither a file nor the batch is ever held in memory."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from aiohttp import BodyPartReader, web
+
+from bulkocr.blobs import BlobStore
+from bulkocr.contracts import DocumentRef
+from bulkocr_gateway.options import OPTION_FIELDS
+from bulkocr_gateway.settings import GatewaySettings
+
+FILES_FIELD = "files"
+_DRIVE = re.compile(r"[A-Za-z]:")
+_MAX_FIELD_BYTES = 1024
+
+
+class UploadRejected(Exception):
+    """The request cannot become a job; `status` is the 4xx to answer with."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def upload_key(job_id: str, doc_id: str) -> str:
+    return f"jobs/{job_id}/uploads/{doc_id}"
+
+
+def job_blob_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/"
+
+
+def doc_id_for(index: int) -> str:
+    return f"d{index:04d}"
+
+
+def clean_filename(raw: str | None, fallback: str) -> str:
+    """The client's name as a relative POSIX path: no drive, no `..`, no leading slash.
+
+    Percent escapes are decoded: aiohttp's client escapes every filename, and browsers
+    escape quotes and line breaks (WHATWG form encoding)."""
+    parts = [part for part in unquote(raw or "").replace("\\", "/").split("/") if part not in ("", ".", "..")]
+    if parts and _DRIVE.fullmatch(parts[0]):
+        parts = parts[1:]
+    return "/".join(parts) or fallback
+
+
+class _Budget:
+    """Bytes the request may still bring, across every part."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise UploadRejected(413, f"upload is larger than the limit of {self.limit} bytes")
+
+
+@dataclass
+class ReceivedForm:
+    documents: list[DocumentRef] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Receiver:
+    job_id: str
+    blobs: BlobStore
+    settings: GatewaySettings
+    budget: _Budget
+    form: ReceivedForm = field(default_factory=ReceivedForm)
+
+    async def part(self, part: BodyPartReader) -> None:
+        if part.name == FILES_FIELD:
+            if len(self.form.documents) >= self.settings.max_files_per_job:
+                raise UploadRejected(400, f"too many files: at most {self.settings.max_files_per_job} per job")
+            self.form.documents.append(await self._store_file(part))
+        elif part.name in OPTION_FIELDS:
+            self.form.fields[part.name] = await self._read_field(part)
+        else:
+            raise UploadRejected(400, f"unknown form field {part.name!r}")
+
+    async def _store_file(self, part: BodyPartReader) -> DocumentRef:
+        doc_id = doc_id_for(len(self.form.documents) + 1)
+        digest = hashlib.sha256()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            # Hashing a chunk of a few hundred KiB takes well under a millisecond: no executor needed.
+            while chunk := await part.read_chunk(self.settings.upload_chunk_bytes):
+                self.budget.take(len(chunk))
+                digest.update(chunk)
+                yield chunk
+
+        key = upload_key(self.job_id, doc_id)
+        size = await self.blobs.put(key, chunks())
+        filename = clean_filename(part.filename, doc_id)
+        return DocumentRef(doc_id=doc_id, filename=filename, blob=key, size=size, sha256=digest.hexdigest())
+
+    async def _read_field(self, part: BodyPartReader) -> str:
+        value = b""
+        while chunk := await part.read_chunk(_MAX_FIELD_BYTES):
+            self.budget.take(len(chunk))
+            value += chunk
+            if len(value) > _MAX_FIELD_BYTES:
+                raise UploadRejected(400, f"form field {part.name!r} is longer than {_MAX_FIELD_BYTES} bytes")
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise UploadRejected(400, f"form field {part.name!r} is not UTF-8") from None
+
+
+async def receive_form(
+    request: web.Request, *, job_id: str, blobs: BlobStore, settings: GatewaySettings
+) -> ReceivedForm:
+    """Store every `files` part under the job's upload keys and collect the option fields.
+
+    Raises `UploadRejected`; blobs already stored are the caller's to delete."""
+    if request.content_type != "multipart/form-data":
+        raise UploadRejected(400, "expected a multipart/form-data body with one or more 'files' parts")
+    receiver = _Receiver(job_id, blobs, settings, _Budget(settings.max_upload_bytes))
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise UploadRejected(400, "nested multipart parts are not supported")
+            await receiver.part(part)
+    except ValueError as error:  # aiohttp's word for a malformed multipart body
+        raise UploadRejected(400, f"malformed multipart body: {error}") from None
+    return receiver.form

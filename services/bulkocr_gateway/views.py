@@ -1,0 +1,206 @@
+"""Pure functions from stored documents (jobs, documents, pages, nodes) to response bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bulkocr.page_model import PageText
+from bulkocr_gateway.models import (
+    DocumentView,
+    JobList,
+    JobStatusView,
+    JobSummary,
+    NodeList,
+    NodeProgress,
+    NodeTotals,
+    NodeView,
+    PageView,
+    Progress,
+    WorkerView,
+)
+
+Stored = Mapping[str, Any]
+
+FINISHED = frozenset({"completed", "partial", "failed", "cancelled"})
+# An archive's own document is "expanded": its pages belong to its member documents.
+DOCUMENT_FINISHED = FINISHED | {"expanded"}
+
+
+def status_url(job_id: str) -> str:
+    return f"/api/bulk/status/{job_id}"
+
+
+def jobs_url(page: int, per_page: int) -> str:
+    return f"/api/bulk/jobs?page={page}&per_page={per_page}"
+
+
+def progress_of(job: Stored) -> Progress:
+    total = int(job.get("pages_total") or 0)
+    done = int(job.get("pages_done") or 0)
+    failed = int(job.get("pages_failed") or 0)
+    if job.get("status") in FINISHED:
+        percent = 100.0
+    else:
+        percent = round(min(100.0, 100.0 * (done + failed) / total), 1) if total else 0.0
+    return Progress(pages_total=total, pages_done=done, pages_failed=failed, percent=percent)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def eta_seconds(job: Stored, now: datetime) -> float | None:
+    """Seconds left at the job's pace so far; None until it is processing with pages finished."""
+    started = job.get("started_at")
+    progress = progress_of(job)
+    finished = progress.pages_done + progress.pages_failed
+    if job.get("status") != "processing" or not isinstance(started, datetime) or finished == 0:
+        return None
+    elapsed = (now - _aware(started)).total_seconds()
+    if elapsed <= 0:
+        return None
+    remaining = max(progress.pages_total - finished, 0)
+    return round(remaining / (finished / elapsed), 1)
+
+
+def document_view(document: Stored) -> DocumentView:
+    return DocumentView(
+        doc_id=document["doc_id"],
+        filename=document.get("filename"),
+        pages=document.get("pages"),
+        status=document.get("status") or "queued",
+        error=document.get("error"),
+    )
+
+
+def job_status_view(job: Stored, documents: Iterable[Stored], *, now: datetime) -> JobStatusView:
+    nodes = {node_id: NodeProgress.model_validate(values) for node_id, values in (job.get("nodes") or {}).items()}
+    return JobStatusView(
+        job_id=job["_id"],
+        status=job["status"],
+        progress=progress_of(job),
+        documents=[document_view(document) for document in documents],
+        nodes=nodes,
+        archipelago_result=job.get("archipelago"),
+        created_at=job["created_at"],
+        updated_at=job.get("updated_at") or job["created_at"],
+        eta_seconds=eta_seconds(job, now),
+    )
+
+
+def job_summary(job: Stored) -> JobSummary:
+    return JobSummary(
+        job_id=job["_id"],
+        status=job["status"],
+        created_at=job["created_at"],
+        updated_at=job.get("updated_at") or job["created_at"],
+        finished_at=job.get("finished_at"),
+        documents_total=int(job.get("documents_total") or 0),
+        progress=progress_of(job),
+        status_url=status_url(job["_id"]),
+    )
+
+
+def job_list(jobs: Iterable[Stored], *, page: int, per_page: int, total: int) -> JobList:
+    return JobList(
+        jobs=[job_summary(job) for job in jobs],
+        page=page,
+        per_page=per_page,
+        total=total,
+        next_url=jobs_url(page + 1, per_page) if page * per_page < total else None,
+        prev_url=jobs_url(page - 1, per_page) if page > 1 else None,
+    )
+
+
+# --- nodes ---------------------------------------------------------------------------
+
+
+def _worker_view(worker_id: str, worker: Stored) -> WorkerView:
+    return WorkerView(
+        worker_id=worker_id,
+        engine=worker.get("engine"),
+        in_flight=int(worker.get("in_flight") or 0),
+        pages_done=int(worker.get("pages_done") or 0),
+        pages_failed=int(worker.get("pages_failed") or 0),
+        last_seen=worker.get("last_seen"),
+    )
+
+
+def node_view(node: Stored, *, now: datetime) -> NodeView:
+    workers = [_worker_view(worker_id, worker) for worker_id, worker in sorted((node.get("workers") or {}).items())]
+    last_seen = node.get("last_seen")
+    age = round((now - _aware(last_seen)).total_seconds(), 1) if isinstance(last_seen, datetime) else None
+    return NodeView(
+        node_id=node["_id"],
+        engine=node.get("engine"),
+        last_seen=last_seen,
+        seconds_since_seen=age,
+        in_flight=sum(w.in_flight for w in workers),
+        pages_done=sum(w.pages_done for w in workers),
+        pages_failed=sum(w.pages_failed for w in workers),
+        workers=workers,
+    )
+
+
+def node_list(nodes: Iterable[Stored], *, now: datetime) -> NodeList:
+    views = [node_view(node, now=now) for node in nodes]
+    totals = NodeTotals(
+        nodes=len(views),
+        workers=sum(len(v.workers) for v in views),
+        in_flight=sum(v.in_flight for v in views),
+        pages_done=sum(v.pages_done for v in views),
+        pages_failed=sum(v.pages_failed for v in views),
+    )
+    return NodeList(nodes=views, totals=totals)
+
+
+# --- one document's pages --------------------------------------------------------------
+
+
+def page_numbers(document: Stored, pages: Iterable[Stored]) -> list[int]:
+    """Every page the document has so far: 1..its planned count, and any stored beyond it."""
+    planned = document.get("pages") or 0
+    highest = max((int(page["page"]) for page in pages), default=0)
+    return list(range(1, max(planned, highest) + 1))
+
+
+def document_complete(job: Stored, document: Stored, pages: Sequence[Stored]) -> bool:
+    """True when no more page outcomes will arrive for this document."""
+    if job.get("status") in FINISHED or document.get("status") in DOCUMENT_FINISHED or document.get("error"):
+        return True
+    planned = document.get("pages")
+    return isinstance(planned, int) and len(pages) >= planned
+
+
+def page_view(number: int, page: Stored | None, result: PageText | None) -> PageView:
+    """One page for the JSON route: `pending` until it has an outcome."""
+    if page is None:
+        return PageView(page=number, status="pending")
+    timings = {k: v for k, v in (page.get("timings") or {}).items() if k != "v"} or None
+    view = PageView(
+        page=number,
+        status=page["status"],
+        attempts=page.get("attempts"),
+        timings=timings,
+        node_id=page.get("node_id"),
+        error=page.get("error"),
+    )
+    if result is None:
+        return view
+    return view.model_copy(
+        update={
+            "width": result.width,
+            "height": result.height,
+            "dpi": result.dpi,
+            "rotation": result.rotation,
+            "engine": result.engine,
+            "blocks": list(result.blocks),
+        }
+    )
+
+
+def join_pages(texts: Iterable[str]) -> str:
+    """Pages joined by a form feed, the plain-text page break that pdftotext also uses."""
+    return "\f".join(texts)

@@ -1,0 +1,3 @@
+from bulkocr_ingest.service import main
+
+main()

@@ -1,0 +1,115 @@
+"""The whole product on one machine: real servers, every service its own process, the real
+PP-OCRv6 engine, HTTP in and text out."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bulkocr.stack import LocalStack
+from tests.ocr_quality import TEST_DATA, character_error_rate
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "e2e-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+MAX_CER = 0.03
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    environment = {"BULKOCR_API_TOKENS": f"archivist:{TOKEN}", "BULKOCR_NSQ_BACKOFF_BASE_S": "1"}
+    with LocalStack(tmp_path_factory.mktemp("stack"), workers=2, environment={**os.environ, **environment}) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(headers=HEADERS) as session:
+        yield session
+
+
+async def submit(http: aiohttp.ClientSession, stack: LocalStack, names: list[str]) -> str:
+    form = aiohttp.FormData()
+    for name in names:
+        form.add_field("files", (TEST_DATA / name).read_bytes(), filename=name)
+    async with http.post(f"{stack.gateway_url}/api/bulk/jobs", data=form) as response:
+        assert response.status == 202, await response.text()
+        job_id: str = (await response.json())["job_id"]
+        return job_id
+
+
+async def wait_finished(http: aiohttp.ClientSession, stack: LocalStack, job_id: str, timeout_s: float = 600) -> Any:
+    async def poll() -> Any:
+        while True:
+            async with http.get(f"{stack.gateway_url}/api/bulk/status/{job_id}") as response:
+                status = await response.json()
+            if status["status"] in ("completed", "partial", "failed", "cancelled"):
+                return status
+            await asyncio.sleep(1)
+
+    return await asyncio.wait_for(poll(), timeout_s)
+
+
+async def document_text(http: aiohttp.ClientSession, stack: LocalStack, job_id: str, doc_id: str) -> str:
+    async with http.get(f"{stack.gateway_url}/api/bulk/jobs/{job_id}/documents/{doc_id}/text") as response:
+        assert response.status == 200
+        return await response.text()
+
+
+async def test_a_batch_of_real_scans_comes_out_complete_and_accurate(stack: LocalStack, http: aiohttp.ClientSession):
+    """linn.png, skew.pdf, cardinal.pdf (four directions), c02-22.pdf and typewriter.png in one job:
+    the job completes, every page is done once, per-node pages add up to the job's, and the
+    linn-family pages read with at most 3 % character error rate."""
+    names = ["linn.png", "skew.pdf", "cardinal.pdf", "c02-22.pdf", "typewriter.png"]
+    job_id = await submit(http, stack, names)
+    status = await wait_finished(http, stack, job_id)
+
+    progress = status["progress"]
+    assert status["status"] == "completed", status
+    assert progress["pages_total"] == 8
+    assert progress["pages_done"] == progress["pages_total"]
+    assert progress["pages_failed"] == 0
+    assert sum(node["pages_done"] for node in status["nodes"].values()) == progress["pages_done"]
+    assert len(status["nodes"]) == 2, "both workers took pages"
+
+    documents = {document["filename"]: document for document in status["documents"]}
+    truth = (TEST_DATA / "linn.txt").read_text()
+    rates: dict[str, float] = {}
+    for name in ("linn.png", "skew.pdf", "cardinal.pdf"):
+        pages = (await document_text(http, stack, job_id, documents[name]["doc_id"])).split("\f")
+        assert len(pages) == documents[name]["pages"]
+        for number, text in enumerate(pages, 1):
+            rates[f"{name}#{number}"] = character_error_rate(text, truth)
+    print("character error rates:", {page: f"{rate:.2%}" for page, rate in rates.items()})
+    assert all(rate <= MAX_CER for rate in rates.values()), rates
+    typewriter = await document_text(http, stack, job_id, documents["typewriter.png"]["doc_id"])
+    assert character_error_rate(typewriter, (TEST_DATA / "typewriter.txt").read_text()) <= MAX_CER
+
+
+async def test_a_corrupt_file_fails_alone_with_its_cause(stack: LocalStack, http: aiohttp.ClientSession):
+    """invalid.pdf fails with the reason in the status while the other document of the job is read."""
+    job_id = await submit(http, stack, ["invalid.pdf", "typewriter.png"])
+    status = await wait_finished(http, stack, job_id)
+    documents = {document["filename"]: document for document in status["documents"]}
+    assert status["status"] == "partial"
+    assert documents["invalid.pdf"]["status"] == "failed"
+    assert "corrupt PDF" in documents["invalid.pdf"]["error"]
+    assert documents["typewriter.png"]["status"] == "completed"
+    assert status["progress"]["pages_done"] == status["progress"]["pages_total"] == 1
+    text = await document_text(http, stack, job_id, documents["typewriter.png"]["doc_id"])
+    assert "Linzensoep" in text or "linzensoep" in text.casefold()
+
+
+def test_stack_writes_logs_per_service(stack: LocalStack):
+    """Every service of `bulkocr up` logs JSON lines to its own file in the state folder."""
+    for name in ("gateway", "ingest", "aggregator", "ocr-worker-1", "ocr-worker-2"):
+        log = stack.state_dir / f"{name}.log"
+        assert log.is_file(), name
+    assert Path(stack.state_dir / "aggregator.log").read_text().count('"service": "aggregator"') > 0

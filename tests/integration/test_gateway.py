@@ -1,0 +1,472 @@
+"""The HTTP gateway against real nsqd and FerretDB: uploads, auth, status, results, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bulkocr import __version__, client
+from bulkocr.blobs import BlobStore, make_blob_store
+from bulkocr.contracts import JOB_SUBMITTED, JobSubmitted, NodeHeartbeat, PageDone, PageFailed, PageTimings, utcnow
+from bulkocr.mongo import Database, Document, JobStore
+from bulkocr.nsq import Delivery, NsqAdmin, consuming
+from bulkocr.page_model import Block, Box, Line, PageText, Word
+from bulkocr.settings import BlobSettings
+from bulkocr_gateway.app import create_app
+from bulkocr_gateway.keys import Deps
+from bulkocr_gateway.settings import GatewaySettings
+from tests.waiting import eventually
+
+TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+ALICE = {"Authorization": "Bearer alice-token"}
+BOB = {"Authorization": "Bearer bob-token"}
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+def blobs(db: Database) -> BlobStore:
+    return make_blob_store(BlobSettings(), db)
+
+
+@pytest.fixture
+async def start_gateway(store, blobs, publisher) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
+    """Start the gateway app in-process on a free port, with settings overridden per test."""
+    started: list[Client] = []
+
+    async def start(**overrides: object) -> Client:
+        settings = GatewaySettings.model_validate({"api_tokens": TOKENS, **overrides})
+        test_client: Client = TestClient(TestServer(create_app(Deps(settings, store, blobs, publisher))))
+        await test_client.start_server()
+        started.append(test_client)
+        return test_client
+
+    yield start
+    for test_client in started:
+        await test_client.close()
+
+
+@pytest.fixture
+async def api(start_gateway) -> Client:
+    started: Client = await start_gateway()
+    return started
+
+
+def files_form(*files: tuple[str, bytes], **fields: str) -> aiohttp.FormData:
+    form = aiohttp.FormData(default_to_multipart=True)
+    for name, content in files:
+        form.add_field("files", io.BytesIO(content), filename=name, content_type="application/octet-stream")
+    for key, value in fields.items():
+        form.add_field(key, value)
+    return form
+
+
+async def submit(api: Client, *files: tuple[str, bytes], headers=None, **fields: str) -> str:
+    response = await api.post("/api/bulk/jobs", data=files_form(*files, **fields), headers=headers or ALICE)
+    assert response.status == 202, await response.text()
+    return str((await response.json())["job_id"])
+
+
+async def stored_blob_count(db: Database) -> int:
+    return await db["blobs.files"].count_documents({})
+
+
+def page_text(*lines: str) -> PageText:
+    box = Box(x0=10, y0=10, x1=90, y1=30)
+    words = [Line(text=t, box=box, confidence=0.9, words=[Word(text=t, box=box, confidence=0.9)]) for t in lines]
+    return PageText(
+        width=100, height=200, dpi=300, engine="null", blocks=[Block(box=box, lines=words)] if lines else []
+    )
+
+
+def page_done(
+    job_id: str, doc_id: str, page: int, *, result: PageText | None = None, result_blob: str | None = None
+) -> PageDone:
+    timings = PageTimings(recognition_s=0.5, total_s=0.7)
+    return PageDone(
+        job_id=job_id,
+        doc_id=doc_id,
+        page=page,
+        node_id="n1",
+        worker_id="w1",
+        attempts=1,
+        timings=timings,
+        result=result,
+        result_blob=result_blob,
+    )
+
+
+async def test_requests_without_a_known_bearer_token_get_401(api):
+    """No Authorization header, another scheme, or an unknown token: 401 with a JSON reason."""
+    for headers in ({}, {"Authorization": "Basic YWxpY2U6eA=="}, {"Authorization": "Bearer nobody"}):
+        response = await api.get("/api/bulk/jobs", headers=headers)
+        assert response.status == 401
+        assert (await response.json())["error"]
+    response = await api.post("/api/bulk/jobs", data=files_form(("a.png", b"x")))
+    assert response.status == 401
+
+
+async def test_submission_streams_files_into_blobs_and_queues_the_job(
+    api, nsq_admin: NsqAdmin, nsq_settings, publisher, blobs, store
+):
+    """A POST answers 202 with Location, stores each file under its doc id with the right
+    sha256 and size, records the job for its owner, and puts job.submitted on NSQ."""
+    channel = f"test-{uuid.uuid4().hex[:8]}#ephemeral"
+    await nsq_admin.create_channel(JOB_SUBMITTED.name, channel)
+    big = os.urandom(700 * 1024)  # several upload chunks
+    response = await api.post(
+        "/api/bulk/jobs",
+        data=files_form(("scans/big.tif", big), ("small.png", b"png bytes"), dpi="200", language="en", engine="null"),
+        headers=ALICE,
+    )
+    assert response.status == 202
+    body = await response.json()
+    job_id = body["job_id"]
+    assert uuid.UUID(hex=job_id).hex == job_id
+    assert body["status_url"] == f"/api/bulk/status/{job_id}" == response.headers["Location"]
+
+    received: list[JobSubmitted] = []
+
+    async def keep(message: JobSubmitted, delivery: Delivery) -> None:
+        if message.job_id == job_id:
+            received.append(message)
+
+    async with consuming(JOB_SUBMITTED, channel, keep, publisher=publisher, settings=nsq_settings):
+        await eventually(lambda: bool(received), what="our job.submitted message")
+    submitted = received[0]
+    assert submitted.owner == "alice"
+    assert (submitted.options.dpi, submitted.options.language, submitted.options.engine) == (200, "en", "null")
+    assert submitted.options.formats == ("txt", "json")
+    assert [(d.doc_id, d.filename, d.size) for d in submitted.documents] == [
+        ("d0001", "scans/big.tif", len(big)),
+        ("d0002", "small.png", 9),
+    ]
+    first = submitted.documents[0]
+    assert first.blob == f"jobs/{job_id}/uploads/d0001"
+    assert first.sha256 == hashlib.sha256(big).hexdigest()
+    assert await blobs.get(first.blob) == big
+    job = await store.get_job(job_id, owner="alice")
+    assert job is not None
+    assert (job["status"], job["documents_total"]) == ("queued", 2)
+
+
+async def test_another_owner_gets_404_for_a_job(api):
+    """A job is visible only to the owner whose token created it."""
+    job_id = await submit(api, ("a.png", b"a"))
+    for path in (
+        f"/api/bulk/status/{job_id}",
+        f"/api/bulk/jobs/{job_id}",
+        f"/api/bulk/jobs/{job_id}/documents/d0001/text",
+        f"/api/bulk/jobs/{job_id}/documents/d0001/json",
+    ):
+        assert (await api.get(path, headers=BOB)).status == 404
+        assert (await api.get(path, headers=ALICE)).status == 200
+
+
+async def chunks_of(data: bytes, size: int = 16 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_upload_over_the_limit_gets_413_and_leaves_nothing_behind(start_gateway, db, store):
+    """A streamed upload that passes max_upload_bytes part way is refused with 413; the
+    files already stored are deleted and no job is recorded."""
+    api = await start_gateway(max_upload_bytes=100_000)
+    form = aiohttp.FormData()
+    form.add_field("files", io.BytesIO(b"x" * 30_000), filename="first.png")
+    # A generator has no length, so the body is sent chunked and only counting can catch it.
+    form.add_field("files", chunks_of(b"y" * 200_000), filename="second.png")
+    response = await api.post("/api/bulk/jobs", data=form, headers=ALICE)
+    assert response.status == 413
+    assert "100000" in (await response.json())["error"]
+    assert await stored_blob_count(db) == 0
+    assert await store.count_jobs("alice") == 0
+
+
+async def test_declared_content_length_over_the_limit_gets_413_before_reading(start_gateway, db):
+    """A Content-Length above the limit is refused before any byte is stored."""
+    api = await start_gateway(max_upload_bytes=1_000)
+    response = await api.post("/api/bulk/jobs", data=files_form(("big.png", b"z" * 5_000)), headers=ALICE)
+    assert response.status == 413
+    assert (await response.json())["error"]
+    assert await stored_blob_count(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "with_file", "reason"),
+    [
+        ({"dpi": "300"}, False, "no files"),
+        ({"dpi": "10"}, True, "dpi"),
+        ({"dpi": "many"}, True, "dpi"),
+        ({"engine": "tesseract"}, True, "engine"),
+        ({"formats": "txt,docx"}, True, "formats"),
+        ({"auto_push": "maybe"}, True, "auto_push"),
+        ({"colour": "blue"}, True, "colour"),
+    ],
+)
+async def test_bad_submissions_get_400_with_a_reason_and_store_nothing(api, db, store, fields, with_file, reason):
+    """No files, a dpi out of range, an unknown engine or format, a bad flag or an unknown
+    field: 400 naming the problem, and no blobs or job left behind."""
+    files = [("a.png", b"a" * 1000)] if with_file else []
+    response = await api.post("/api/bulk/jobs", data=files_form(*files, **fields), headers=ALICE)
+    assert response.status == 400
+    assert reason in (await response.json())["error"]
+    assert await stored_blob_count(db) == 0
+    assert await store.count_jobs("alice") == 0
+
+
+async def test_a_body_that_is_not_multipart_gets_400(api):
+    """JSON (or anything but multipart/form-data) is refused with a reason, not a 500."""
+    response = await api.post("/api/bulk/jobs", json={"files": []}, headers=ALICE)
+    assert response.status == 400
+    assert "multipart" in (await response.json())["error"]
+
+
+async def test_a_repeated_idempotency_key_returns_the_first_job(api, db, store):
+    """The same owner and Idempotency-Key give back the first job (202, same id) and create
+    nothing; another owner's same key is a different job."""
+    headers = {**ALICE, "Idempotency-Key": "batch-7"}
+    first = await submit(api, ("a.png", b"a"), headers=headers)
+    again = await submit(api, ("a.png", b"a"), headers=headers)
+    assert again == first
+    assert await store.count_jobs("alice") == 1
+    assert await stored_blob_count(db) == 1
+    other = await submit(api, ("a.png", b"a"), headers={**BOB, "Idempotency-Key": "batch-7"})
+    assert other != first
+
+
+async def test_status_reports_progress_documents_nodes_and_eta(api, store):
+    """The status body has exactly the documented fields; percent counts done and failed
+    pages; eta follows the pace since started_at; a finished job is at 100% with no eta."""
+    job_id = await submit(api, ("a.pdf", b"%PDF"), ("b.png", b"png"))
+    started = utcnow() - timedelta(seconds=10)
+    nodes = {"n1": {"pages_done": 1, "pages_failed": 1, "busy_seconds": 2.5, "last_seen": utcnow()}}
+    await store.set_job_fields(
+        job_id,
+        {"status": "processing", "pages_total": 4, "pages_done": 1, "pages_failed": 1, "started_at": started},
+    )
+    await store.set_job_fields(job_id, {"nodes": nodes})
+    await store.set_document_fields(job_id, "d0001", {"pages": 3, "status": "processing"})
+    await store.set_document_fields(job_id, "d0002", {"pages": 0, "status": "failed", "error": "not an image"})
+
+    body = await (await api.get(f"/api/bulk/status/{job_id}", headers=ALICE)).json()
+    assert set(body) == {
+        "job_id",
+        "status",
+        "progress",
+        "documents",
+        "nodes",
+        "archipelago_result",
+        "created_at",
+        "updated_at",
+        "eta_seconds",
+    }
+    assert body["status"] == "processing"
+    assert body["progress"] == {"pages_total": 4, "pages_done": 1, "pages_failed": 1, "percent": 50.0}
+    assert body["documents"] == [
+        {"doc_id": "d0001", "filename": "a.pdf", "pages": 3, "status": "processing", "error": None},
+        {"doc_id": "d0002", "filename": "b.png", "pages": 0, "status": "failed", "error": "not an image"},
+    ]
+    assert set(body["nodes"]["n1"]) == {"pages_done", "pages_failed", "busy_seconds", "last_seen"}
+    assert body["nodes"]["n1"]["busy_seconds"] == 2.5
+    assert body["archipelago_result"] is None
+    assert 9.0 <= body["eta_seconds"] <= 15.0  # 2 pages left at 2 pages per ~10 s
+
+    await store.set_job_fields(job_id, {"status": "partial", "pages_done": 3, "finished_at": utcnow()})
+    alias = await (await api.get(f"/api/bulk/jobs/{job_id}", headers=ALICE)).json()
+    assert alias["progress"]["percent"] == 100.0
+    assert alias["eta_seconds"] is None
+
+
+async def test_text_joins_pages_in_order_with_form_feeds(api, store, blobs):
+    """Pages come in page order split by \\f, a result kept in the blob store is loaded from
+    there, a failed page is empty, and X-Bulkocr-Complete says whether more can arrive."""
+    job_id = await submit(api, ("book.pdf", b"%PDF"))
+    await store.set_document_fields(job_id, "d0001", {"pages": 3, "status": "processing"})
+    await store.record_page_done(page_done(job_id, "d0001", 3, result=page_text("three", "end")))
+    result_key = f"jobs/{job_id}/results/d0001/1.json"
+    await blobs.put(result_key, page_text("one").model_dump_json().encode())
+    await store.record_page_done(page_done(job_id, "d0001", 1, result_blob=result_key))
+    url = f"/api/bulk/jobs/{job_id}/documents/d0001/text"
+
+    response = await api.get(url, headers=ALICE)
+    assert response.status == 200
+    assert (response.content_type, response.charset) == ("text/plain", "utf-8")
+    assert await response.text() == "one\f\fthree\nend"
+    assert response.headers["X-Bulkocr-Complete"] == "false"
+
+    failed = PageFailed(job_id=job_id, doc_id="d0001", page=2, node_id="n1", worker_id="w1", attempts=3, error="x")
+    await store.record_page_failed(failed)
+    response = await api.get(url, headers=ALICE)
+    assert await response.text() == "one\f\fthree\nend"
+    assert response.headers["X-Bulkocr-Complete"] == "true"
+
+    missing = await api.get(f"/api/bulk/jobs/{job_id}/documents/d0009/text", headers=ALICE)
+    assert missing.status == 404
+    assert "d0009" in (await missing.json())["error"]
+
+
+async def test_json_result_has_every_page_with_boxes_and_confidences(api, store):
+    """The JSON route lists pages in order with the page model's blocks, lines and words;
+    a page without an outcome yet is `pending`, a failed one carries its error."""
+    job_id = await submit(api, ("book.pdf", b"%PDF"))
+    await store.set_document_fields(job_id, "d0001", {"pages": 3})
+    await store.record_page_done(page_done(job_id, "d0001", 1, result=page_text("hello")))
+    failed = PageFailed(job_id=job_id, doc_id="d0001", page=2, node_id="n2", worker_id="w", attempts=5, error="boom")
+    await store.record_page_failed(failed)
+
+    response = await api.get(f"/api/bulk/jobs/{job_id}/documents/d0001/json", headers=ALICE)
+    body = await response.json()
+    assert response.headers["X-Bulkocr-Complete"] == "false"
+    assert (body["job_id"], body["doc_id"], body["filename"]) == (job_id, "d0001", "book.pdf")
+    one, two, three = body["pages"]
+    assert (one["page"], one["status"], one["width"], one["height"], one["engine"]) == (1, "done", 100, 200, "null")
+    assert (one["timings"]["total_s"], one["node_id"], one["attempts"]) == (0.7, "n1", 1)
+    word = one["blocks"][0]["lines"][0]["words"][0]
+    assert word == {"text": "hello", "box": {"x0": 10, "y0": 10, "x1": 90, "y1": 30}, "confidence": 0.9}
+    assert (two["status"], two["error"], two["blocks"]) == ("failed", "boom", [])
+    assert (three["page"], three["status"]) == (3, "pending")
+
+
+async def test_jobs_list_is_newest_first_and_paginated(api):
+    """The owner's jobs come newest first, `per_page` at a time, with links to the next and
+    previous pages; other owners' jobs are not listed; bad paging is a 400."""
+    ids = [await submit(api, (f"{n}.png", b"x")) for n in range(3)]
+    await submit(api, ("bob.png", b"x"), headers=BOB)
+
+    first = await (await api.get("/api/bulk/jobs?per_page=2", headers=ALICE)).json()
+    assert [job["job_id"] for job in first["jobs"]] == [ids[2], ids[1]]
+    assert (first["total"], first["page"], first["per_page"]) == (3, 1, 2)
+    assert first["prev_url"] is None
+    assert first["jobs"][0]["status_url"] == f"/api/bulk/status/{ids[2]}"
+    assert first["jobs"][0]["progress"]["percent"] == 0.0
+    second = await (await api.get(first["next_url"], headers=ALICE)).json()
+    assert [job["job_id"] for job in second["jobs"]] == [ids[0]]
+    assert (second["next_url"], second["prev_url"]) == (None, "/api/bulk/jobs?page=1&per_page=2")
+
+    for query in ("per_page=101", "page=0", "page=x"):
+        response = await api.get(f"/api/bulk/jobs?{query}", headers=ALICE)
+        assert response.status == 400
+        assert (await response.json())["error"]
+
+
+async def test_nodes_lists_workers_and_totals(api, store):
+    """Each node shows its heartbeat, engine and workers' in-flight and done counts, with totals."""
+    await store.record_heartbeat(
+        NodeHeartbeat(node_id="n1", worker_id="w1", engine="null", in_flight=2, pages_done=5, pages_failed=0)
+    )
+    await store.record_heartbeat(
+        NodeHeartbeat(node_id="n1", worker_id="w2", engine="null", in_flight=1, pages_done=3, pages_failed=1)
+    )
+    body = await (await api.get("/api/nodes", headers=ALICE)).json()
+    (node,) = body["nodes"]
+    assert (node["node_id"], node["engine"], node["in_flight"], node["pages_done"]) == ("n1", "null", 3, 8)
+    assert [w["worker_id"] for w in node["workers"]] == ["w1", "w2"]
+    assert node["last_seen"]
+    assert node["seconds_since_seen"] >= 0
+    assert body["totals"] == {"nodes": 1, "workers": 2, "in_flight": 3, "pages_done": 8, "pages_failed": 1}
+
+
+async def test_health_needs_no_token(api):
+    """/health answers without a token, naming the service and version."""
+    response = await api.get("/health")
+    assert response.status == 200
+    assert await response.json() == {"status": "healthy", "service": "gateway", "version": __version__}
+
+
+async def test_the_web_page_is_served_self_contained(api):
+    """/ serves the HTML page without a token, and it loads nothing from elsewhere."""
+    response = await api.get("/")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    page = await response.text()
+    assert "<script>" in page
+    assert "/api/bulk/jobs" in page
+    assert "src=" not in page
+    assert "<link" not in page
+
+
+async def test_unknown_routes_and_methods_answer_json_errors(api):
+    """aiohttp's own 404 and 405 leave as JSON like every other error."""
+    missing = await api.get("/api/nothing", headers=ALICE)
+    assert missing.status == 404
+    assert await missing.json() == {"error": "not found"}
+    wrong = await api.delete("/api/bulk/jobs", headers=ALICE)
+    assert wrong.status == 405
+    assert "Allow" in wrong.headers
+    assert await wrong.json() == {"error": "method not allowed"}
+
+
+async def finish_the_job_like_the_aggregator(store: JobStore) -> None:
+    """Wait for the CLI's job, then record one page per document and complete the job."""
+    jobs: list[Document] = []
+
+    async def submitted() -> bool:
+        jobs[:] = await store.list_jobs("alice")
+        return bool(jobs)
+
+    await eventually(submitted, what="the CLI's job")
+    job_id = jobs[0]["_id"]
+    await store.set_job_fields(job_id, {"status": "processing", "pages_total": 2, "started_at": utcnow()})
+    for document in await store.get_documents(job_id):
+        await store.set_document_fields(job_id, document["doc_id"], {"pages": 1, "status": "done"})
+        name = document["filename"].rsplit("/", 1)[-1]
+        await store.record_page_done(page_done(job_id, document["doc_id"], 1, result=page_text(f"text of {name}")))
+        await asyncio.sleep(0.1)  # let the CLI see progress move
+        await store.set_job_fields(job_id, {"pages_done": int(document["doc_id"][1:])})
+    await store.set_job_fields(job_id, {"status": "completed", "finished_at": utcnow()})
+
+
+async def test_cli_submit_waits_and_writes_each_text(api, store, tmp_path: Path):
+    """`bulkocr submit DIR --wait` uploads the folder's files, prints progress lines until the
+    job completes, writes `<filename>.txt` per document and exits 0."""
+    scans = tmp_path / "scans"
+    (scans / "box1").mkdir(parents=True)
+    (scans / "a.png").write_bytes(b"a" * 1000)
+    (scans / "box1" / "b.png").write_bytes(b"b" * 300_000)
+    (scans / ".DS_Store").write_bytes(b"junk")
+    out_dir = tmp_path / "out"
+    request = client.SubmitRequest(
+        paths=[scans],
+        url=str(api.make_url("/")),
+        token="alice-token",
+        options={"engine": "null"},
+        wait=True,
+        out=out_dir,
+        poll_s=0.05,
+    )
+    out, err = io.StringIO(), io.StringIO()
+    aggregator = asyncio.create_task(finish_the_job_like_the_aggregator(store))
+    code = await client.submit_command(request, out=out, err=err)
+    await aggregator
+
+    assert code == 0, err.getvalue()
+    lines = out.getvalue().splitlines()
+    job_id = lines[0]
+    assert await store.get_job(job_id, owner="alice") is not None
+    assert "completed: 2/2 pages done, 0 failed" in lines
+    assert (out_dir / "scans" / "a.png.txt").read_text() == "text of a.png"
+    assert (out_dir / "scans" / "box1" / "b.png.txt").read_text() == "text of b.png"
+    documents = await store.get_documents(job_id)
+    assert [(d["filename"], d["size"]) for d in documents] == [("scans/a.png", 1000), ("scans/box1/b.png", 300_000)]
+
+
+async def test_cli_submit_with_a_refused_token_exits_2_with_the_reason(api, tmp_path: Path):
+    """A token the gateway does not know ends the command with exit code 2 and the gateway's reason."""
+    (tmp_path / "a.png").write_bytes(b"a")
+    request = client.SubmitRequest(paths=[tmp_path / "a.png"], url=str(api.make_url("/")), token="wrong", options={})
+    err = io.StringIO()
+    assert await client.submit_command(request, out=io.StringIO(), err=err) == 2
+    assert "401" in err.getvalue()
+    assert "unknown token" in err.getvalue()

@@ -1,0 +1,147 @@
+"""Ingest and aggregator handlers against the real servers: what they publish and what they store."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import uuid
+import zipfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from bulkocr.blobs import make_blob_store
+from bulkocr.contracts import (
+    DOCUMENT_PLANNED,
+    JOB_COMPLETED,
+    PAGE,
+    DocumentPlanned,
+    DocumentRef,
+    JobCompleted,
+    JobOptions,
+    JobSubmitted,
+    M,
+    PageTask,
+    Topic,
+)
+from bulkocr.mongo import Database, JobStore
+from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
+from bulkocr.settings import BlobSettings, NsqSettings
+from bulkocr_aggregator.service import Progress, handle_done, handle_failed, handle_planned
+from bulkocr_ingest.service import Deps as IngestDeps
+from bulkocr_ingest.service import IngestSettings, handle_job
+from tests.integration.test_store import page_done, page_failed
+from tests.ocr_quality import TEST_DATA
+from tests.waiting import eventually
+
+
+@asynccontextmanager
+async def collecting(
+    topic: Topic[M], admin: NsqAdmin, publisher: NsqPublisher, settings: NsqSettings, job_id: str
+) -> AsyncIterator[list[M]]:
+    """Every message of `job_id` published on the real topic while the block runs, on a channel of our own."""
+    channel = f"test-{uuid.uuid4().hex[:8]}#ephemeral"
+    await admin.create_channel(topic.name, channel)
+    seen: list[M] = []
+
+    async def keep(message: M, delivery: Delivery) -> None:
+        if getattr(message, "job_id", None) == job_id:
+            seen.append(message)
+
+    async with consuming(topic, channel, keep, publisher=publisher, settings=settings, max_in_flight=50) as consumer:
+        await consumer.wait_connected()
+        yield seen
+
+
+async def submit(store: JobStore, db: Database, files: dict[str, bytes]) -> JobSubmitted:
+    blobs = make_blob_store(BlobSettings(), db)
+    job_id = uuid.uuid4().hex
+    documents = []
+    for index, (name, data) in enumerate(files.items(), 1):
+        key = f"jobs/{job_id}/uploads/d{index:04d}"
+        await blobs.put(key, data)
+        documents.append(
+            DocumentRef(
+                doc_id=f"d{index:04d}", filename=name, blob=key, size=len(data), sha256=hashlib.sha256(data).hexdigest()
+            )
+        )
+    job = JobSubmitted(job_id=job_id, owner="o", documents=tuple(documents), options=JobOptions(dpi=100))
+    await store.create_job(job)
+    return job
+
+
+async def test_ingest_expands_archives_and_queues_one_task_per_page(store, db, publisher, nsq_settings, nsq_admin):
+    """A zip of a PNG, a 4-page PDF and a text file becomes two documents (1 + 4 pages) and one
+    failed member with its cause; each page image is in the blob store; a redelivery adds nothing."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(TEST_DATA / "typewriter.png", "scans/typewriter.png")
+        bundle.write(TEST_DATA / "cardinal.pdf", "scans/cardinal.pdf")
+        bundle.writestr("scans/notes.txt", "not a scan")
+    job = await submit(
+        store, db, {"batch.zip": archive.getvalue(), "invalid.pdf": (TEST_DATA / "invalid.pdf").read_bytes()}
+    )
+    deps = IngestDeps(IngestSettings(), store, make_blob_store(BlobSettings(), db), publisher)
+    async with (
+        collecting(DOCUMENT_PLANNED, nsq_admin, publisher, nsq_settings, job.job_id) as plans,
+        collecting(PAGE, nsq_admin, publisher, nsq_settings, job.job_id) as tasks,
+    ):
+        await handle_job(job, Delivery(None), deps=deps)
+        await handle_job(job, Delivery(None), deps=deps)  # redelivered: documents already split
+        await eventually(lambda: len(tasks) == 5 and len(plans) == 5, what="plans and page tasks")
+        await asyncio.sleep(0.5)
+    by_doc = {plan.doc_id: plan for plan in plans}
+    assert len(plans) == 5, plans
+    assert [m.filename for m in by_doc["d0001"].members] == [
+        "batch.zip/scans/cardinal.pdf",
+        "batch.zip/scans/typewriter.png",
+        "batch.zip/scans/notes.txt",
+    ]
+    member_pages = {plan.filename: plan.pages for plan in plans if plan.doc_id.startswith("d0001-") and not plan.error}
+    assert member_pages == {"batch.zip/scans/cardinal.pdf": 4, "batch.zip/scans/typewriter.png": 1}
+    skipped = [plan for plan in plans if plan.filename == "batch.zip/scans/notes.txt"]
+    assert skipped[0].error is not None
+    assert "not a supported document" in skipped[0].error
+    assert by_doc["d0002"].error is not None
+    assert "corrupt PDF" in by_doc["d0002"].error
+    blobs = make_blob_store(BlobSettings(), db)
+    for task in tasks:
+        assert isinstance(task, PageTask)
+        assert (await blobs.get(task.image)).startswith(b"\x89PNG")
+        assert task.dpi == 100 or task.doc_id.endswith("-002")  # the PNG keeps its own dpi
+
+
+async def test_aggregator_counts_exactly_and_announces_completion_once(store, db, publisher, nsq_settings, nsq_admin):
+    """Planned documents, a storm of duplicated results and a failure give exact job, document and
+    node counts, status `partial`, and exactly one job.completed event."""
+    job = await submit(store, db, {"a.pdf": b"%PDF", "b.pdf": b"%PDF", "c.pdf": b"x"})
+    progress = Progress(store, publisher)
+    deps = {"store": store, "progress": progress}
+    async with collecting(JOB_COMPLETED, nsq_admin, publisher, nsq_settings, job.job_id) as completions:
+        await handle_planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=3), Delivery(None), **deps)
+        await handle_planned(DocumentPlanned(job_id=job.job_id, doc_id="d0002", pages=1), Delivery(None), **deps)
+        await handle_planned(
+            DocumentPlanned(job_id=job.job_id, doc_id="d0003", error="unsupported document"), Delivery(None), **deps
+        )
+        results = [
+            page_done(page, node=node, job_id=job.job_id, doc_id="d0001")
+            for page, node in [(1, "a"), (2, "a"), (3, "b")]
+        ]
+        storm = [handle_done(result, Delivery(None), **deps) for result in results * 5]
+        storm.append(handle_failed(page_failed(1, node="b", job_id=job.job_id, doc_id="d0002"), Delivery(None), **deps))
+        await asyncio.gather(*storm)
+        await progress.recount_unfinished()
+        await eventually(lambda: len(completions) == 1, what="job.completed")
+        await asyncio.sleep(0.5)
+    assert completions == [JobCompleted(job_id=job.job_id, status="partial")]
+    saved = await store.get_job(job.job_id)
+    assert saved is not None
+    assert (saved["status"], saved["pages_total"], saved["pages_done"], saved["pages_failed"]) == ("partial", 4, 3, 1)
+    assert {node: (v["pages_done"], v["pages_failed"]) for node, v in saved["nodes"].items()} == {
+        "a": (2, 0),
+        "b": (1, 1),
+    }
+    statuses = {
+        d["doc_id"]: (d["status"], d["pages_done"], d["pages_failed"]) for d in await store.get_documents(job.job_id)
+    }
+    assert statuses == {"d0001": ("completed", 3, 0), "d0002": ("failed", 0, 1), "d0003": ("failed", 0, 0)}
