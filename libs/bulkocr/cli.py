@@ -97,6 +97,58 @@ def _add_submit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     submit.set_defaults(run=_submit)
 
 
+def _push(args: argparse.Namespace) -> int:
+    """Push a finished job into Archipelago; with --wait, follow it and print the links."""
+    settings = load(client.ClientSettings)
+    fields: dict[str, str | bool | None] = {"mode": args.mode, "label": args.label, "ado_type": args.ado_type}
+    fields |= {"moderation_state": "draft" if args.draft else None, "text": False if args.no_text else None}
+    fields["force"] = True if args.force else None
+    request = client.PushRequest(
+        job_id=args.job_id,
+        url=args.url or settings.url,
+        token=settings.token,
+        options={name: value for name, value in fields.items() if value is not None},
+        wait=args.wait,
+    )
+    return asyncio.run(client.push_command(request))
+
+
+def _add_push(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    push = commands.add_parser("push", help="push a finished job into Archipelago (token from BULKOCR_TOKEN)")
+    push.add_argument("job_id", metavar="JOB", help="the job's id, as `bulkocr submit` printed it")
+    push.add_argument("--wait", action="store_true", help="follow the push to its end, then print every link")
+    push.add_argument("--url", help=f"the gateway (default: BULKOCR_URL or {client.DEFAULT_URL})")
+    push.add_argument("--mode", choices=("jsonapi", "ami"), help="ami: stage an AMI set for a curator instead")
+    push.add_argument("--label", help="the collection's label (default: bulkocr job JOB)")
+    push.add_argument("--type", dest="ado_type", help="the objects' type (default: Book)")
+    push.add_argument("--draft", action="store_true", help="create the objects as drafts, not published")
+    push.add_argument("--no-text", action="store_true", help="push the searchable PDF only, without the plain text")
+    push.add_argument("--force", action="store_true", help="upload documents again even if already pushed")
+    push.set_defaults(run=_push)
+
+
+def _results(args: argparse.Namespace) -> int:
+    """Download a job's documents in the given formats."""
+    settings = load(client.ClientSettings)
+    request = client.ResultsRequest(
+        job_id=args.job_id,
+        url=args.url or settings.url,
+        token=settings.token,
+        formats=[name.strip() for name in args.format.split(",") if name.strip()],
+        out=Path(args.out or f"bulkocr-output/{args.job_id}"),
+    )
+    return asyncio.run(client.results_command(request))
+
+
+def _add_results(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    results = commands.add_parser("results", help="download a job's documents (token from BULKOCR_TOKEN)")
+    results.add_argument("job_id", metavar="JOB", help="the job's id, as `bulkocr submit` printed it")
+    results.add_argument("--format", default="txt", help="comma list of txt, json, pdf, hocr, alto, miniocr")
+    results.add_argument("--out", help="where to write them (default: ./bulkocr-output/<job id>/)")
+    results.add_argument("--url", help=f"the gateway (default: BULKOCR_URL or {client.DEFAULT_URL})")
+    results.set_defaults(run=_results)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bulkocr", description="OCR whole scanned collections.")
     parser.add_argument("--version", action="version", version=f"bulkocr {__version__}")
@@ -119,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(run=_down)
 
     _add_submit(commands)
+    _add_push(commands)
+    _add_results(commands)
     return parser
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bulkocr.errors import BulkOcrError
+from bulkocr.results import OutputUnavailable, output_format
 
 FINISHED = frozenset({"completed", "partial", "failed", "cancelled"})
+PUSH_FINISHED = frozenset({"completed", "partial", "failed", "staged"})
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 _CHUNK_BYTES = 256 * 1024
@@ -123,9 +126,36 @@ class GatewayClient:
                 return status
             await asyncio.sleep(poll_s)
 
+    async def push(self, job_id: str, options: Mapping[str, str | bool]) -> None:
+        """Ask for the job to be pushed into Archipelago (queued; the status shows progress)."""
+        url = f"{self._base}/api/archipelago/push-bulk-ami"
+        body = {**options, "job_id": job_id}
+        async with self._session.post(url, json=body, headers=self._headers, timeout=_CALL_TIMEOUT) as response:
+            await _json(response, expect=202)
+
+    async def wait_push(self, job_id: str, on_change: Callable[[Status], None], *, poll_s: float = 1.0) -> Status:
+        """Poll the job's `archipelago_result` until the push ends, calling `on_change` as it moves."""
+        last: tuple[Any, ...] | None = None
+        while True:
+            result: Status | None = (await self.status(job_id))["archipelago_result"]
+            if result is None:
+                raise GatewayError(f"job {job_id} has no push to follow")
+            counts = result["documents"]
+            seen = (result["status"], counts["completed"], counts["failed"], counts["total"])
+            if seen != last:
+                on_change(result)
+                last = seen
+            if result["status"] in PUSH_FINISHED:
+                return result
+            await asyncio.sleep(poll_s)
+
     async def download_text(self, job_id: str, doc_id: str, destination: Path) -> None:
         """Stream one document's plain text into `destination`."""
-        url = f"{self._base}/api/bulk/jobs/{job_id}/documents/{doc_id}/text"
+        await self.download(job_id, doc_id, "text", destination)
+
+    async def download(self, job_id: str, doc_id: str, fmt: str, destination: Path) -> None:
+        """Stream one document in one format (text, txt, json, pdf, hocr, alto, miniocr) into `destination`."""
+        url = f"{self._base}/api/bulk/jobs/{job_id}/documents/{doc_id}/{fmt}"
         async with self._session.get(url, headers=self._headers, timeout=_UPLOAD_TIMEOUT) as response:
             if response.status != 200:
                 await _json(response, expect=200)
@@ -227,3 +257,104 @@ async def submit_command(request: SubmitRequest, *, out: TextIO = sys.stdout, er
         print(f"bulkocr: {error}", file=err)
         return 2
     return 0 if final["status"] == "completed" else 1
+
+
+# --- `bulkocr push` -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    job_id: str
+    url: str
+    token: str
+    options: Mapping[str, str | bool]
+    wait: bool = False
+    poll_s: float = 1.0
+
+
+def _push_line(result: Status) -> str:
+    counts = result["documents"]
+    line = f"{result['status']}: {counts['completed']}/{counts['total']} documents pushed, {counts['failed']} failed"
+    return f"{line} ({result['last_error']})" if result.get("last_error") else line
+
+
+def _print_links(result: Status, out: TextIO) -> None:
+    for name in ("collection", "ami_set"):
+        if result.get(name):
+            print(f"{name.replace('_', ' ')}: {result[name]['url']}", file=out)
+    for entry in result["objects"]:
+        note = f" ({entry['error']})" if entry.get("error") else ""
+        print(f"{entry['doc_id']} {entry['state']}: {entry['url']}{note}", file=out)
+
+
+async def push_command(request: PushRequest, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Queue a push into Archipelago; with `wait`, follow it and print every object's link.
+    Exit code: 0 queued (or pushed, or staged), 1 partial or failed, 2 when the request could not be made."""
+    try:
+        async with connect(request.url, request.token) as client:
+            await client.push(request.job_id, request.options)
+            print(f"push of job {request.job_id} queued", file=out, flush=True)
+            if not request.wait:
+                return 0
+            show = functools.partial(_print_line, out=out)
+            result = await client.wait_push(request.job_id, show, poll_s=request.poll_s)
+    except GatewayError as error:
+        print(f"bulkocr: {error}", file=err)
+        return 2
+    except (aiohttp.ClientError, TimeoutError) as error:
+        print(f"bulkocr: cannot reach the gateway at {request.url}: {str(error) or type(error).__name__}", file=err)
+        return 2
+    _print_links(result, out)
+    return 0 if result["status"] in ("completed", "staged") else 1
+
+
+def _print_line(result: Status, *, out: TextIO) -> None:
+    print(_push_line(result), file=out, flush=True)
+
+
+# --- `bulkocr results` ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultsRequest:
+    job_id: str
+    url: str
+    token: str
+    formats: Sequence[str]
+    out: Path
+
+
+async def results_command(request: ResultsRequest, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Download every readable document of a job in each format into `out`; 0 when all came."""
+    try:
+        for fmt in request.formats:
+            output_format(fmt)
+    except OutputUnavailable as error:
+        print(f"bulkocr results: {error}", file=err)
+        return 2
+    try:
+        async with connect(request.url, request.token) as gateway:
+            status = await gateway.status(request.job_id)
+            written = await _download_all(gateway, status, request, out)
+    except (GatewayError, aiohttp.ClientError, OSError) as error:
+        print(f"bulkocr results: {error}", file=err)
+        return 2
+    print(f"{written} files written to {request.out}", file=out)
+    return 0 if status["status"] == "completed" else 1
+
+
+async def _download_all(gateway: GatewayClient, status: Status, request: ResultsRequest, out: TextIO) -> int:
+    written = 0
+    taken: dict[str, set[Path]] = {fmt: set() for fmt in request.formats}
+    for document in status["documents"]:
+        if not document["pages"]:
+            if document["error"]:
+                print(f"skipped {document['filename']}: {document['error']}", file=out)
+            continue
+        for fmt in request.formats:
+            name = document["filename"] or document["doc_id"]
+            path = output_path(request.out, name, document["doc_id"], taken[fmt])
+            destination = path.with_name(path.name.removesuffix(".txt") + output_format(fmt).extension)
+            await gateway.download(request.job_id, document["doc_id"], fmt, destination)
+            written += 1
+    return written

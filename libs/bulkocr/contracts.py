@@ -99,6 +99,7 @@ class DocumentPlanned(Message):
     pages: int = Field(default=0, ge=0)
     error: str | None = None
     members: tuple[ArchiveMember, ...] = ()
+    duplicate_of: str | None = Field(default=None, description="doc_id of an identical file earlier in the job")
 
 
 class PageTask(Message):
@@ -140,6 +141,18 @@ class PageFailed(Message):
     error: str
 
 
+class PageRetrying(Message):
+    """A page's attempt failed and it will be tried again: its attempts and last error, for the status."""
+
+    job_id: str
+    doc_id: str
+    page: int = Field(ge=1)
+    node_id: str
+    worker_id: str
+    attempts: int = Field(ge=1)
+    error: str
+
+
 class NodeHeartbeat(Message):
     node_id: str
     worker_id: str
@@ -158,9 +171,41 @@ class JobCompleted(Message):
     status: JobStatus
 
 
+class JobRetry(Message):
+    """Replay a job's failed pages (the ones that reached OCR and can be read again)."""
+
+    job_id: str
+
+
+class JobCancel(Message):
+    """Stop a job: pages not yet read are dropped without OCR."""
+
+    job_id: str
+
+
 class ArchipelagoPush(Message):
     job_id: str
     options: dict[str, str | int | bool] = Field(default_factory=dict)
+    """`PushOptions` as a plain dict (defaults left out): the gateway validates it, the uploader parses it."""
+
+
+class PushOptions(BaseModel):
+    """What a push to Archipelago may ask for. Not a message itself: it travels in
+    `ArchipelagoPush.options`, so a new option does not change the payload's schema."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # "ami" stages an AMI set (spreadsheet) for a curator instead of creating the objects.
+    mode: Literal["jsonapi", "ami"] = "jsonapi"
+    label: str | None = Field(default=None, min_length=1, max_length=255)
+    ado_type: str = Field(default="Book", min_length=1, max_length=64)
+    moderation_state: Literal["draft", "published"] = "published"
+    text: bool = True
+    # Upload every document again (and update its object) even if an earlier push completed it.
+    force: bool = False
+
+    def as_message_options(self) -> dict[str, str | int | bool]:
+        return {key: value for key, value in self.model_dump(exclude_defaults=True).items() if value is not None}
 
 
 class DeadLetter(Message):
@@ -181,8 +226,11 @@ DOCUMENT_PLANNED = Topic("bulkocr.job.planned", DocumentPlanned)
 PAGE = Topic("bulkocr.page", PageTask)
 PAGE_DONE = Topic("bulkocr.page.done", PageDone)
 PAGE_FAILED = Topic("bulkocr.page.failed", PageFailed)
+PAGE_RETRYING = Topic("bulkocr.page.retrying", PageRetrying)
 NODE_HEARTBEAT = Topic("bulkocr.node.heartbeat", NodeHeartbeat)
 JOB_COMPLETED = Topic("bulkocr.job.completed", JobCompleted)
+JOB_RETRY = Topic("bulkocr.job.retry", JobRetry)
+JOB_CANCEL = Topic("bulkocr.job.cancel", JobCancel)
 ARCHIPELAGO_PUSH = Topic("bulkocr.archipelago.push", ArchipelagoPush)
 
 ALL_TOPICS: tuple[Topic[Any], ...] = (
@@ -191,8 +239,11 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
     PAGE,
     PAGE_DONE,
     PAGE_FAILED,
+    PAGE_RETRYING,
     NODE_HEARTBEAT,
     JOB_COMPLETED,
+    JOB_RETRY,
+    JOB_CANCEL,
     ARCHIPELAGO_PUSH,
 )
 

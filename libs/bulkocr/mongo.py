@@ -11,6 +11,7 @@ incremented: every page result is one document under a unique key, written at mo
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -20,7 +21,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from bulkocr.contracts import JobStatus, JobSubmitted, NodeHeartbeat, PageDone, PageFailed, utcnow
+from bulkocr.contracts import JobStatus, JobSubmitted, NodeHeartbeat, PageDone, PageFailed, PageRetrying, utcnow
 from bulkocr.settings import MongoSettings
 
 log = structlog.get_logger(__name__)
@@ -58,6 +59,7 @@ class JobStore:
         self.pages = db["pages"]
         self.nodes = db["nodes"]
         self.ingested = db["ingested"]
+        self.page_tasks = db["page_tasks"]
 
     async def ensure_indexes(self) -> None:
         """Create the indexes every query relies on (idempotent; run at service start)."""
@@ -66,6 +68,7 @@ class JobStore:
         await self.documents.create_index([("job_id", ASCENDING), ("doc_id", ASCENDING)], unique=True)
         await self.pages.create_index([("job_id", ASCENDING), ("doc_id", ASCENDING), ("page", ASCENDING)], unique=True)
         await self.pages.create_index([("job_id", ASCENDING), ("status", ASCENDING)])
+        await self.page_tasks.create_index([("job_id", ASCENDING)])
 
     # --- jobs (the gateway creates them; the aggregator keeps their progress) ----------
 
@@ -131,6 +134,20 @@ class JobStore:
             query["owner"] = owner
         return await self.jobs.find_one(query)
 
+    async def claim_idempotency_key(self, owner: str, key: str, job_id: str) -> str:
+        """Claim `key` for `job_id` unless another request holds it; return the holder's job id.
+        A unique `_id` makes the claim atomic on FerretDB and MongoDB alike."""
+        try:
+            await self.db["idempotency_keys"].insert_one({"_id": f"{owner}/{key}", "job_id": job_id, "at": utcnow()})
+        except DuplicateKeyError:
+            held = await self.db["idempotency_keys"].find_one({"_id": f"{owner}/{key}"})
+            return str(held["job_id"]) if held else job_id
+        return job_id
+
+    async def release_idempotency_key(self, owner: str, key: str, job_id: str) -> None:
+        """Give the key back when the request it was claimed for made no job."""
+        await self.db["idempotency_keys"].delete_one({"_id": f"{owner}/{key}", "job_id": job_id})
+
     async def find_job_by_idempotency_key(self, owner: str, key: str) -> Document | None:
         return await self.jobs.find_one({"owner": owner, "idempotency_key": key})
 
@@ -178,15 +195,42 @@ class JobStore:
             if fields:
                 await self.documents.update_one({"_id": f"{job_id}/{doc_id}"}, {"$set": dict(fields)})
 
-    async def mark_ingested(self, job_id: str, doc_id: str) -> None:
-        """Ingest's own record that a document was split (its own collection: the aggregator
-        writes the document itself, and FerretDB could let one update undo the other)."""
+    async def mark_ingested(self, job_id: str, doc_id: str, plans: list[Document]) -> None:
+        """Ingest's own record that a document was split, with the plans it announced (its own
+        collection: the aggregator writes the document itself, and FerretDB could let one
+        update undo the other)."""
         await self.ingested.update_one(
-            {"_id": f"{job_id}/{doc_id}"}, {"$setOnInsert": {"job_id": job_id, "at": utcnow()}}, upsert=True
+            {"_id": f"{job_id}/{doc_id}"},
+            {"$setOnInsert": {"job_id": job_id, "plans": plans, "at": utcnow()}},
+            upsert=True,
         )
 
-    async def is_ingested(self, job_id: str, doc_id: str) -> bool:
-        return await self.ingested.find_one({"_id": f"{job_id}/{doc_id}"}, {"_id": 1}) is not None
+    async def ingested_plans(self, job_id: str, doc_id: str) -> list[Document] | None:
+        """The plans announced when the document was split, or None if it was not split yet."""
+        record = await self.ingested.find_one({"_id": f"{job_id}/{doc_id}"})
+        return None if record is None else list(record.get("plans", []))
+
+    # --- the page manifest (ingest writes it; sweeper and replay read it) -------------
+
+    async def add_page_tasks(self, tasks: list[Document]) -> None:
+        """Record page tasks before they are published, keyed job/doc/page (repeats are ignored)."""
+        for task in tasks:
+            await self.page_tasks.update_one(
+                {"_id": page_key(task["job_id"], task["doc_id"], task["page"])},
+                {"$setOnInsert": {**task, "queued_at": utcnow()}},
+                upsert=True,
+            )
+
+    async def page_tasks_without_outcome(self, job_id: str) -> list[Document]:
+        """Tasks of a job whose page has neither a result nor a failure."""
+        finished = {
+            page["_id"]
+            async for page in self.pages.find({"job_id": job_id, "status": {"$in": ["done", "failed"]}}, {"_id": 1})
+        }
+        return [task async for task in self.page_tasks.find({"job_id": job_id}) if task["_id"] not in finished]
+
+    async def page_tasks_for(self, keys: list[str]) -> list[Document]:
+        return [task async for task in self.page_tasks.find({"_id": {"$in": keys}})]
 
     async def get_pages(self, job_id: str, doc_id: str) -> list[Document]:
         """Every stored page outcome of one document, in page order."""
@@ -253,7 +297,48 @@ class JobStore:
             "error": failed.error,
             "finished_at": utcnow(),
         }
-        return await self._write_once({"_id": key}, {"$setOnInsert": fields})
+        return await self._write_once({"_id": key, "status": {"$nin": ["done", "failed"]}}, {"$set": fields})
+
+    async def record_page_retrying(self, retrying: PageRetrying) -> bool:
+        """Note a failed attempt (attempts, last error) on a page that has no outcome yet."""
+        key = page_key(retrying.job_id, retrying.doc_id, retrying.page)
+        fields: Document = {
+            "job_id": retrying.job_id,
+            "doc_id": retrying.doc_id,
+            "page": retrying.page,
+            "status": "retrying",
+            "node_id": retrying.node_id,
+            "attempts": retrying.attempts,
+            "error": retrying.error,
+        }
+        return await self._write_once({"_id": key, "status": {"$nin": ["done", "failed"]}}, {"$set": fields})
+
+    async def reopen_failed_pages(self, job_id: str) -> list[str]:
+        """Forget the failures of a job's pages that have a task to replay; return their keys."""
+        failed = [page["_id"] async for page in self.pages.find({"job_id": job_id, "status": "failed"}, {"_id": 1})]
+        replayable = [task["_id"] for task in await self.page_tasks_for(failed)]
+        if replayable:
+            await self.pages.delete_many({"_id": {"$in": replayable}, "status": "failed"})
+        return replayable
+
+    async def delete_job(self, job_id: str) -> dict[str, int]:
+        """Remove a job's records from every collection; return how many of each."""
+        removed: dict[str, int] = {}
+        by_field = (
+            "pages",
+            "page_tasks",
+            "documents",
+            "ingested",
+            "outputs",
+            "idempotency_keys",
+            "archipelago_objects",
+        )
+        for name in by_field:
+            removed[name] = (await self.db[name].delete_many({"job_id": job_id})).deleted_count
+        for name in ("archipelago_requests", "archipelago"):
+            removed[name] = (await self.db[name].delete_many({"_id": job_id})).deleted_count
+        removed["jobs"] = (await self.jobs.delete_one({"_id": job_id})).deleted_count
+        return removed
 
     async def _write_once(self, query: Document, update: Document) -> bool:
         try:
@@ -301,3 +386,88 @@ class JobStore:
     async def finished_jobs_before(self, cutoff: datetime, statuses: tuple[JobStatus, ...]) -> list[str]:
         cursor = self.jobs.find({"status": {"$in": list(statuses)}, "finished_at": {"$lt": cutoff}}, {"_id": 1})
         return [doc["_id"] async for doc in cursor]
+
+
+class ArchipelagoStore:
+    """What the uploader records about pushes to Archipelago, in collections of its own.
+
+    Never in the `jobs` document: the aggregator writes that one, and FerretDB applies an
+    update as read-modify-write, so two services writing one document can undo each other.
+    Each collection has one writer: the gateway writes `archipelago_requests` (a push was
+    asked for), the uploader writes `archipelago` (one document per job: the latest run)
+    and `archipelago_objects` (one per job document: its object, files and state).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.requests = db["archipelago_requests"]
+        self.pushes = db["archipelago"]
+        self.objects = db["archipelago_objects"]
+
+    async def ensure_indexes(self) -> None:
+        await self.objects.create_index([("job_id", ASCENDING), ("doc_id", ASCENDING)], unique=True)
+
+    async def request_push(self, job_id: str, owner: str, options: Mapping[str, Any]) -> str:
+        """Record that a push was asked for; returns the request's id (the uploader notes the
+        request it serves, so a status can tell a newer request from the run before it)."""
+        request_id = uuid.uuid4().hex
+        fields = {"owner": owner, "options": dict(options), "request_id": request_id, "requested_at": utcnow()}
+        await self.requests.update_one({"_id": job_id}, {"$set": fields}, upsert=True)
+        return request_id
+
+    async def withdraw_request(self, job_id: str, request_id: str) -> None:
+        """Forget a request that could not be queued (unless a newer one replaced it)."""
+        await self.requests.delete_one({"_id": job_id, "request_id": request_id})
+
+    async def get_request(self, job_id: str) -> Document | None:
+        return await self.requests.find_one({"_id": job_id})
+
+    async def get_push(self, job_id: str) -> Document | None:
+        return await self.pushes.find_one({"_id": job_id})
+
+    async def set_push_fields(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        await self.pushes.update_one({"_id": job_id}, {"$set": {**fields, "updated_at": utcnow()}}, upsert=True)
+
+    async def get_objects(self, job_id: str) -> list[Document]:
+        cursor = self.objects.find({"job_id": job_id}).sort("doc_id", ASCENDING)
+        return [entry async for entry in cursor]
+
+    async def get_object(self, job_id: str, doc_id: str) -> Document | None:
+        return await self.objects.find_one({"_id": f"{job_id}/{doc_id}"})
+
+    async def set_object_fields(
+        self, job_id: str, doc_id: str, fields: Mapping[str, Any], *, on_insert: Mapping[str, Any] | None = None
+    ) -> None:
+        """Set fields of a document's entry, creating it (with `on_insert` too) if it is new."""
+        update: Document = {"$set": {**fields, "job_id": job_id, "doc_id": doc_id, "updated_at": utcnow()}}
+        if on_insert:
+            update["$setOnInsert"] = {key: value for key, value in on_insert.items() if key not in fields}
+        try:
+            await self.objects.update_one({"_id": f"{job_id}/{doc_id}"}, update, upsert=True)
+        except DuplicateKeyError:  # created concurrently: it exists now, so set ours
+            await self.objects.update_one({"_id": f"{job_id}/{doc_id}"}, {"$set": update["$set"]})
+
+
+class OutputStore:
+    """Which heavy outputs of a job the output builder has made (its own collection: it is the
+    only writer, and the gateway reads it for the status)."""
+
+    def __init__(self, db: Database) -> None:
+        self.outputs = db["outputs"]
+
+    async def record(
+        self, job_id: str, doc_id: str, fmt: str, *, status: str, size: int | None = None, error: str | None = None
+    ) -> None:
+        fields = {"job_id": job_id, "doc_id": doc_id, "format": fmt, "status": status, "size": size, "error": error}
+        await self.outputs.update_one(
+            {"_id": f"{job_id}/{doc_id}/{fmt}"}, {"$set": {**fields, "at": utcnow()}}, upsert=True
+        )
+
+    async def status(self, job_id: str, doc_id: str, fmt: str) -> str | None:
+        found = await self.outputs.find_one({"_id": f"{job_id}/{doc_id}/{fmt}"})
+        return None if found is None else str(found["status"])
+
+    async def for_job(self, job_id: str) -> list[Document]:
+        return [entry async for entry in self.outputs.find({"job_id": job_id})]
+
+    async def delete_job(self, job_id: str) -> int:
+        return (await self.outputs.delete_many({"job_id": job_id})).deleted_count

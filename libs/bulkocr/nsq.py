@@ -200,7 +200,8 @@ class Delivery:
 
 Handler = Callable[[M, Delivery], Awaitable[None]]
 GiveUp = Callable[[M, str, int], Awaitable[None]]
-"""Called with (message, cause, attempts) before a decoded message is dead-lettered."""
+"""Called with (message, cause, attempts) before a decoded message is dead-lettered;
+`on_retry` has the same shape and is called when a failed attempt is requeued."""
 
 
 class _ClosableReader(nsq.Reader):  # type: ignore[misc]  # the base class is untyped
@@ -256,6 +257,7 @@ class Consumer(Generic[M]):
     settings: NsqSettings
     max_in_flight: int
     on_give_up: GiveUp[M] | None = None
+    on_retry: GiveUp[M] | None = None
 
     def __post_init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
@@ -349,14 +351,23 @@ class Consumer(Generic[M]):
                     message, payload, f"gave up after {delivery.attempts} attempts: {cause}", started
                 )
             else:
-                delay = backoff_delay(delivery.attempts, self.settings)
-                _respond(message, "requeue", time_ms=int(delay * 1000), backoff=False)
-                log.warning("message_requeued", error=cause, delay_s=delay, seconds=_since(started))
+                await self._requeue(message, payload, cause, started)
         else:
             _respond(message, "finish")
             log.info("message_done", seconds=_since(started))
         finally:
             keep_alive.cancel()
+
+    async def _requeue(self, message: Any, payload: M, cause: str, started: float) -> None:
+        attempts = int(message.attempts)
+        delay = backoff_delay(attempts, self.settings)
+        _respond(message, "requeue", time_ms=int(delay * 1000), backoff=False)
+        log.warning("message_requeued", error=cause, delay_s=delay, seconds=_since(started))
+        if self.on_retry is not None:
+            try:
+                await self.on_retry(payload, cause, attempts)
+            except Exception as error:  # noqa: BLE001  # only a report: the retry itself is queued
+                log.warning("retry_report_failed", error=f"{type(error).__name__}: {error}")
 
     async def _dead_letter(self, message: Any, payload: M | None, cause: str, started: float) -> None:
         attempts = int(message.attempts)
@@ -409,9 +420,10 @@ async def consuming(
     settings: NsqSettings,
     max_in_flight: int = 1,
     on_give_up: GiveUp[M] | None = None,
+    on_retry: GiveUp[M] | None = None,
 ) -> AsyncIterator[Consumer[M]]:
     """Consume `topic` on `channel` for the duration of the block, then drain and close."""
-    consumer = Consumer(topic, channel, handler, publisher, settings, max_in_flight, on_give_up)
+    consumer = Consumer(topic, channel, handler, publisher, settings, max_in_flight, on_give_up, on_retry)
     try:
         yield consumer
     finally:
@@ -444,7 +456,7 @@ class NsqAdmin:
             return body
 
     async def channel_stats(self, topic: str, channel: str) -> dict[str, Any] | None:
-        for entry in (await self.stats(topic)).get("topics", []):
+        for entry in (await self.stats(topic)).get("topics") or []:  # nsqd says null when it has none
             if entry["topic_name"] == topic:
                 for stats in entry["channels"]:
                     if stats["channel_name"] == channel:
@@ -456,3 +468,37 @@ class NsqAdmin:
         async with self._session.post(f"{self._base}{path}", params=params) as response:
             if response.status != 200:
                 raise PublishError(f"nsqd {path} {params}: {response.status} {await response.text()}")
+
+
+async def backlog(session: aiohttp.ClientSession, settings: NsqSettings, topic: str, channel: str) -> int:
+    """Messages of `topic` not yet finished on `channel`, summed over every nsqd that has the topic:
+    queued, in flight and deferred (the topic's own depth where the channel does not exist yet)."""
+    total = 0
+    for address in await _nsqd_http_addresses(session, settings, topic):
+        admin = NsqAdmin(session, address)
+        stats = await admin.stats(topic)
+        for entry in stats.get("topics") or []:
+            if entry["topic_name"] != topic:
+                continue
+            channels = [c for c in entry.get("channels") or [] if c["channel_name"] == channel]
+            if not channels:
+                total += int(entry.get("depth", 0))
+            for found in channels:
+                total += int(found["depth"]) + int(found["in_flight_count"]) + int(found["deferred_count"])
+    return total
+
+
+async def _nsqd_http_addresses(session: aiohttp.ClientSession, settings: NsqSettings, topic: str) -> list[str]:
+    if not settings.lookupd_http_addresses:
+        return [settings.nsqd_http_address]
+    addresses: set[str] = set()
+    for lookupd in settings.lookupd_http_addresses:
+        url = lookupd if "://" in lookupd else f"http://{lookupd}"
+        async with session.get(f"{url}/lookup", params={"topic": topic}) as response:
+            if response.status == 404:  # no nsqd has the topic yet
+                continue
+            response.raise_for_status()
+            body = await response.json(content_type=None)
+        for producer in body.get("producers", []):
+            addresses.add(f"{producer['broadcast_address']}:{producer['http_port']}")
+    return sorted(addresses)

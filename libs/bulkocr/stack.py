@@ -21,7 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bulkocr.contracts import DOCUMENT_PLANNED, JOB_SUBMITTED, NODE_HEARTBEAT, PAGE, PAGE_DONE, PAGE_FAILED
+from bulkocr.contracts import (
+    ARCHIPELAGO_PUSH,
+    DOCUMENT_PLANNED,
+    JOB_CANCEL,
+    JOB_COMPLETED,
+    JOB_RETRY,
+    JOB_SUBMITTED,
+    NODE_HEARTBEAT,
+    PAGE,
+    PAGE_DONE,
+    PAGE_FAILED,
+    PAGE_RETRYING,
+)
 from bulkocr.errors import ServerStartError
 from bulkocr.servers import SERVER_NAMES, LocalServers, ServerAddresses
 
@@ -29,6 +41,8 @@ from bulkocr.servers import SERVER_NAMES, LocalServers, ServerAddresses
 SERVICES: dict[str, tuple[str, str, str]] = {
     "aggregator": ("bulkocr_aggregator", PAGE_DONE.name, "aggregator"),
     "ingest": ("bulkocr_ingest", JOB_SUBMITTED.name, "ingest"),
+    "uploader": ("bulkocr_uploader", ARCHIPELAGO_PUSH.name, "uploader"),
+    "outputs": ("bulkocr_outputs", JOB_COMPLETED.name, "outputs"),
     "gateway": ("bulkocr_gateway", "", ""),
 }
 WORKER_MODULE = "bulkocr_ocr_worker"
@@ -39,6 +53,12 @@ CHANNELS = (
     (PAGE_FAILED.name, "aggregator"),
     (DOCUMENT_PLANNED.name, "aggregator"),
     (NODE_HEARTBEAT.name, "aggregator"),
+    (ARCHIPELAGO_PUSH.name, "uploader"),
+    (JOB_COMPLETED.name, "uploader"),
+    (JOB_COMPLETED.name, "outputs"),
+    (PAGE_RETRYING.name, "aggregator"),
+    (JOB_CANCEL.name, "aggregator"),
+    (JOB_RETRY.name, "aggregator"),
 )
 STATE_FILE = "state.json"
 
@@ -84,12 +104,15 @@ class LocalStack:
             for name, (module, _, _) in SERVICES.items():
                 self.start_service(name, module)
             for index in range(1, self.workers + 1):
-                self.start_service(f"ocr-worker-{index}", WORKER_MODULE, node=f"{socket.gethostname()}-w{index}")
+                self.start_worker(index)
             self.wait_healthy()
         except BaseException:
             self.stop()
             raise
         self.save_state()
+
+    def start_worker(self, index: int) -> None:
+        self.start_service(f"ocr-worker-{index}", WORKER_MODULE, node=f"{socket.gethostname()}-w{index}")
 
     def service_environment(self, node: str | None = None) -> dict[str, str]:
         env = dict(self.environment)
@@ -112,10 +135,15 @@ class LocalStack:
             )
 
     def stop_service(self, name: str, *, kill: bool = False) -> None:
+        """SIGTERM (the service drains) and wait; or SIGKILL its whole process group, OCR
+        processes included, as when a container or node dies."""
         process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        if kill:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=self.grace_s)
         except subprocess.TimeoutExpired:
@@ -219,6 +247,6 @@ def _channel_clients(addresses: ServerAddresses) -> dict[tuple[str, str], int]:
         stats: dict[str, Any] = json.loads(response.read())
     return {
         (topic["topic_name"], channel["channel_name"]): int(channel["client_count"])
-        for topic in stats.get("topics", [])
-        for channel in topic.get("channels", [])
+        for topic in stats.get("topics") or []
+        for channel in topic.get("channels") or []
     }

@@ -11,11 +11,14 @@ FINISHED: tuple[JobStatus, ...] = ("completed", "partial", "failed", "cancelled"
 
 
 def document_status(document: Mapping[str, Any], done: int, failed: int) -> str:
-    """queued until planned; failed when unreadable; expanded for an archive; then by its pages."""
+    """queued until planned; failed when unreadable; expanded for an archive, duplicate for a
+    file seen earlier in the job; then by its pages."""
     if document.get("error"):
         return "failed"
     if document.get("members"):
         return "expanded"
+    if document.get("duplicate_of"):
+        return "duplicate"
     pages = document.get("pages")
     if pages is None:
         return "queued"
@@ -32,7 +35,8 @@ def job_status(documents: Sequence[Mapping[str, Any]], statuses: Sequence[str]) 
         return "queued"
     if any(status in ("queued", "processing") for status in statuses):
         return "processing"
-    readable = [status for status in statuses if status != "expanded"]
+    # Archives and duplicates have no pages of their own: the documents they stand for count.
+    readable = [status for status in statuses if status not in ("expanded", "duplicate")]
     if readable and all(status == "failed" for status in readable):
         return "failed"
     if any(status in ("failed", "partial") for status in readable):

@@ -2,8 +2,9 @@
 
 Every write is idempotent (a redelivered result counts once), and progress is recounted
 from the stored page outcomes after each write, serialised per job in this process. A
-periodic pass recounts every unfinished job, so a crash between a write and its recount
-never leaves a job hanging. When a job finishes, `job.completed` is published once.
+periodic pass recounts unfinished jobs and sweeps quiet ones (work lost with nsqd is
+published again), another removes finished jobs past the retention. When a job finishes,
+`job.completed` is published once.
 """
 
 from __future__ import annotations
@@ -11,35 +12,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import structlog
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import (
     DOCUMENT_PLANNED,
-    JOB_COMPLETED,
+    JOB_CANCEL,
+    JOB_RETRY,
     NODE_HEARTBEAT,
     PAGE_DONE,
     PAGE_FAILED,
+    PAGE_RETRYING,
     DocumentPlanned,
-    JobCompleted,
-    JobStatus,
+    JobCancel,
+    JobRetry,
     NodeHeartbeat,
     PageDone,
     PageFailed,
-    utcnow,
+    PageRetrying,
 )
 from bulkocr.log import configure_logging
 from bulkocr.mongo import JobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher, consuming
 from bulkocr.runtime import shutdown_event
-from bulkocr.settings import LogSettings, MongoSettings, NsqSettings, load
-from bulkocr_aggregator.progress import FINISHED, document_status, job_status, pages_total
+from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+from bulkocr_aggregator.jobs import Progress
+from bulkocr_aggregator.sweeper import Retention, Sweeper
 
 log = structlog.get_logger(__name__)
 
@@ -51,80 +55,12 @@ class AggregatorSettings(BaseSettings):
 
     max_in_flight: int = Field(default=20, gt=0)
     recount_interval_s: float = Field(default=10.0, gt=0)
-
-
-@dataclass
-class Progress:
-    """Recounts jobs, one at a time per job; a recount already waiting covers later writes."""
-
-    store: JobStore
-    publisher: NsqPublisher
-    _locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
-    _waiting: set[str] = field(default_factory=set)
-
-    def lock(self, job_id: str) -> asyncio.Lock:
-        """Held for every write to a job's documents: FerretDB applies updates as
-        read-modify-write, so two concurrent writes to one document can undo each other."""
-        return self._locks[job_id]
-
-    async def refresh(self, job_id: str) -> None:
-        if job_id in self._waiting:
-            return  # a recount that has not started yet will see this write
-        self._waiting.add(job_id)
-        async with self._locks[job_id]:
-            self._waiting.discard(job_id)
-            await self._recount(job_id)
-
-    async def _recount(self, job_id: str) -> None:
-        job = await self.store.get_job(job_id)
-        if job is None:
-            return  # removed by retention, or never created: nothing to count
-        documents = await self.store.get_documents(job_id)
-        per_document = await self.store.document_counts(job_id)
-        statuses = []
-        for document in documents:
-            counts = per_document.get(document["doc_id"], {"done": 0, "failed": 0})
-            doc_status = document_status(document, counts["done"], counts["failed"])
-            statuses.append(doc_status)
-            update = {"status": doc_status, "pages_done": counts["done"], "pages_failed": counts["failed"]}
-            if any(document.get(key) != value for key, value in update.items()):
-                await self.store.set_document_fields(job_id, document["doc_id"], update)
-        status = job_status(documents, statuses) if job["status"] != "cancelled" else "cancelled"
-        await self._save_job(job, status, documents)
-
-    async def _save_job(self, job: Mapping[str, Any], status: JobStatus, documents: list[dict[str, Any]]) -> None:
-        job_id = job["_id"]
-        counts = await self.store.page_counts(job_id)
-        fields: dict[str, Any] = {
-            "status": status,
-            "pages_total": pages_total(documents),
-            "pages_done": counts["done"],
-            "pages_failed": counts["failed"],
-            "nodes": await self._nodes(job_id),
-        }
-        if status != "queued" and job.get("started_at") is None:
-            fields["started_at"] = utcnow()
-        if status in FINISHED and job.get("finished_at") is None:
-            fields["finished_at"] = utcnow()
-        await self.store.set_job_fields(job_id, fields)
-        if status in FINISHED and not job.get("completed_event_sent"):
-            await self.publisher.publish(JOB_COMPLETED, JobCompleted(job_id=job_id, status=status))
-            await self.store.set_job_fields(job_id, {"completed_event_sent": True})
-            log.info("job_finished", job_id=job_id, status=status, **counts)
-
-    async def _nodes(self, job_id: str) -> dict[str, dict[str, Any]]:
-        nodes = await self.store.node_counts(job_id)
-        seen = {node["_id"]: node.get("last_seen") for node in await self.store.list_nodes()}
-        return {node_id: {**values, "last_seen": seen.get(node_id)} for node_id, values in nodes.items()}
-
-    async def recount_unfinished(self) -> None:
-        async for job_id in self._unfinished():
-            await self.refresh(job_id)
-
-    async def _unfinished(self) -> AsyncIterator[str]:
-        query = {"$or": [{"status": {"$nin": list(FINISHED)}}, {"completed_event_sent": False}]}
-        async for job in self.store.jobs.find(query, {"_id": 1}):
-            yield job["_id"]
+    # A job with no new page outcome for this long is swept once the page queue is empty...
+    sweep_idle_s: float = Field(default=120.0, gt=0)
+    # ...or after this long whatever the queue holds.
+    sweep_max_idle_s: float = Field(default=1800.0, gt=0)
+    retention_s: float = Field(default=24 * 3600.0, gt=0, description="finished jobs are kept this long")
+    retention_interval_s: float = Field(default=3600.0, gt=0)
 
 
 async def handle_planned(planned: DocumentPlanned, delivery: Delivery, *, store: JobStore, progress: Progress) -> None:
@@ -133,6 +69,8 @@ async def handle_planned(planned: DocumentPlanned, delivery: Delivery, *, store:
         fields["filename"] = planned.filename
     if planned.members:
         fields["members"] = [member.doc_id for member in planned.members]
+    if planned.duplicate_of:
+        fields["duplicate_of"] = planned.duplicate_of
     async with progress.lock(planned.job_id):
         await store.plan_document(planned.job_id, planned.doc_id, fields)
         for member in planned.members:
@@ -141,52 +79,85 @@ async def handle_planned(planned: DocumentPlanned, delivery: Delivery, *, store:
 
 
 async def handle_done(done: PageDone, delivery: Delivery, *, store: JobStore, progress: Progress) -> None:
-    if await store.record_page_done(done):
-        log.info("page_recorded", status="done")
+    async with progress.lock(done.job_id):
+        if await store.record_page_done(done):
+            log.info("page_recorded", status="done")
     await progress.refresh(done.job_id)
 
 
 async def handle_failed(failed: PageFailed, delivery: Delivery, *, store: JobStore, progress: Progress) -> None:
-    if await store.record_page_failed(failed):
-        log.info("page_recorded", status="failed", error=failed.error)
+    async with progress.lock(failed.job_id):
+        if await store.record_page_failed(failed):
+            log.info("page_recorded", status="failed", error=failed.error)
     await progress.refresh(failed.job_id)
+
+
+async def handle_retrying(retrying: PageRetrying, delivery: Delivery, *, store: JobStore, progress: Progress) -> None:
+    async with progress.lock(retrying.job_id):
+        await store.record_page_retrying(retrying)
 
 
 async def handle_heartbeat(beat: NodeHeartbeat, delivery: Delivery, *, store: JobStore) -> None:
     await store.record_heartbeat(beat)
 
 
-async def recount_periodically(progress: Progress, interval_s: float) -> None:
+async def handle_cancel(cancel: JobCancel, delivery: Delivery, *, progress: Progress) -> None:
+    await progress.cancel(cancel.job_id)
+
+
+async def handle_retry(retry: JobRetry, delivery: Delivery, *, progress: Progress) -> None:
+    await progress.replay_failed(retry.job_id)
+
+
+async def every(interval_s: float, work: Callable[[], Awaitable[object]], name: str) -> None:
+    """Run `work` every interval; a failed round is logged and the next one tries again."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await progress.recount_unfinished()
-        except Exception as error:  # noqa: BLE001  # the next pass tries again
-            log.warning("recount_failed", error=f"{type(error).__name__}: {error}")
+            await work()
+        except Exception as error:  # noqa: BLE001  # the next round tries again
+            log.warning(f"{name}_failed", error=f"{type(error).__name__}: {error}")
 
 
-async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettings) -> None:
+async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
     stop = shutdown_event()
-    async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
+    async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher, aiohttp.ClientSession() as session:
         store = JobStore(db)
         await store.ensure_indexes()
         progress = Progress(store, publisher)
-        options: dict[str, Any] = {"publisher": publisher, "settings": nsq, "max_in_flight": settings.max_in_flight}
+        sweeper = Sweeper(store, publisher, progress, session, nsq, settings.sweep_idle_s, settings.sweep_max_idle_s)
+        retention = Retention(store, make_blob_store(blob, db), settings.retention_s)
+        consumers: list[tuple[Any, Any]] = [
+            (DOCUMENT_PLANNED, functools.partial(handle_planned, store=store, progress=progress)),
+            (PAGE_DONE, functools.partial(handle_done, store=store, progress=progress)),
+            (PAGE_FAILED, functools.partial(handle_failed, store=store, progress=progress)),
+            (PAGE_RETRYING, functools.partial(handle_retrying, store=store, progress=progress)),
+            (NODE_HEARTBEAT, functools.partial(handle_heartbeat, store=store)),
+            (JOB_CANCEL, functools.partial(handle_cancel, progress=progress)),
+            (JOB_RETRY, functools.partial(handle_retry, progress=progress)),
+        ]
         async with contextlib.AsyncExitStack() as stack:
-            planned = functools.partial(handle_planned, store=store, progress=progress)
-            done = functools.partial(handle_done, store=store, progress=progress)
-            failed = functools.partial(handle_failed, store=store, progress=progress)
-            beat = functools.partial(handle_heartbeat, store=store)
-            await stack.enter_async_context(consuming(DOCUMENT_PLANNED, CHANNEL, planned, **options))
-            await stack.enter_async_context(consuming(PAGE_DONE, CHANNEL, done, **options))
-            await stack.enter_async_context(consuming(PAGE_FAILED, CHANNEL, failed, **options))
-            await stack.enter_async_context(consuming(NODE_HEARTBEAT, CHANNEL, beat, **options))
-            recounts = asyncio.create_task(recount_periodically(progress, settings.recount_interval_s))
+            for topic, handler in consumers:
+                await stack.enter_async_context(
+                    consuming(
+                        topic, CHANNEL, handler, publisher=publisher, settings=nsq, max_in_flight=settings.max_in_flight
+                    )
+                )
+
+            async def recount_and_sweep() -> None:
+                await progress.recount_unfinished()
+                await sweeper.sweep()
+
+            loops = [
+                asyncio.create_task(every(settings.recount_interval_s, recount_and_sweep, "recount")),
+                asyncio.create_task(every(settings.retention_interval_s, retention.remove_expired, "retention")),
+            ]
             log.info("service_started")
             await stop.wait()
-            recounts.cancel()
+            for loop in loops:
+                loop.cancel()
 
 
 def main() -> None:
     configure_logging(load(LogSettings), service="aggregator")
-    asyncio.run(run(load(AggregatorSettings), load(NsqSettings), load(MongoSettings)))
+    asyncio.run(run(load(AggregatorSettings), load(NsqSettings), load(MongoSettings), load(BlobSettings)))

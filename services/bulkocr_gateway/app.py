@@ -6,9 +6,13 @@ from importlib.resources import files
 
 from aiohttp import web
 
+from bulkocr.mongo import ArchipelagoStore
 from bulkocr_gateway.auth import auth_middleware
+from bulkocr_gateway.control import control_routes
+from bulkocr_gateway.downloads import download_routes
 from bulkocr_gateway.http import json_errors_middleware
-from bulkocr_gateway.keys import BLOBS, INDEX_HTML, OWNERS_BY_TOKEN, PUBLISHER, SETTINGS, STORE, Deps
+from bulkocr_gateway.keys import ARCHIPELAGO, BLOBS, INDEX_HTML, OWNERS_BY_TOKEN, PUBLISHER, SETTINGS, STORE, Deps
+from bulkocr_gateway.push import push_routes
 from bulkocr_gateway.routes import routes
 
 
@@ -17,9 +21,13 @@ def create_app(deps: Deps) -> web.Application:
     app = web.Application(middlewares=[json_errors_middleware, auth_middleware])
     app[SETTINGS] = deps.settings
     app[STORE] = deps.store
+    app[ARCHIPELAGO] = ArchipelagoStore(deps.store.db)
     app[BLOBS] = deps.blobs
     app[PUBLISHER] = deps.publisher
     app[OWNERS_BY_TOKEN] = deps.settings.owners_by_token()
     app[INDEX_HTML] = files("bulkocr_gateway").joinpath("index.html").read_bytes()
     app.add_routes(routes)
+    app.add_routes(control_routes)
+    app.add_routes(download_routes)
+    app.add_routes(push_routes)
     return app

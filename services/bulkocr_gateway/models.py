@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -33,6 +32,9 @@ class DocumentView(Body):
     pages: int | None
     status: str
     error: str | None
+    duplicate_of: str | None = None
+    # Heavy outputs built in the background, by format: "ready" or "failed: <cause>".
+    outputs: dict[str, str] = {}
 
 
 class NodeProgress(Body):
@@ -42,13 +44,54 @@ class NodeProgress(Body):
     last_seen: datetime | None = None
 
 
+class ArchipelagoLink(Body):
+    uuid: str
+    url: str
+    nid: int | None = None
+
+
+class ArchipelagoObject(Body):
+    doc_id: str
+    filename: str | None = None
+    uuid: str
+    url: str
+    state: str
+    error: str | None = None
+    nid: int | None = None
+
+
+class ArchipelagoCounts(Body):
+    total: int
+    completed: int
+    failed: int
+    skipped: int
+    pending: int
+
+
+class ArchipelagoResult(Body):
+    """Where a job's push to Archipelago stands: queued, uploading, completed, partial,
+    failed, or staged (an AMI set waits for a curator)."""
+
+    status: str
+    mode: str
+    attempts: int
+    last_error: str | None
+    requested_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    collection: ArchipelagoLink | None
+    ami_set: ArchipelagoLink | None
+    documents: ArchipelagoCounts
+    objects: list[ArchipelagoObject]
+
+
 class JobStatusView(Body):
     job_id: str
     status: str
     progress: Progress
     documents: list[DocumentView]
     nodes: dict[str, NodeProgress]
-    archipelago_result: dict[str, Any] | None
+    archipelago_result: ArchipelagoResult | None
     created_at: datetime
     updated_at: datetime
     eta_seconds: float | None

@@ -10,24 +10,24 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bulkocr import __version__
+from bulkocr import __version__, documents
 from bulkocr.blobs import BlobStore
 from bulkocr.contracts import JOB_SUBMITTED, DocumentRef, JobOptions, JobSubmitted, utcnow
-from bulkocr.errors import BlobNotFound, PublishError
-from bulkocr.mongo import Document, JobStore
-from bulkocr.page_model import PageText
+from bulkocr.documents import page_numbers, page_result
+from bulkocr.errors import PublishError
+from bulkocr.mongo import Document, JobStore, OutputStore
 from bulkocr_gateway.http import error_response, fail, json_response
 from bulkocr_gateway.keys import BLOBS, INDEX_HTML, OWNER, PUBLISHER, SETTINGS, STORE
 from bulkocr_gateway.models import Accepted, DocumentResult, Health
 from bulkocr_gateway.options import InvalidOptions, parse_options
+from bulkocr_gateway.push import archipelago_result
 from bulkocr_gateway.upload import UploadRejected, job_blob_prefix, receive_form
 from bulkocr_gateway.views import (
     document_complete,
     job_list,
     job_status_view,
-    join_pages,
     node_list,
-    page_numbers,
+    outputs_by_document,
     page_view,
     status_url,
 )
@@ -67,14 +67,19 @@ async def submit_job(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > max_bytes:
         return error_response(413, f"upload is larger than the limit of {max_bytes} bytes")
     job_id = uuid.uuid4().hex
+    if key is not None and (holder := await store.claim_idempotency_key(owner, key, job_id)) != job_id:
+        # A concurrent request with the same key claimed it first: its job, or ask to try again.
+        if first := await store.get_job(holder):
+            return await _replay(request, first)
+        return error_response(409, "a request with this Idempotency-Key is still being received; send it again")
     try:
         submitted = await _receive_job(request, job_id, owner)
-    except UploadRejected as rejected:
-        return error_response(rejected.status, rejected.reason)
-    if key is not None and (first := await store.find_job_by_idempotency_key(owner, key)):
-        # A concurrent request with the same key got there first: keep its job, drop ours.
-        await _delete_uploads(request.app[BLOBS], job_id)
-        return await _replay(request, first)
+    except BaseException as error:
+        if key is not None:
+            await asyncio.shield(store.release_idempotency_key(owner, key, job_id))
+        if isinstance(error, UploadRejected):
+            return error_response(error.status, error.reason)
+        raise
     await store.create_job(submitted, idempotency_key=key)
     await _queue(request, submitted)
     log.info("job_submitted", job_id=job_id, owner=owner, documents=len(submitted.documents))
@@ -165,7 +170,9 @@ async def _owned_job(request: web.Request) -> Stored:
 async def job_status(request: web.Request) -> web.Response:
     job = await _owned_job(request)
     documents = await request.app[STORE].get_documents(job["_id"])
-    return json_response(job_status_view(job, documents, now=utcnow()))
+    archipelago = await archipelago_result(request, job["_id"])
+    outputs = outputs_by_document(await OutputStore(request.app[STORE].db).for_job(job["_id"]))
+    return json_response(job_status_view(job, documents, now=utcnow(), archipelago=archipelago, outputs=outputs))
 
 
 @routes.get("/api/bulk/jobs")
@@ -205,33 +212,15 @@ async def _document_pages(request: web.Request) -> tuple[Stored, Stored, list[Do
     return job, document, await store.get_pages(job["_id"], doc_id)
 
 
-async def _page_result(page: Stored | None, blobs: BlobStore) -> PageText | None:
-    """A done page's OCR result, inline or from the blob store (large results live there)."""
-    if page is None or page["status"] != "done":
-        return None
-    if page.get("result") is not None:
-        return PageText.model_validate(page["result"])
-    if page.get("result_blob"):
-        try:
-            return PageText.model_validate_json(await blobs.get(page["result_blob"]))
-        except BlobNotFound:
-            log.error("page_result_missing", job_id=page["job_id"], doc_id=page["doc_id"], page=page["page"])
-    return None
-
-
 @routes.get("/api/bulk/jobs/{job_id}/documents/{doc_id}/text")
 async def document_text(request: web.Request) -> web.Response:
     """Plain text, pages in order split by form feeds; pages without text (failed, or not yet
     done) are empty. Until no more pages can arrive, `X-Bulkocr-Complete` is false."""
     job, document, pages = await _document_pages(request)
-    by_number = {int(page["page"]): page for page in pages}
-    texts: list[str] = []
-    for number in page_numbers(document, pages):
-        result = await _page_result(by_number.get(number), request.app[BLOBS])
-        texts.append(result.text if result else "")
+    text = await documents.document_text(document, pages, request.app[BLOBS])
     complete = document_complete(job, document, pages)
     return web.Response(
-        text=join_pages(texts),
+        text=text,
         content_type="text/plain",
         charset="utf-8",
         headers={COMPLETE_HEADER: str(complete).lower()},
@@ -246,7 +235,7 @@ async def document_json(request: web.Request) -> web.Response:
     views = []
     for number in page_numbers(document, pages):
         page = by_number.get(number)
-        views.append(page_view(number, page, await _page_result(page, request.app[BLOBS])))
+        views.append(page_view(number, page, await page_result(page, request.app[BLOBS])))
     body = DocumentResult(job_id=job["_id"], doc_id=document["doc_id"], filename=document.get("filename"), pages=views)
     complete = document_complete(job, document, pages)
     return json_response(body, headers={COMPLETE_HEADER: str(complete).lower()})

@@ -45,6 +45,8 @@ class GatewaySettings(BaseSettings):
     min_dpi: int = Field(default=72, ge=_DPI_FLOOR, le=_DPI_CEILING)
     max_dpi: int = Field(default=600, ge=_DPI_FLOOR, le=_DPI_CEILING)
     upload_chunk_bytes: int = Field(default=256 * 1024, ge=4096)
+    # Where the uploader pushes to; empty means pushes are refused with 503.
+    archipelago_url: str = ""
 
     _parse_tokens = field_validator("api_tokens", mode="before")(parse_tokens)
 

@@ -8,6 +8,10 @@ from typing import Any
 
 from bulkocr.page_model import PageText
 from bulkocr_gateway.models import (
+    ArchipelagoCounts,
+    ArchipelagoLink,
+    ArchipelagoObject,
+    ArchipelagoResult,
     DocumentView,
     JobList,
     JobStatusView,
@@ -65,25 +69,43 @@ def eta_seconds(job: Stored, now: datetime) -> float | None:
     return round(remaining / (finished / elapsed), 1)
 
 
-def document_view(document: Stored) -> DocumentView:
+def document_view(document: Stored, outputs: Mapping[str, str] | None = None) -> DocumentView:
     return DocumentView(
         doc_id=document["doc_id"],
         filename=document.get("filename"),
         pages=document.get("pages"),
         status=document.get("status") or "queued",
         error=document.get("error"),
+        duplicate_of=document.get("duplicate_of"),
+        outputs=dict(outputs or {}),
     )
 
 
-def job_status_view(job: Stored, documents: Iterable[Stored], *, now: datetime) -> JobStatusView:
+def outputs_by_document(records: Iterable[Stored]) -> dict[str, dict[str, str]]:
+    """The output builder's records as {doc_id: {format: "ready" | "failed: cause"}}."""
+    found: dict[str, dict[str, str]] = {}
+    for record in records:
+        state = record["status"] if record["status"] != "failed" else f"failed: {record.get('error')}"
+        found.setdefault(record["doc_id"], {})[record["format"]] = state
+    return found
+
+
+def job_status_view(
+    job: Stored,
+    documents: Iterable[Stored],
+    *,
+    now: datetime,
+    archipelago: ArchipelagoResult | None = None,
+    outputs: Mapping[str, Mapping[str, str]] | None = None,
+) -> JobStatusView:
     nodes = {node_id: NodeProgress.model_validate(values) for node_id, values in (job.get("nodes") or {}).items()}
     return JobStatusView(
         job_id=job["_id"],
         status=job["status"],
         progress=progress_of(job),
-        documents=[document_view(document) for document in documents],
+        documents=[document_view(document, (outputs or {}).get(document["doc_id"])) for document in documents],
         nodes=nodes,
-        archipelago_result=job.get("archipelago"),
+        archipelago_result=archipelago,
         created_at=job["created_at"],
         updated_at=job.get("updated_at") or job["created_at"],
         eta_seconds=eta_seconds(job, now),
@@ -159,13 +181,6 @@ def node_list(nodes: Iterable[Stored], *, now: datetime) -> NodeList:
 # --- one document's pages --------------------------------------------------------------
 
 
-def page_numbers(document: Stored, pages: Iterable[Stored]) -> list[int]:
-    """Every page the document has so far: 1..its planned count, and any stored beyond it."""
-    planned = document.get("pages") or 0
-    highest = max((int(page["page"]) for page in pages), default=0)
-    return list(range(1, max(planned, highest) + 1))
-
-
 def document_complete(job: Stored, document: Stored, pages: Sequence[Stored]) -> bool:
     """True when no more page outcomes will arrive for this document."""
     if job.get("status") in FINISHED or document.get("status") in DOCUMENT_FINISHED or document.get("error"):
@@ -201,6 +216,53 @@ def page_view(number: int, page: Stored | None, result: PageText | None) -> Page
     )
 
 
-def join_pages(texts: Iterable[str]) -> str:
-    """Pages joined by a form feed, the plain-text page break that pdftotext also uses."""
-    return "\f".join(texts)
+# --- Archipelago ---------------------------------------------------------------------
+
+PUSH_FINISHED = frozenset({"completed", "partial", "failed", "staged"})
+
+
+def _push_status(request: Stored | None, push: Stored | None) -> str:
+    """The uploader's status, except that a request it has not begun to serve is `queued`
+    (the uploader notes the id of the latest request when a run starts)."""
+    if push is None:
+        return "queued"
+    newer_request = request is not None and request.get("request_id") != push.get("request_id")
+    if newer_request and push.get("status") in PUSH_FINISHED:
+        return "queued"
+    return str(push.get("status") or "queued")
+
+
+def _link(value: object) -> ArchipelagoLink | None:
+    return ArchipelagoLink.model_validate(value) if isinstance(value, Mapping) else None
+
+
+def _counts(objects: Sequence[Stored]) -> ArchipelagoCounts:
+    states = [str(entry.get("state")) for entry in objects]
+    done = sum(state in ("completed", "staged") for state in states)
+    failed, skipped = states.count("failed"), states.count("skipped")
+    return ArchipelagoCounts(
+        total=len(states), completed=done, failed=failed, skipped=skipped, pending=len(states) - done - failed - skipped
+    )
+
+
+def archipelago_view(
+    request: Stored | None, push: Stored | None, objects: Sequence[Stored]
+) -> ArchipelagoResult | None:
+    """A job's push as the status route shows it; None if no push was ever asked for."""
+    if request is None and push is None:
+        return None
+    status = _push_status(request, push)
+    run, asked = push or {}, request or {}
+    return ArchipelagoResult(
+        status=status,
+        mode=str(run.get("mode") or asked.get("options", {}).get("mode") or "jsonapi"),
+        attempts=int(run.get("attempts") or 0),
+        last_error=run.get("last_error"),
+        requested_at=asked.get("requested_at"),
+        started_at=run.get("started_at"),
+        finished_at=run.get("finished_at"),
+        collection=_link(run.get("collection")),
+        ami_set=_link(run.get("ami")),
+        documents=_counts(objects),
+        objects=[ArchipelagoObject.model_validate(entry) for entry in objects],
+    )

@@ -4,8 +4,9 @@ For every document of a job: fetch the upload from the blob store into a tempora
 count its pages and announce them (`job.planned`, so progress is honest from the start),
 then render one page at a time (memory stays flat for a 1,000-page PDF), store each page
 image in the blob store and publish the page tasks in batches. A document that cannot be
-read is announced with its cause while the job's other documents go on. ZIP archives are
-expanded into documents of their own.
+read is announced with its cause while the job's other documents go on; so is a one-page
+document whose page cannot be produced (it is announced after that page is rendered). ZIP
+archives are expanded into documents of their own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -88,68 +89,122 @@ def page_image_key(job_id: str, doc_id: str, page: int) -> str:
 
 
 async def handle_job(job: JobSubmitted, delivery: Delivery, *, deps: Deps) -> None:
-    """Split every document of the job. Documents already split (a redelivery) are skipped."""
+    """Split every document of the job, one at a time.
+
+    A redelivered job (or one the sweeper published again) skips documents already split,
+    announcing their plans again in case the first announcement was lost with nsqd. An
+    identical file seen earlier in the job is announced as its duplicate, not read twice.
+    """
+    first_of: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bulkocr-ingest-", dir=deps.settings.work_dir) as work:
         for document in job.documents:
-            if await deps.store.is_ingested(job.job_id, document.doc_id):
-                continue
-            path = Path(work) / document.doc_id
-            await _download(deps.blobs, document.blob, path)
+            if await _cancelled(job.job_id, deps):
+                log.info("job_cancelled_during_ingest", job_id=job.job_id)
+                return
+            plans = Plans(job, deps)
             with structlog.contextvars.bound_contextvars(doc_id=document.doc_id):
-                await ingest_file(job, document.doc_id, document.filename, path, deps=deps)
-            path.unlink(missing_ok=True)
-            await deps.store.mark_ingested(job.job_id, document.doc_id)
+                done_before = await deps.store.ingested_plans(job.job_id, document.doc_id)
+                if done_before is not None:
+                    await plans.repeat(done_before)
+                    continue
+                if document.sha256 in first_of:
+                    await plans.announce(document.doc_id, document.filename, duplicate_of=first_of[document.sha256])
+                else:
+                    first_of[document.sha256] = document.doc_id
+                    path = Path(work) / document.doc_id
+                    await _download(deps.blobs, document.blob, path)
+                    await ingest_file(plans, document.doc_id, document.filename, path)
+                    path.unlink(missing_ok=True)
+            await deps.store.mark_ingested(job.job_id, document.doc_id, plans.announced)
+
+
+@dataclass
+class Plans:
+    """Announces documents' plans for one uploaded file, remembering them for redeliveries."""
+
+    job: JobSubmitted
+    deps: Deps
+    announced: list[dict[str, object]] = field(default_factory=list)
+
+    async def announce(self, doc_id: str, filename: str, **plan: object) -> None:
+        planned = DocumentPlanned(job_id=self.job.job_id, doc_id=doc_id, filename=filename, **plan)  # type: ignore[arg-type]
+        await self.deps.publisher.publish(DOCUMENT_PLANNED, planned)
+        self.announced.append(planned.model_dump(mode="json"))
+
+    async def repeat(self, plans: list[dict[str, object]]) -> None:
+        for plan in plans:
+            await self.deps.publisher.publish(DOCUMENT_PLANNED, DocumentPlanned.model_validate(plan))
 
 
 async def give_up_job(job: JobSubmitted, cause: str, attempts: int, *, deps: Deps) -> None:
     """The job could not be split after every attempt: fail its unsplit documents with the cause,
     so the job finishes instead of waiting forever."""
+    plans = Plans(job, deps)
     for document in job.documents:
-        if not await deps.store.is_ingested(job.job_id, document.doc_id):
-            await _announce(job, document.doc_id, document.filename, error=f"could not be split: {cause}", deps=deps)
+        if await deps.store.ingested_plans(job.job_id, document.doc_id) is None:
+            await plans.announce(document.doc_id, document.filename, error=f"could not be split: {cause}")
 
 
-async def ingest_file(job: JobSubmitted, doc_id: str, filename: str, path: Path, *, deps: Deps) -> None:
+async def ingest_file(plans: Plans, doc_id: str, filename: str, path: Path) -> None:
     """Announce and split one file: a document, or an archive of documents."""
+    limits = plans.deps.settings.limits()
     try:
         kind = await asyncio.to_thread(detect_type, path, name=filename)
         if kind is DocumentType.ZIP:
-            await _ingest_archive(job, doc_id, filename, path, deps=deps)
+            await _ingest_archive(plans, doc_id, filename, path)
             return
-        pages = await asyncio.to_thread(count_pages, path, name=filename, limits=deps.settings.limits())
+        pages = await asyncio.to_thread(count_pages, path, name=filename, limits=limits)
     except DocumentError as error:
-        await _announce(job, doc_id, filename, error=str(error), deps=deps)
+        await plans.announce(doc_id, filename, error=str(error))
         log.warning("document_unreadable", error=str(error))
         return
-    await _announce(job, doc_id, filename, pages=pages, deps=deps)
-    await _split_and_queue(job, doc_id, filename, path, pages, deps=deps)
+    if pages == 1:
+        await _ingest_one_page(plans, doc_id, filename, path)
+        return
+    await plans.announce(doc_id, filename, pages=pages)
+    await _split_and_queue(plans.job, doc_id, filename, path, pages, deps=plans.deps)
 
 
-async def _ingest_archive(job: JobSubmitted, doc_id: str, filename: str, path: Path, *, deps: Deps) -> None:
+async def _ingest_one_page(plans: Plans, doc_id: str, filename: str, path: Path) -> None:
+    """A one-page document is announced once its page is rendered. If that page cannot be
+    produced (a truncated image, a page over the pixel limit even at the lowest dpi), the
+    document is unreadable and is announced with the cause like any other, so the job's status
+    says why it failed rather than showing a failed document with no error."""
+    job, deps = plans.job, plans.deps
+    first: PageImage | PageFailure | None = None
+    async for page in _rendered_pages(path, filename, job.options.dpi, deps.settings.limits()):
+        if first is None:
+            first = page
+    if not isinstance(first, PageImage):
+        cause = str(first.error) if first is not None else "corrupt document: its only page cannot be found"
+        await plans.announce(doc_id, filename, error=cause)
+        log.warning("document_unreadable", error=cause)
+        return
+    await plans.announce(doc_id, filename, pages=1)
+    await _queue([await _stored_page(job, doc_id, first, deps)], deps)
+
+
+async def _ingest_archive(plans: Plans, doc_id: str, filename: str, path: Path) -> None:
     out = path.with_name(f"{path.name}.members")
     out.mkdir(exist_ok=True)
-    archive = await asyncio.to_thread(expand_zip, path, out, limits=deps.settings.limits())
+    archive = await asyncio.to_thread(expand_zip, path, out, limits=plans.deps.settings.limits())
     members = [(f"{doc_id}-{index:03d}", f"{filename}/{m.name}", m) for index, m in enumerate(archive.documents, 1)]
     skipped = [
         (f"{doc_id}-s{index:03d}", f"{filename}/{s.name}", s.reason) for index, s in enumerate(archive.skipped, 1)
     ]
     listed = tuple(ArchiveMember(doc_id=i, filename=n) for i, n, *_ in [*members, *skipped])
-    await deps.publisher.publish(
-        DOCUMENT_PLANNED, DocumentPlanned(job_id=job.job_id, doc_id=doc_id, filename=filename, members=listed)
-    )
+    await plans.announce(doc_id, filename, members=listed)
     for member_id, name, reason in skipped:
-        await _announce(job, member_id, name, error=f"not a supported document: {reason}", deps=deps)
+        await plans.announce(member_id, name, error=f"not a supported document: {reason}")
     for member_id, name, member in members:
         with structlog.contextvars.bound_contextvars(doc_id=member_id):
-            await ingest_file(job, member_id, name, member.path, deps=deps)
+            await ingest_file(plans, member_id, name, member.path)
         member.path.unlink(missing_ok=True)
 
 
-async def _announce(
-    job: JobSubmitted, doc_id: str, filename: str, *, deps: Deps, pages: int = 0, error: str | None = None
-) -> None:
-    planned = DocumentPlanned(job_id=job.job_id, doc_id=doc_id, filename=filename, pages=pages, error=error)
-    await deps.publisher.publish(DOCUMENT_PLANNED, planned)
+async def _cancelled(job_id: str, deps: Deps) -> bool:
+    job = await deps.store.get_job(job_id)
+    return job is not None and job.get("status") == "cancelled"
 
 
 async def _split_and_queue(
@@ -163,28 +218,39 @@ async def _split_and_queue(
             last_error = str(page.error)
             await _fail_page(job, doc_id, page.number, last_error, deps=deps)
             continue
-        key = page_image_key(job.job_id, doc_id, page.number)
-        await deps.blobs.put(key, page.png)
-        batch.append(
-            PageTask(
-                job_id=job.job_id,
-                doc_id=doc_id,
-                page=page.number,
-                image=key,
-                dpi=page.dpi,
-                engine=job.options.engine,
-                language=job.options.language,
-            )
-        )
+        batch.append(await _stored_page(job, doc_id, page, deps))
         if len(batch) >= deps.settings.publish_batch:
-            await deps.publisher.publish_many(PAGE, batch)
+            await _queue(batch, deps)
             batch = []
+            if await _cancelled(job.job_id, deps):
+                return
     if batch:
-        await deps.publisher.publish_many(PAGE, batch)
+        await _queue(batch, deps)
     # A document that broke part way yields no more pages: every page counted but not
     # produced fails, so the document still finishes.
     for number in range(last + 1, pages + 1):
         await _fail_page(job, doc_id, number, f"not rendered: {last_error}", deps=deps)
+
+
+async def _stored_page(job: JobSubmitted, doc_id: str, page: PageImage, deps: Deps) -> PageTask:
+    """Put the page image in the blob store; the OCR task that reads it."""
+    key = page_image_key(job.job_id, doc_id, page.number)
+    await deps.blobs.put(key, page.png)
+    return PageTask(
+        job_id=job.job_id,
+        doc_id=doc_id,
+        page=page.number,
+        image=key,
+        dpi=page.dpi,
+        engine=job.options.engine,
+        language=job.options.language,
+    )
+
+
+async def _queue(tasks: list[PageTask], deps: Deps) -> None:
+    """Record the tasks in the page manifest (for the sweeper and replays), then publish them."""
+    await deps.store.add_page_tasks([task.model_dump(mode="json") for task in tasks])
+    await deps.publisher.publish_many(PAGE, tasks)
 
 
 async def _rendered_pages(

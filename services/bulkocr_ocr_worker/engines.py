@@ -16,6 +16,7 @@ import importlib
 import importlib.metadata
 import inspect
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -57,11 +58,17 @@ def read_page(engine: OcrEngine, image: Image.Image, *, language: str | None, dp
 
 
 class NullEngine:
-    """Recognises nothing: a page of the right size with no text. For plumbing tests and benchmarks."""
+    """Recognises nothing: a page of the right size with no text. For plumbing tests and benchmarks;
+    `seconds_per_page` makes it stand in for a slow engine (crash tests kill a worker mid-page)."""
 
     name = "null"
 
+    def __init__(self, *, seconds_per_page: float = 0.0) -> None:
+        self._seconds_per_page = seconds_per_page
+
     def recognize(self, image: Image.Image, *, language: str | None, dpi: int) -> PageText:
+        if self._seconds_per_page:
+            time.sleep(self._seconds_per_page)
         return PageText(width=image.width, height=image.height, dpi=dpi, engine=self.name)
 
 

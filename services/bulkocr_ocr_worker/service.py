@@ -26,15 +26,17 @@ from bulkocr.contracts import (
     PAGE,
     PAGE_DONE,
     PAGE_FAILED,
+    PAGE_RETRYING,
     NodeHeartbeat,
     PageDone,
     PageFailed,
+    PageRetrying,
     PageTask,
     PageTimings,
 )
 from bulkocr.errors import BlobNotFound, PermanentError
 from bulkocr.log import configure_logging
-from bulkocr.mongo import connect_mongo
+from bulkocr.mongo import JobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher, consuming
 from bulkocr.page_model import PageText
 from bulkocr.runtime import shutdown_event
@@ -56,11 +58,15 @@ class WorkerSettings(BaseSettings):
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     inline_result_max_bytes: int = Field(default=256 * 1024, gt=0)
     rapidocr_det_limit_side_len: int = Field(default=1280, gt=0)
+    null_seconds_per_page: float = Field(default=0.0, ge=0, description="makes the null engine slow, for tests")
     paddle_det_model_dir: Path | None = None
     paddle_rec_model_dir: Path | None = None
 
     def engine_settings(self) -> EngineSettings:
-        settings: EngineSettings = {"rapidocr": {"det_limit_side_len": self.rapidocr_det_limit_side_len}}
+        settings: EngineSettings = {
+            "rapidocr": {"det_limit_side_len": self.rapidocr_det_limit_side_len},
+            "null": {"seconds_per_page": self.null_seconds_per_page},
+        }
         if self.paddle_det_model_dir and self.paddle_rec_model_dir:
             settings["paddle"] = {
                 "det_model_dir": self.paddle_det_model_dir,
@@ -82,6 +88,7 @@ class Deps:
     worker_id: str
     pool: OcrPool
     blobs: BlobStore
+    store: JobStore
     publisher: NsqPublisher
     stats: WorkerStats = field(default_factory=WorkerStats)
 
@@ -92,6 +99,9 @@ def result_blob_key(task: PageTask) -> str:
 
 async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None:
     started = time.perf_counter()
+    if await _cancelled(task.job_id, deps):
+        log.info("page_dropped", reason="job cancelled")
+        return
     try:
         png = await deps.blobs.get(task.image)
     except BlobNotFound as error:
@@ -120,6 +130,24 @@ async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None
     await deps.publisher.publish(PAGE_DONE, done)
     deps.stats.pages_done += 1
     log.info("page_ocr_done", seconds=done.timings.total_s)
+
+
+async def _cancelled(job_id: str, deps: Deps) -> bool:
+    job = await deps.store.get_job(job_id)
+    return job is not None and job.get("status") == "cancelled"
+
+
+async def report_retry(task: PageTask, cause: str, attempts: int, *, deps: Deps) -> None:
+    retrying = PageRetrying(
+        job_id=task.job_id,
+        doc_id=task.doc_id,
+        page=task.page,
+        node_id=deps.settings.node_id,
+        worker_id=deps.worker_id,
+        attempts=attempts,
+        error=cause,
+    )
+    await deps.publisher.publish(PAGE_RETRYING, retrying)
 
 
 async def report_failure(task: PageTask, cause: str, attempts: int, *, deps: Deps) -> None:
@@ -160,7 +188,7 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
     pool = OcrPool(settings.ocr_processes, settings.engine_settings(), preload=settings.engine)
     try:
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
-            deps = Deps(settings, worker_id, pool, make_blob_store(blob, db), publisher)
+            deps = Deps(settings, worker_id, pool, make_blob_store(blob, db), JobStore(db), publisher)
             heartbeats = asyncio.create_task(send_heartbeats(deps))
 
             async def handler(task: PageTask, delivery: Delivery) -> None:
@@ -168,6 +196,9 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
 
             async def on_give_up(task: PageTask, cause: str, attempts: int) -> None:
                 await report_failure(task, cause, attempts, deps=deps)
+
+            async def on_retry(task: PageTask, cause: str, attempts: int) -> None:
+                await report_retry(task, cause, attempts, deps=deps)
 
             async with consuming(
                 PAGE,
@@ -177,6 +208,7 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
                 settings=nsq,
                 max_in_flight=settings.ocr_processes,
                 on_give_up=on_give_up,
+                on_retry=on_retry,
             ):
                 log.info("service_started", engine=settings.engine, processes=settings.ocr_processes)
                 await stop.wait()

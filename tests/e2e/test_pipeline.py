@@ -4,12 +4,14 @@ PP-OCRv6 engine, HTTP in and text out."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pypdfium2 as pdfium  # type: ignore[import-untyped]  # no type information
 import pytest
 
 from bulkocr.stack import LocalStack
@@ -38,7 +40,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def submit(http: aiohttp.ClientSession, stack: LocalStack, names: list[str]) -> str:
     form = aiohttp.FormData()
     for name in names:
-        form.add_field("files", (TEST_DATA / name).read_bytes(), filename=name)
+        form.add_field("files", io.BytesIO((TEST_DATA / name).read_bytes()), filename=name)
     async with http.post(f"{stack.gateway_url}/api/bulk/jobs", data=form) as response:
         assert response.status == 202, await response.text()
         job_id: str = (await response.json())["job_id"]
@@ -91,6 +93,16 @@ async def test_a_batch_of_real_scans_comes_out_complete_and_accurate(stack: Loca
     assert all(rate <= MAX_CER for rate in rates.values()), rates
     typewriter = await document_text(http, stack, job_id, documents["typewriter.png"]["doc_id"])
     assert character_error_rate(typewriter, (TEST_DATA / "typewriter.txt").read_text()) <= MAX_CER
+
+    # The searchable PDF of the rotated pages reads back as the text does.
+    async with http.get(
+        f"{stack.gateway_url}/api/bulk/jobs/{job_id}/documents/{documents['cardinal.pdf']['doc_id']}/pdf"
+    ) as response:
+        assert response.status == 200
+        with pdfium.PdfDocument(await response.read()) as pdf:
+            layers = [pdf[index].get_textpage().get_text_range() for index in range(len(pdf))]
+    assert len(layers) == 4
+    assert all(character_error_rate(layer, truth) <= MAX_CER for layer in layers)
 
 
 async def test_a_corrupt_file_fails_alone_with_its_cause(stack: LocalStack, http: aiohttp.ClientSession):

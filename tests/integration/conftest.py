@@ -5,15 +5,21 @@ fails the tests that need it; nothing is skipped and nothing is faked."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.mongo import Database, JobStore, connect_mongo
 from bulkocr.nsq import NsqAdmin, NsqPublisher
 from bulkocr.servers import LocalServers
-from bulkocr.settings import MongoSettings, NsqSettings
+from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
+from bulkocr_gateway.app import create_app
+from bulkocr_gateway.keys import Deps
+from bulkocr_gateway.settings import GatewaySettings
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +88,35 @@ async def store(db: Database) -> JobStore:
     job_store = JobStore(db)
     await job_store.ensure_indexes()
     return job_store
+
+
+Client = TestClient[web.Request, web.Application]
+GATEWAY_TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+
+
+@pytest.fixture
+def blobs(db: Database) -> BlobStore:
+    return make_blob_store(BlobSettings(), db)
+
+
+@pytest.fixture
+async def start_gateway(store, blobs, publisher) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
+    """Start the gateway app in-process on a free port, with settings overridden per test."""
+    started: list[Client] = []
+
+    async def start(**overrides: object) -> Client:
+        settings = GatewaySettings.model_validate({"api_tokens": GATEWAY_TOKENS, **overrides})
+        test_client: Client = TestClient(TestServer(create_app(Deps(settings, store, blobs, publisher))))
+        await test_client.start_server()
+        started.append(test_client)
+        return test_client
+
+    yield start
+    for test_client in started:
+        await test_client.close()
+
+
+@pytest.fixture
+async def api(start_gateway) -> Client:
+    started: Client = await start_gateway()
+    return started

@@ -7,60 +7,26 @@ import hashlib
 import io
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from bulkocr import __version__, client
-from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.contracts import JOB_SUBMITTED, JobSubmitted, NodeHeartbeat, PageDone, PageFailed, PageTimings, utcnow
 from bulkocr.mongo import Database, Document, JobStore
 from bulkocr.nsq import Delivery, NsqAdmin, consuming
 from bulkocr.page_model import Block, Box, Line, PageText, Word
-from bulkocr.settings import BlobSettings
-from bulkocr_gateway.app import create_app
-from bulkocr_gateway.keys import Deps
-from bulkocr_gateway.settings import GatewaySettings
 from tests.waiting import eventually
 
-TOKENS = {"alice": "alice-token", "bob": "bob-token"}
 ALICE = {"Authorization": "Bearer alice-token"}
 BOB = {"Authorization": "Bearer bob-token"}
 
 Client = TestClient[web.Request, web.Application]
-
-
-@pytest.fixture
-def blobs(db: Database) -> BlobStore:
-    return make_blob_store(BlobSettings(), db)
-
-
-@pytest.fixture
-async def start_gateway(store, blobs, publisher) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
-    """Start the gateway app in-process on a free port, with settings overridden per test."""
-    started: list[Client] = []
-
-    async def start(**overrides: object) -> Client:
-        settings = GatewaySettings.model_validate({"api_tokens": TOKENS, **overrides})
-        test_client: Client = TestClient(TestServer(create_app(Deps(settings, store, blobs, publisher))))
-        await test_client.start_server()
-        started.append(test_client)
-        return test_client
-
-    yield start
-    for test_client in started:
-        await test_client.close()
-
-
-@pytest.fixture
-async def api(start_gateway) -> Client:
-    started: Client = await start_gateway()
-    return started
 
 
 def files_form(*files: tuple[str, bytes], **fields: str) -> aiohttp.FormData:

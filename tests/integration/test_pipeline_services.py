@@ -27,7 +27,8 @@ from bulkocr.contracts import (
 from bulkocr.mongo import Database, JobStore
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import BlobSettings, NsqSettings
-from bulkocr_aggregator.service import Progress, handle_done, handle_failed, handle_planned
+from bulkocr_aggregator.jobs import Progress
+from bulkocr_aggregator.service import handle_done, handle_failed, handle_planned
 from bulkocr_ingest.service import Deps as IngestDeps
 from bulkocr_ingest.service import IngestSettings, handle_job
 from tests.integration.test_store import page_done, page_failed
@@ -72,7 +73,8 @@ async def submit(store: JobStore, db: Database, files: dict[str, bytes]) -> JobS
 
 async def test_ingest_expands_archives_and_queues_one_task_per_page(store, db, publisher, nsq_settings, nsq_admin):
     """A zip of a PNG, a 4-page PDF and a text file becomes two documents (1 + 4 pages) and one
-    failed member with its cause; each page image is in the blob store; a redelivery adds nothing."""
+    failed member with its cause; each page image is in the blob store; a redelivery queues no
+    page again but repeats the same plans (in case the first ones were lost with nsqd)."""
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.write(TEST_DATA / "typewriter.png", "scans/typewriter.png")
@@ -88,10 +90,12 @@ async def test_ingest_expands_archives_and_queues_one_task_per_page(store, db, p
     ):
         await handle_job(job, Delivery(None), deps=deps)
         await handle_job(job, Delivery(None), deps=deps)  # redelivered: documents already split
-        await eventually(lambda: len(tasks) == 5 and len(plans) == 5, what="plans and page tasks")
+        await eventually(lambda: len(tasks) == 5 and len(plans) == 10, what="plans and page tasks")
         await asyncio.sleep(0.5)
     by_doc = {plan.doc_id: plan for plan in plans}
-    assert len(plans) == 5, plans
+    assert len(tasks) == 5
+    assert len(by_doc) == 5
+    assert sorted(plans, key=lambda p: p.doc_id)[::2] == sorted(plans, key=lambda p: p.doc_id)[1::2]
     assert [m.filename for m in by_doc["d0001"].members] == [
         "batch.zip/scans/cardinal.pdf",
         "batch.zip/scans/typewriter.png",

@@ -7,7 +7,15 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from bulkocr.contracts import ALL_TOPICS, ArchiveMember, DeadLetter, DocumentRef, JobOptions, PageTimings
+from bulkocr.contracts import (
+    ALL_TOPICS,
+    ArchiveMember,
+    DeadLetter,
+    DocumentRef,
+    JobOptions,
+    PageTimings,
+    PushOptions,
+)
 
 DOC = Path(__file__).parents[2] / "docs" / "messages.md"
 
@@ -37,6 +45,7 @@ def test_nested_models_and_dead_letters_are_documented():
         ("DocumentRef", DocumentRef),
         ("ArchiveMember", ArchiveMember),
         ("PageTimings", PageTimings),
+        ("PushOptions", PushOptions),
     ]
     for name, model in models:
         for field in model.model_fields:

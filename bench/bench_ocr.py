@@ -1,0 +1,58 @@
+"""OCR accuracy and speed per page on the real scans: orientation and recognition timed apart.
+
+    .venv/bin/python bench/bench_ocr.py
+
+Prints one markdown row per page (rotation found, seconds for orientation and recognition, and
+the character error rate against the hand transcription where there is one), then peak memory.
+Speed varies with what else the machine runs; compare rows of one run, not runs.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.ocr_quality
+
+from tests.ocr_quality import TEST_DATA, character_error_rate, render_pdf_pages
+
+from bulkocr_ocr_worker.engines import RapidOcrEngine
+from bulkocr_ocr_worker.orientation import find_orientation, greyscale_or_rgb, turn_clockwise
+
+
+def pages() -> list[tuple[str, Image.Image, str | None]]:
+    linn = (TEST_DATA / "linn.txt").read_text()
+    typewriter = (TEST_DATA / "typewriter.txt").read_text()
+    found: list[tuple[str, Image.Image, str | None]] = [("linn.png", Image.open(TEST_DATA / "linn.png"), linn)]
+    found += [("skew.pdf", page, linn) for page in render_pdf_pages(TEST_DATA / "skew.pdf")]
+    found += [
+        (f"cardinal.pdf p{n}", page, linn) for n, page in enumerate(render_pdf_pages(TEST_DATA / "cardinal.pdf"), 1)
+    ]
+    found += [("typewriter.png", Image.open(TEST_DATA / "typewriter.png"), typewriter)]
+    found += [("c02-22.pdf", page, None) for page in render_pdf_pages(TEST_DATA / "c02-22.pdf")]
+    return found
+
+
+def main() -> None:
+    engine = RapidOcrEngine()
+    engine.recognize(Image.new("L", (640, 480), 255), language=None, dpi=300)  # load the models
+    print("| page | rotation | orientation s | recognition s | CER |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, image, truth in pages():
+        image = greyscale_or_rgb(image)
+        started = time.perf_counter()
+        orientation = find_orientation(engine, image)
+        oriented = time.perf_counter()
+        page = engine.recognize(turn_clockwise(image, orientation.rotation), language=None, dpi=300)
+        done = time.perf_counter()
+        cer = f"{100 * character_error_rate(page.text, truth):.2f} %" if truth else "n/a"
+        print(f"| {name} | {orientation.rotation} | {oriented - started:.2f} | {done - oriented:.2f} | {cer} |")
+    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
+
+
+if __name__ == "__main__":
+    main()

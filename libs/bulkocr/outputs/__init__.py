@@ -1,0 +1,62 @@
+"""Archive-grade outputs from one OCR pass: every format is rendered from the page model alone.
+
+A document is an iterable of `OcrPage` (a page's `PageText`, and its image where the format
+needs one). Each format's `write(pages, out)` writes the whole document to a binary stream;
+`FORMATS` maps a format's name to its media type, file extension and writer, and `render`
+returns a document's bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import BinaryIO
+
+from bulkocr.outputs import alto, hocr, json_model, miniocr, text
+from bulkocr.outputs.document import EmptyDocumentError, OcrPage
+
+__all__ = ["FORMATS", "EmptyDocumentError", "OcrPage", "OutputFormat", "render"]
+
+Writer = Callable[[Iterable[OcrPage], BinaryIO], None]
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str
+    media_type: str
+    extension: str  # with its dot; several dots where the media type alone is ambiguous (.alto.xml)
+    write: Writer
+    needs_images: bool = False
+
+
+def _write_pdf(pages: Iterable[OcrPage], out: BinaryIO) -> None:
+    # Imported on first use: OCRmyPDF, fpdf2 and pikepdf take over a second to import, and
+    # most users of this package (the gateway listing formats, the text formats) never need them.
+    from bulkocr.outputs import pdf
+
+    pdf.write(pages, out)
+
+
+FORMATS: Mapping[str, OutputFormat] = MappingProxyType(
+    {
+        output.name: output
+        for output in (
+            OutputFormat("text", "text/plain; charset=utf-8", ".txt", text.write),
+            OutputFormat("json", "application/json", ".json", json_model.write),
+            # .html, not .hocr: Archipelago types .hocr as octet-stream and reads hOCR only from text/html.
+            OutputFormat("hocr", "text/html; charset=utf-8", ".html", hocr.write),
+            OutputFormat("alto", "application/xml", ".alto.xml", alto.write),
+            OutputFormat("miniocr", "application/xml", ".miniocr.xml", miniocr.write),
+            OutputFormat("pdf", "application/pdf", ".pdf", _write_pdf, needs_images=True),
+        )
+    }
+)
+
+
+def render(format_name: str, pages: Iterable[OcrPage]) -> bytes:
+    """The whole document in the named format; raises KeyError for an unknown format."""
+    buffer = io.BytesIO()
+    FORMATS[format_name].write(pages, buffer)
+    return buffer.getvalue()

@@ -1,0 +1,1 @@
+"""bulkocr outputs service: builds heavy output formats when a job completes."""

@@ -1,0 +1,3 @@
+from bulkocr_outputs.service import main
+
+main()

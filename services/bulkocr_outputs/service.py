@@ -1,0 +1,92 @@
+"""Output builder: when a job completes, render its heavy formats (the searchable PDF) in the
+background and cache them in the blob store, so downloads and the Archipelago push are instant.
+
+A failed build is retried through NSQ with backoff; after the last attempt each unbuilt
+output is recorded as failed with its cause (the gateway can still render it on request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bulkocr.blobs import make_blob_store
+from bulkocr.contracts import JOB_COMPLETED, JobCompleted
+from bulkocr.log import configure_logging
+from bulkocr.mongo import JobStore, OutputStore, connect_mongo
+from bulkocr.nsq import Delivery, NsqPublisher, consuming
+from bulkocr.results import ALIASES, CACHED, DocumentOutputs, cache_key
+from bulkocr.runtime import shutdown_event
+from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "outputs"
+BUILDABLE_DOCUMENTS = ("completed", "partial")
+
+
+class OutputSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BULKOCR_OUTPUTS_", extra="ignore")
+
+    max_in_flight: int = Field(default=1, gt=0)
+
+
+async def heavy_outputs(store: JobStore, job_id: str) -> list[tuple[str, str]]:
+    """(doc_id, format) pairs the job asked for that are worth building ahead."""
+    job = await store.get_job(job_id)
+    if job is None:
+        return []
+    formats = [fmt for fmt in job["options"].get("formats", []) if ALIASES.get(fmt) in CACHED]
+    documents = [d["doc_id"] for d in await store.get_documents(job_id) if d.get("status") in BUILDABLE_DOCUMENTS]
+    return [(doc_id, fmt) for doc_id in documents for fmt in formats]
+
+
+async def handle_completed(
+    completed: JobCompleted, delivery: Delivery, *, store: JobStore, outputs: OutputStore, builder: DocumentOutputs
+) -> None:
+    for doc_id, fmt in await heavy_outputs(store, completed.job_id):
+        if await builder.blobs.exists(cache_key(completed.job_id, doc_id, fmt)):
+            continue  # built before this redelivery
+        with structlog.contextvars.bound_contextvars(doc_id=doc_id, format=fmt):
+            size = await builder.build(completed.job_id, doc_id, fmt)
+            await outputs.record(completed.job_id, doc_id, fmt, status="ready", size=size)
+            log.info("output_built", bytes=size)
+
+
+async def give_up(completed: JobCompleted, cause: str, attempts: int, *, store: JobStore, outputs: OutputStore) -> None:
+    for doc_id, fmt in await heavy_outputs(store, completed.job_id):
+        if await outputs.status(completed.job_id, doc_id, fmt) != "ready":
+            await outputs.record(completed.job_id, doc_id, fmt, status="failed", error=cause)
+
+
+async def run(settings: OutputSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
+    stop = shutdown_event()
+    async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
+        store, outputs = JobStore(db), OutputStore(db)
+        builder = DocumentOutputs(store, make_blob_store(blob, db))
+
+        async def handler(completed: JobCompleted, delivery: Delivery) -> None:
+            await handle_completed(completed, delivery, store=store, outputs=outputs, builder=builder)
+
+        async def on_give_up(completed: JobCompleted, cause: str, attempts: int) -> None:
+            await give_up(completed, cause, attempts, store=store, outputs=outputs)
+
+        async with consuming(
+            JOB_COMPLETED,
+            CHANNEL,
+            handler,
+            publisher=publisher,
+            settings=nsq,
+            max_in_flight=settings.max_in_flight,
+            on_give_up=on_give_up,
+        ):
+            log.info("service_started")
+            await stop.wait()
+
+
+def main() -> None:
+    configure_logging(load(LogSettings), service="outputs")
+    asyncio.run(run(load(OutputSettings), load(NsqSettings), load(MongoSettings), load(BlobSettings)))

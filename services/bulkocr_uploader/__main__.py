@@ -1,0 +1,3 @@
+from bulkocr_uploader.service import main
+
+main()

@@ -1,0 +1,223 @@
+"""Crash tests with real processes: whatever dies mid-job, the job completes with every page
+exactly once (pages_done + pages_failed == pages_total, one stored outcome per page, per-node
+totals equal to the job's).
+
+The null engine stands in for OCR at a fixed cost per page, so a worker can be killed in the
+middle of a page; timeouts and sweeps are shortened so recovery happens within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bulkocr.contracts import PAGE_DONE, PageDone, PageTimings
+from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.nsq import NsqPublisher
+from bulkocr.page_model import PageText
+from bulkocr.settings import MongoSettings, NsqSettings
+from bulkocr.stack import LocalStack
+from tests.ocr_quality import TEST_DATA
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "chaos-token"
+FILES = ["cardinal.pdf", "skew.pdf", "c02-22.pdf", "linn.png", "typewriter.png", "multipage.pdf"]
+PAGES = 4 + 1 + 1 + 1 + 1 + 6
+CHAOS_ENV = {
+    "BULKOCR_API_TOKENS": f"chaos:{TOKEN}",
+    "BULKOCR_ENGINE": "null",
+    "BULKOCR_NULL_SECONDS_PER_PAGE": "1.5",
+    "BULKOCR_NSQ_MSG_TIMEOUT_S": "4",
+    "BULKOCR_NSQ_BACKOFF_BASE_S": "1",
+    "BULKOCR_NSQ_BACKOFF_MAX_S": "4",
+    "BULKOCR_NSQ_MAX_ATTEMPTS": "6",
+    "BULKOCR_NSQ_LOOKUPD_POLL_INTERVAL_S": "1",
+    "BULKOCR_NSQ_RECONNECT_INTERVAL_S": "0.5",
+    "BULKOCR_MONGO_TIMEOUT_S": "3",
+    "BULKOCR_AGGREGATOR_RECOUNT_INTERVAL_S": "1",
+    "BULKOCR_AGGREGATOR_SWEEP_IDLE_S": "6",
+    "BULKOCR_AGGREGATOR_SWEEP_MAX_IDLE_S": "20",
+    "BULKOCR_HEARTBEAT_INTERVAL_S": "1",
+}
+
+
+@pytest.fixture
+def stack(tmp_path) -> Iterator[LocalStack]:
+    with LocalStack(tmp_path / "stack", workers=2, environment={**os.environ, **CHAOS_ENV}, grace_s=10) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+        yield session
+
+
+@pytest.fixture
+async def store(stack: LocalStack) -> AsyncIterator[JobStore]:
+    async with connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db:
+        yield JobStore(db)
+
+
+async def submit(http: aiohttp.ClientSession, stack: LocalStack) -> str:
+    form = aiohttp.FormData()
+    for name in FILES:
+        form.add_field("files", io.BytesIO((TEST_DATA / name).read_bytes()), filename=name)
+    async with http.post(f"{stack.gateway_url}/api/bulk/jobs", data=form) as response:
+        assert response.status == 202, await response.text()
+        job_id: str = (await response.json())["job_id"]
+        return job_id
+
+
+async def status(http: aiohttp.ClientSession, stack: LocalStack, job_id: str) -> dict[str, Any]:
+    async with http.get(f"{stack.gateway_url}/api/bulk/status/{job_id}") as response:
+        body: dict[str, Any] = await response.json()
+        return body
+
+
+async def wait_for(
+    http: aiohttp.ClientSession, stack: LocalStack, job_id: str, predicate: Any, timeout_s: float
+) -> dict[str, Any]:
+    async def poll() -> dict[str, Any]:
+        while True:
+            try:
+                current = await status(http, stack, job_id)
+            except (aiohttp.ClientError, ValueError):
+                current = {}
+            if current and predicate(current):
+                return current
+            await asyncio.sleep(0.5)
+
+    return await asyncio.wait_for(poll(), timeout_s)
+
+
+async def finished(http: aiohttp.ClientSession, stack: LocalStack, job_id: str) -> dict[str, Any]:
+    return await wait_for(http, stack, job_id, lambda s: s["status"] in ("completed", "partial", "failed"), 240)
+
+
+async def assert_every_page_exactly_once(final: dict[str, Any], store: JobStore, job_id: str) -> None:
+    progress = final["progress"]
+    assert final["status"] == "completed", final
+    assert progress["pages_total"] == PAGES
+    assert progress["pages_done"] + progress["pages_failed"] == progress["pages_total"]
+    assert progress["pages_done"] == PAGES
+    assert sum(node["pages_done"] for node in final["nodes"].values()) == progress["pages_done"]
+    assert sum(node["pages_failed"] for node in final["nodes"].values()) == progress["pages_failed"]
+    stored = [(page["doc_id"], page["page"]) async for page in store.pages.find({"job_id": job_id})]
+    assert len(stored) == len(set(stored)) == PAGES
+
+
+async def test_worker_killed_mid_page(stack, http, store):
+    """kill -9 of an OCR worker (and its OCR processes) in the middle of a page: its page comes
+    back after the message timeout and is read by the other worker."""
+    job_id = await submit(http, stack)
+    await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= 2, 60)
+    stack.stop_service("ocr-worker-1", kill=True)
+    final = await finished(http, stack, job_id)
+    await assert_every_page_exactly_once(final, store, job_id)
+
+
+async def test_nsqd_killed_mid_job_and_started_again(stack, http, store):
+    """kill -9 of nsqd loses its queued, in-flight and deferred messages; once it is back, the
+    sweeper publishes the lost pages again from the page manifest."""
+    job_id = await submit(http, stack)
+    await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= 2, 60)
+    stack.servers.stop_server("nsqd", kill=True)
+    await asyncio.sleep(1)
+    await asyncio.to_thread(stack.servers.start_server, "nsqd")
+    final = await finished(http, stack, job_id)
+    await assert_every_page_exactly_once(final, store, job_id)
+
+
+async def test_database_restarted_mid_job(stack, http, store):
+    """The database goes away for a few seconds: handlers fail, back off and retry, and nothing is lost."""
+    job_id = await submit(http, stack)
+    await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= 2, 60)
+    stack.servers.stop_server("database")
+    await asyncio.sleep(2)
+    await asyncio.to_thread(stack.servers.start_server, "database")
+    final = await finished(http, stack, job_id)
+    await assert_every_page_exactly_once(final, store, job_id)
+
+
+async def test_aggregator_killed_mid_job_and_started_again(stack, http, store):
+    """kill -9 of the aggregator: its in-flight results are redelivered to the restarted one."""
+    job_id = await submit(http, stack)
+    await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= 2, 60)
+    stack.stop_service("aggregator", kill=True)
+    await asyncio.sleep(2)
+    stack.start_service("aggregator", "bulkocr_aggregator")
+    final = await finished(http, stack, job_id)
+    await assert_every_page_exactly_once(final, store, job_id)
+
+
+async def test_storm_of_duplicated_page_results(stack, http, store):
+    """Every page result published ten more times while the job runs still counts once."""
+    job_id = await submit(http, stack)
+    await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= 3, 60)
+    a = stack.servers.addresses
+    settings = NsqSettings(nsqd_tcp_addresses=[f"{a.host}:{a.nsqd_tcp}"])
+    async with NsqPublisher(settings) as publisher:
+        copies = []
+        async for page in store.pages.find({"job_id": job_id, "status": "done"}):
+            done = PageDone(
+                job_id=job_id,
+                doc_id=page["doc_id"],
+                page=page["page"],
+                node_id="storm",
+                worker_id="storm",
+                attempts=1,
+                timings=PageTimings(total_s=9.0),
+                result=PageText.model_validate(page["result"]),
+            )
+            copies.extend([done] * 10)
+        await publisher.publish_many(PAGE_DONE, copies)
+    final = await finished(http, stack, job_id)
+    await assert_every_page_exactly_once(final, store, job_id)
+    assert "storm" not in final["nodes"]
+
+
+async def test_worker_stopped_with_sigterm_finishes_its_page_and_exits(stack, http, store):
+    """SIGTERM (as Swarm sends) mid-page: the worker takes no new page, finishes the one in hand,
+    exits 0 within the drain timeout, and the job still completes with every page once."""
+    job_id = await submit(http, stack)
+    await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= 2, 60)
+    worker = stack.processes.pop("ocr-worker-1")
+    worker.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(worker.wait, 15) == 0
+    log = (stack.state_dir / "ocr-worker-1.log").read_text()
+    assert '"consumer_closed"' in log
+    assert '"reason": "shutdown"' not in log, "a page was given back instead of finished"
+    final = await finished(http, stack, job_id)
+    await assert_every_page_exactly_once(final, store, job_id)
+
+
+async def test_cancelled_job_stops_and_its_remaining_pages_are_dropped_unread(stack, http, store):
+    """Cancel mid-job: status `cancelled`, the pages not yet read are dropped by the workers without
+    OCR, and the counts stay consistent (done + failed never exceeds total, and stop moving)."""
+    job_id = await submit(http, stack)
+    await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= 1, 60)
+    async with http.post(f"{stack.gateway_url}/api/bulk/jobs/{job_id}/cancel") as response:
+        assert response.status == 202, await response.text()
+    cancelled = await wait_for(http, stack, job_id, lambda s: s["status"] == "cancelled", 30)
+    await asyncio.sleep(4)  # pages already in a worker's hands may still finish
+    settled = await status(http, stack, job_id)
+    await asyncio.sleep(3)
+    final = await status(http, stack, job_id)
+    assert final["status"] == "cancelled"
+    assert final["progress"] == settled["progress"], "pages kept being read after the cancel"
+    progress = final["progress"]
+    assert progress["pages_done"] + progress["pages_failed"] < progress["pages_total"] == PAGES
+    assert progress["pages_done"] >= cancelled["progress"]["pages_done"]
+    logs = "".join((stack.state_dir / f"ocr-worker-{n}.log").read_text() for n in (1, 2))
+    assert '"page_dropped"' in logs
+    async with http.post(f"{stack.gateway_url}/api/bulk/jobs/{job_id}/cancel") as response:
+        assert response.status == 409

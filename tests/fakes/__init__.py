@@ -1,0 +1,1 @@
+"""Fakes of the systems outside bulkocr (only those: NSQ and MongoDB are always real)."""
