@@ -38,4 +38,4 @@ if [[ ! -x $bin/ferretdb ]]; then
 fi
 
 "$bin/nsqd" --version >&2
-"$bin/ferretdb" --version 2>&1 | head -n 1 >&2
+"$bin/ferretdb" --version >&2

@@ -149,3 +149,22 @@ async def test_aggregator_counts_exactly_and_announces_completion_once(store, db
         d["doc_id"]: (d["status"], d["pages_done"], d["pages_failed"]) for d in await store.get_documents(job.job_id)
     }
     assert statuses == {"d0001": ("completed", 3, 0), "d0002": ("failed", 0, 1), "d0003": ("failed", 0, 0)}
+
+
+async def test_identical_files_in_a_job_are_read_once(store, db, publisher, nsq_settings, nsq_admin):
+    """A file uploaded twice in one job is split once; the copy is announced as its duplicate."""
+    scan = (TEST_DATA / "typewriter.png").read_bytes()
+    job = await submit(store, db, {"a.png": scan, "copy-of-a.png": scan})
+    deps = IngestDeps(IngestSettings(), store, make_blob_store(BlobSettings(), db), publisher)
+    async with (
+        collecting(DOCUMENT_PLANNED, nsq_admin, publisher, nsq_settings, job.job_id) as plans,
+        collecting(PAGE, nsq_admin, publisher, nsq_settings, job.job_id) as tasks,
+    ):
+        await handle_job(job, Delivery(None), deps=deps)
+        await eventually(lambda: len(plans) == 2 and len(tasks) == 1, what="two plans and one page task")
+        await asyncio.sleep(0.3)
+    by_doc = {plan.doc_id: plan for plan in plans}
+    assert by_doc["d0001"].pages == 1
+    assert by_doc["d0002"].duplicate_of == "d0001"
+    assert by_doc["d0002"].pages == 0
+    assert [task.doc_id for task in tasks] == ["d0001"]
