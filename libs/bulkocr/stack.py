@@ -119,6 +119,11 @@ class LocalStack:
         env.update(self.servers.addresses.environment())
         env["BULKOCR_PORT"] = str(self.port)
         env.setdefault("BULKOCR_LOG_FORMAT", "json")
+        # One host: blobs in a folder. GridFS (the default elsewhere, so Swarm nodes need no
+        # shared volume) is about 3x slower on FerretDB, which scans its collections.
+        if "BULKOCR_BLOB_BACKEND" not in self.environment:
+            env["BULKOCR_BLOB_BACKEND"] = "directory"
+            env["BULKOCR_BLOB_DIRECTORY"] = str(self.state_dir / "blobs")
         if node and "BULKOCR_NODE_ID" not in self.environment:
             env["BULKOCR_NODE_ID"] = node
         return env

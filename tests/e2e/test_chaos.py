@@ -34,6 +34,8 @@ PAGES = 4 + 1 + 1 + 1 + 1 + 6
 CHAOS_ENV = {
     "BULKOCR_API_TOKENS": f"chaos:{TOKEN}",
     "BULKOCR_ENGINE": "null",
+    # GridFS, as on a Swarm, so its reads and writes go through the crashes too.
+    "BULKOCR_BLOB_BACKEND": "gridfs",
     "BULKOCR_NULL_SECONDS_PER_PAGE": "1.5",
     "BULKOCR_NSQ_MSG_TIMEOUT_S": "4",
     "BULKOCR_NSQ_BACKOFF_BASE_S": "1",
