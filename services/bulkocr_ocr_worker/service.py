@@ -61,6 +61,11 @@ class WorkerSettings(BaseSettings):
     null_seconds_per_page: float = Field(default=0.0, ge=0, description="makes the null engine slow, for tests")
     paddle_det_model_dir: Path | None = None
     paddle_rec_model_dir: Path | None = None
+    paddle_det_model_name: str = "PP-OCRv6_small_det"
+    paddle_rec_model_name: str = "PP-OCRv6_small_rec"
+    # A page is tried this many times, the first retry after this delay, doubling (then it fails with its cause).
+    page_attempts: int = Field(default=3, ge=1)
+    page_retry_delay_s: float = Field(default=5.0, ge=0)
 
     def engine_settings(self) -> EngineSettings:
         settings: EngineSettings = {
@@ -200,12 +205,15 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
             async def on_retry(task: PageTask, cause: str, attempts: int) -> None:
                 await report_retry(task, cause, attempts, deps=deps)
 
+            page_retries = nsq.model_copy(
+                update={"max_attempts": settings.page_attempts, "backoff_base_s": settings.page_retry_delay_s}
+            )
             async with consuming(
                 PAGE,
                 CHANNEL,
                 handler,
                 publisher=publisher,
-                settings=nsq,
+                settings=page_retries,
                 max_in_flight=settings.ocr_processes,
                 on_give_up=on_give_up,
                 on_retry=on_retry,
