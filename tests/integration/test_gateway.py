@@ -240,7 +240,7 @@ async def test_status_reports_progress_documents_nodes_and_eta(api, store):
     }
     assert body["status"] == "processing"
     assert body["progress"] == {"pages_total": 4, "pages_done": 1, "pages_failed": 1, "percent": 50.0}
-    extra = {"duplicate_of": None, "outputs": {}}  # beside the seed system's five fields
+    extra: dict[str, object] = {"duplicate_of": None, "outputs": {}}  # beside the five seed fields
     assert body["documents"] == [
         {"doc_id": "d0001", "filename": "a.pdf", "pages": 3, "status": "processing", "error": None, **extra},
         {"doc_id": "d0002", "filename": "b.png", "pages": 0, "status": "failed", "error": "not an image", **extra},
