@@ -53,11 +53,24 @@ class Progress:
             counts = per_document.get(document["doc_id"], {"done": 0, "failed": 0})
             doc_status = document_status(document, counts["done"], counts["failed"])
             statuses.append(doc_status)
-            update = {"status": doc_status, "pages_done": counts["done"], "pages_failed": counts["failed"]}
+            update = {
+                "status": doc_status,
+                "pages_done": counts["done"],
+                "pages_failed": counts["failed"],
+                "pages_error": await self._pages_error(job_id, document["doc_id"], counts["failed"]),
+            }
             if any(document.get(key) != value for key, value in update.items()):
                 await self.store.set_document_fields(job_id, document["doc_id"], update)
         status = job_status(documents, statuses) if job["status"] != "cancelled" else "cancelled"
         await self._save_job(job, status, documents)
+
+    async def _pages_error(self, job_id: str, doc_id: str, failed: int) -> str | None:
+        """A document's summary of its failed pages: how many, and the first one's cause."""
+        if not failed:
+            return None
+        first = await self.store.pages.find_one({"job_id": job_id, "doc_id": doc_id, "status": "failed"})
+        cause = f"page {first['page']}: {first.get('error')}" if first else "see its pages"
+        return f"{failed} page{'s' if failed > 1 else ''} failed; {cause}"
 
     async def _save_job(self, job: Mapping[str, Any], status: JobStatus, documents: list[dict[str, Any]]) -> None:
         job_id = job["_id"]

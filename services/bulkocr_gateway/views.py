@@ -75,7 +75,7 @@ def document_view(document: Stored, outputs: Mapping[str, str] | None = None) ->
         filename=document.get("filename"),
         pages=document.get("pages"),
         status=document.get("status") or "queued",
-        error=document.get("error"),
+        error=document.get("error") or document.get("pages_error"),
         duplicate_of=document.get("duplicate_of"),
         outputs=dict(outputs or {}),
     )

@@ -37,7 +37,9 @@ _engines: dict[str, OcrEngine] = {}
 _settings: EngineSettings = {}
 
 
-def _start_process(settings: EngineSettings, preload: str) -> None:
+def _start_process(settings: EngineSettings, preload: str, max_page_pixels: int) -> None:
+    # Ingest already refused pages over this limit; Pillow's own (89.5 MP) must not refuse the rest.
+    Image.MAX_IMAGE_PIXELS = max_page_pixels
     _settings.update(settings)
     if preload:
         _engine(preload)
@@ -63,7 +65,10 @@ def _read(png: bytes, engine: str, language: str | None, dpi: int) -> tuple[str,
 class OcrPool:
     """A process pool of a fixed size; `read()` awaits one page."""
 
-    def __init__(self, processes: int, engine_settings: EngineSettings, preload: str) -> None:
+    def __init__(
+        self, processes: int, engine_settings: EngineSettings, preload: str, max_page_pixels: int = 80_000_000
+    ) -> None:
+        self._max_page_pixels = max_page_pixels
         self.processes = processes
         self._engine_settings = engine_settings
         self._preload = preload
@@ -75,7 +80,7 @@ class OcrPool:
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_process,
-            initargs=(self._engine_settings, self._preload),
+            initargs=(self._engine_settings, self._preload, self._max_page_pixels),
         )
 
     async def read(self, png: bytes, *, engine: str, language: str | None, dpi: int) -> tuple[str, float]:

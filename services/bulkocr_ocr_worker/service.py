@@ -65,6 +65,8 @@ class WorkerSettings(BaseSettings):
     paddle_rec_model_name: str = "PP-OCRv6_small_rec"
     # A page is tried this many times, the first retry after this delay, doubling (then it fails with its cause).
     page_attempts: int = Field(default=3, ge=1)
+    # The same variable ingest reads: the largest page image a worker must accept.
+    ingest_max_page_pixels: int = Field(default=80_000_000, gt=0)
     page_retry_delay_s: float = Field(default=5.0, ge=0)
 
     def engine_settings(self) -> EngineSettings:
@@ -190,7 +192,12 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
     stop = shutdown_event()
     worker_id = f"{settings.node_id}-{os.getpid()}"
     structlog.contextvars.bind_contextvars(node_id=settings.node_id, worker_id=worker_id)
-    pool = OcrPool(settings.ocr_processes, settings.engine_settings(), preload=settings.engine)
+    pool = OcrPool(
+        settings.ocr_processes,
+        settings.engine_settings(),
+        preload=settings.engine,
+        max_page_pixels=settings.ingest_max_page_pixels,
+    )
     try:
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
             deps = Deps(settings, worker_id, pool, make_blob_store(blob, db), JobStore(db), publisher)
