@@ -149,6 +149,8 @@ async def test_aggregator_counts_exactly_and_announces_completion_once(store, db
         d["doc_id"]: (d["status"], d["pages_done"], d["pages_failed"]) for d in await store.get_documents(job.job_id)
     }
     assert statuses == {"d0001": ("completed", 3, 0), "d0002": ("failed", 0, 1), "d0003": ("failed", 0, 0)}
+    summaries = {d["doc_id"]: d.get("pages_error") for d in await store.get_documents(job.job_id)}
+    assert summaries == {"d0001": None, "d0002": "1 page failed; page 1: boom", "d0003": None}
 
 
 async def test_identical_files_in_a_job_are_read_once(store, db, publisher, nsq_settings, nsq_admin):
