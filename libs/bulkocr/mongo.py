@@ -21,7 +21,17 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from bulkocr.contracts import JobStatus, JobSubmitted, NodeHeartbeat, PageDone, PageFailed, PageRetrying, utcnow
+from bulkocr.contracts import (
+    DocumentRef,
+    JobOptions,
+    JobStatus,
+    JobSubmitted,
+    NodeHeartbeat,
+    PageDone,
+    PageFailed,
+    PageRetrying,
+    utcnow,
+)
 from bulkocr.settings import MongoSettings
 
 log = structlog.get_logger(__name__)
@@ -118,6 +128,24 @@ class JobStore:
                 upsert=True,
             )
         return True
+
+    async def resubmission(self, job: Mapping[str, Any], *, only: set[str] | None = None) -> JobSubmitted:
+        """The job as the gateway first submitted it (its uploaded documents, or those in `only`),
+        to publish again: ingest skips documents it has already split."""
+        uploads = [
+            d for d in await self.get_documents(job["_id"]) if d.get("blob") and (only is None or d["doc_id"] in only)
+        ]
+        return JobSubmitted(
+            job_id=job["_id"],
+            owner=job["owner"],
+            documents=tuple(
+                DocumentRef(
+                    doc_id=d["doc_id"], filename=d["filename"], blob=d["blob"], size=d["size"], sha256=d["sha256"]
+                )
+                for d in uploads
+            ),
+            options=JobOptions.model_validate(job["options"]),
+        )
 
     async def insert_job(self, job: Mapping[str, Any]) -> bool:
         """Insert a raw job document; False if a job with that `_id` already exists."""

@@ -17,7 +17,7 @@ import aiohttp
 import structlog
 
 from bulkocr.blobs import BlobStore
-from bulkocr.contracts import JOB_SUBMITTED, PAGE, DocumentRef, JobOptions, JobSubmitted, utcnow
+from bulkocr.contracts import JOB_SUBMITTED, PAGE, utcnow
 from bulkocr.mongo import JobStore
 from bulkocr.nsq import NsqPublisher, backlog
 from bulkocr.settings import NsqSettings
@@ -63,7 +63,8 @@ class Sweeper:
         if tasks:
             await self.publisher.publish_many(PAGE, tasks)
         if unplanned:
-            await self.publisher.publish(JOB_SUBMITTED, _submission(job, unplanned))
+            submission = await self.store.resubmission(job, only={d["doc_id"] for d in unplanned})
+            await self.publisher.publish(JOB_SUBMITTED, submission)
         if tasks or unplanned:
             log.warning("job_swept", job_id=job_id, pages=len(tasks), documents=len(unplanned))
 
@@ -71,18 +72,6 @@ class Sweeper:
 def _unplanned(document: dict[str, Any]) -> bool:
     """Uploaded but never announced by ingest (archive members are announced with their archive)."""
     return document.get("blob") is not None and document.get("pages") is None and not document.get("error")
-
-
-def _submission(job: dict[str, Any], documents: list[dict[str, Any]]) -> JobSubmitted:
-    return JobSubmitted(
-        job_id=job["_id"],
-        owner=job["owner"],
-        documents=tuple(
-            DocumentRef(doc_id=d["doc_id"], filename=d["filename"], blob=d["blob"], size=d["size"], sha256=d["sha256"])
-            for d in documents
-        ),
-        options=JobOptions.model_validate(job["options"]),
-    )
 
 
 @dataclass

@@ -12,10 +12,10 @@ from aiohttp import web
 
 from bulkocr import __version__, documents
 from bulkocr.blobs import BlobStore
-from bulkocr.contracts import JOB_SUBMITTED, DocumentRef, JobOptions, JobSubmitted, utcnow
+from bulkocr.contracts import JOB_SUBMITTED, JobSubmitted, utcnow
 from bulkocr.documents import page_numbers, page_result
 from bulkocr.errors import PublishError
-from bulkocr.mongo import Document, JobStore, OutputStore
+from bulkocr.mongo import Document, OutputStore
 from bulkocr_gateway.http import error_response, fail, json_response
 from bulkocr_gateway.keys import BLOBS, INDEX_HTML, OWNER, PUBLISHER, SETTINGS, STORE
 from bulkocr_gateway.models import Accepted, DocumentResult, Health
@@ -131,21 +131,8 @@ async def _replay(request: web.Request, job: Stored) -> web.Response:
     """Answer a repeated submission with its first job. A job still queued is queued again:
     its first publish may have failed, and ingest skips documents it has already split."""
     if job["status"] == "queued":
-        await _queue(request, await _resubmission(request.app[STORE], job))
+        await _queue(request, await request.app[STORE].resubmission(job))
     return _accepted(job["_id"])
-
-
-async def _resubmission(store: JobStore, job: Stored) -> JobSubmitted:
-    uploads = [document for document in await store.get_documents(job["_id"]) if document.get("blob")]
-    return JobSubmitted(
-        job_id=job["_id"],
-        owner=job["owner"],
-        documents=tuple(
-            DocumentRef(doc_id=d["doc_id"], filename=d["filename"], blob=d["blob"], size=d["size"], sha256=d["sha256"])
-            for d in uploads
-        ),
-        options=JobOptions.model_validate(job["options"]),
-    )
 
 
 def _accepted(job_id: str) -> web.Response:

@@ -144,29 +144,26 @@ async def _cancelled(job_id: str, deps: Deps) -> bool:
     return job is not None and job.get("status") == "cancelled"
 
 
+def _attempt_report(task: PageTask, cause: str, attempts: int, deps: Deps) -> dict[str, object]:
+    """What a retry or failure report says: which page, where, after how many tries, why."""
+    return {
+        "job_id": task.job_id,
+        "doc_id": task.doc_id,
+        "page": task.page,
+        "node_id": deps.settings.node_id,
+        "worker_id": deps.worker_id,
+        "attempts": attempts,
+        "error": cause,
+    }
+
+
 async def report_retry(task: PageTask, cause: str, attempts: int, *, deps: Deps) -> None:
-    retrying = PageRetrying(
-        job_id=task.job_id,
-        doc_id=task.doc_id,
-        page=task.page,
-        node_id=deps.settings.node_id,
-        worker_id=deps.worker_id,
-        attempts=attempts,
-        error=cause,
-    )
+    retrying = PageRetrying.model_validate(_attempt_report(task, cause, attempts, deps))
     await deps.publisher.publish(PAGE_RETRYING, retrying)
 
 
 async def report_failure(task: PageTask, cause: str, attempts: int, *, deps: Deps) -> None:
-    failed = PageFailed(
-        job_id=task.job_id,
-        doc_id=task.doc_id,
-        page=task.page,
-        node_id=deps.settings.node_id,
-        worker_id=deps.worker_id,
-        attempts=attempts,
-        error=cause,
-    )
+    failed = PageFailed.model_validate(_attempt_report(task, cause, attempts, deps))
     await deps.publisher.publish(PAGE_FAILED, failed)
     deps.stats.pages_failed += 1
 
