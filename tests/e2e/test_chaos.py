@@ -180,7 +180,7 @@ async def test_storm_of_duplicated_page_results(stack, http, store):
                 worker_id="storm",
                 attempts=1,
                 timings=PageTimings(total_s=9.0),
-                result=PageText.model_validate(page["result"]),
+                result=PageText.model_validate((await store.page_results.find_one({"_id": page["_id"]}))["result"]),
             )
             copies.extend([done] * 10)
         await publisher.publish_many(PAGE_DONE, copies)
