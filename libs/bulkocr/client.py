@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import functools
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
@@ -75,14 +75,14 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+async def _file_chunks(path: Path) -> AsyncGenerator[bytes, None]:
     # Opened only when the upload reaches this file, so a big folder holds one file open.
     handle = await asyncio.to_thread(path.open, "rb")
     try:
         while chunk := await asyncio.to_thread(handle.read, _CHUNK_BYTES):
             yield chunk
     finally:
-        await asyncio.to_thread(handle.close)
+        handle.close()
 
 
 class GatewayClient:
@@ -96,15 +96,19 @@ class GatewayClient:
     async def submit(self, uploads: Sequence[Upload], options: Mapping[str, str]) -> str:
         """Upload the files as one job with the given form options; return its job id."""
         form = aiohttp.FormData()
-        for upload in uploads:
-            form.add_field(
-                "files", _file_chunks(upload.path), filename=upload.name, content_type="application/octet-stream"
-            )
+        files = [_file_chunks(upload.path) for upload in uploads]
+        for upload, chunks in zip(uploads, files, strict=True):
+            form.add_field("files", chunks, filename=upload.name, content_type="application/octet-stream")
         for name, value in options.items():
             form.add_field(name, value)
         url = f"{self._base}/api/bulk/jobs"
-        async with self._session.post(url, data=form, headers=self._headers, timeout=_UPLOAD_TIMEOUT) as response:
-            body = await _json(response, expect=202)
+        try:
+            async with self._session.post(url, data=form, headers=self._headers, timeout=_UPLOAD_TIMEOUT) as resp:
+                body = await _json(resp, expect=202)
+        finally:
+            # A refused upload stops part way: close the file it was reading now, not at GC.
+            for chunks in files:
+                await chunks.aclose()
         return str(body["job_id"])
 
     async def status(self, job_id: str) -> Status:
