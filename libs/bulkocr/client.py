@@ -19,10 +19,11 @@ import aiohttp
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bulkocr.contracts import FINISHED_STATUSES
 from bulkocr.errors import BulkOcrError
 from bulkocr.results import OutputUnavailable, output_format
 
-FINISHED = frozenset({"completed", "partial", "failed", "cancelled"})
+FINISHED = frozenset(FINISHED_STATUSES)
 PUSH_FINISHED = frozenset({"completed", "partial", "failed", "staged"})
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -118,17 +119,15 @@ class GatewayClient:
 
     async def wait(self, job_id: str, on_change: Callable[[Status], None], *, poll_s: float = 1.0) -> Status:
         """Poll the job until it finishes, calling `on_change` whenever its progress moves."""
-        last: tuple[Any, ...] | None = None
-        while True:
-            status = await self.status(job_id)
-            progress = status["progress"]
-            seen = (status["status"], progress["pages_done"], progress["pages_failed"], progress["pages_total"])
-            if seen != last:
-                on_change(status)
-                last = seen
-            if status["status"] in FINISHED:
-                return status
-            await asyncio.sleep(poll_s)
+
+        def progress(status: Status) -> Status:
+            return status
+
+        def moved(status: Status) -> tuple[Any, ...]:
+            p = status["progress"]
+            return (status["status"], p["pages_done"], p["pages_failed"], p["pages_total"])
+
+        return await self._follow(job_id, progress, moved, FINISHED, on_change, poll_s)
 
     async def push(self, job_id: str, options: Mapping[str, str | bool]) -> None:
         """Ask for the job to be pushed into Archipelago (queued; the status shows progress)."""
@@ -139,18 +138,37 @@ class GatewayClient:
 
     async def wait_push(self, job_id: str, on_change: Callable[[Status], None], *, poll_s: float = 1.0) -> Status:
         """Poll the job's `archipelago_result` until the push ends, calling `on_change` as it moves."""
-        last: tuple[Any, ...] | None = None
-        while True:
-            result: Status | None = (await self.status(job_id))["archipelago_result"]
+
+        def push(status: Status) -> Status:
+            result: Status | None = status["archipelago_result"]
             if result is None:
                 raise GatewayError(f"job {job_id} has no push to follow")
+            return result
+
+        def moved(result: Status) -> tuple[Any, ...]:
             counts = result["documents"]
-            seen = (result["status"], counts["completed"], counts["failed"], counts["total"])
-            if seen != last:
-                on_change(result)
+            return (result["status"], counts["completed"], counts["failed"], counts["total"])
+
+        return await self._follow(job_id, push, moved, PUSH_FINISHED, on_change, poll_s)
+
+    async def _follow(
+        self,
+        job_id: str,
+        part: Callable[[Status], Status],
+        fingerprint: Callable[[Status], tuple[Any, ...]],
+        finished: frozenset[str],
+        on_change: Callable[[Status], None],
+        poll_s: float,
+    ) -> Status:
+        """Poll the status, report `part` of it whenever its fingerprint moves, until it is finished."""
+        last: tuple[Any, ...] | None = None
+        while True:
+            current = part(await self.status(job_id))
+            if (seen := fingerprint(current)) != last:
+                on_change(current)
                 last = seen
-            if result["status"] in PUSH_FINISHED:
-                return result
+            if current["status"] in finished:
+                return current
             await asyncio.sleep(poll_s)
 
     async def download_text(self, job_id: str, doc_id: str, destination: Path) -> None:

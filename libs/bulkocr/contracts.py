@@ -164,6 +164,8 @@ class NodeHeartbeat(Message):
 
 
 JobStatus = Literal["queued", "processing", "completed", "partial", "failed", "cancelled"]
+FINISHED_STATUSES: tuple[JobStatus, ...] = ("completed", "partial", "failed", "cancelled")
+"""A job in one of these takes no more work (retry-failed can reopen it)."""
 
 
 class JobCompleted(Message):

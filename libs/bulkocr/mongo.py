@@ -103,11 +103,8 @@ class JobStore:
             "started_at": None,
             "finished_at": None,
             "completed_event_sent": False,
-            "archipelago": None,
         }
-        try:
-            await self.jobs.insert_one(job)
-        except DuplicateKeyError:
+        if not await self.insert_job(job):
             return False
         for document in submitted.documents:
             await self.documents.update_one(
@@ -514,6 +511,3 @@ class OutputStore:
 
     async def for_job(self, job_id: str) -> list[Document]:
         return [entry async for entry in self.outputs.find({"job_id": job_id})]
-
-    async def delete_job(self, job_id: str) -> int:
-        return (await self.outputs.delete_many({"job_id": job_id})).deleted_count

@@ -293,9 +293,6 @@ class Consumer(Generic[M]):
                 raise TimeoutError(f"consumer of {self.topic.name}/{self.channel} found no nsqd")
             await asyncio.sleep(_POLL_S)
 
-    def set_max_in_flight(self, value: int) -> None:
-        self._reader.set_max_in_flight(value)
-
     async def drain(self) -> None:
         """Take no more messages, let in-flight handlers finish (or give them back), close."""
         self._draining = True

@@ -72,20 +72,26 @@ class DocumentOutputs:
                 return await self.blobs.get(cache_key(job_id, doc_id, fmt))
             except BlobNotFound:
                 pass
-        data = await self.render(job_id, doc_id, output, page=page)
-        if cacheable and await self._finished(job_id, doc_id):
+        document = await self._document(job_id, doc_id)
+        data = await self._render(document, output, page=page)
+        # Cached only once no more pages can change it.
+        if cacheable and document.get("status") in ("completed", "partial", "failed"):
             await self.blobs.put(cache_key(job_id, doc_id, fmt), data)
         return data
 
     async def build(self, job_id: str, doc_id: str, fmt: str) -> int:
         """Render and cache a heavy format ahead of any request; returns its size."""
-        data = await self.render(job_id, doc_id, output_format(fmt))
+        data = await self._render(await self._document(job_id, doc_id), output_format(fmt))
         return await self.blobs.put(cache_key(job_id, doc_id, fmt), data)
 
-    async def render(self, job_id: str, doc_id: str, output: OutputFormat, *, page: int | None = None) -> bytes:
+    async def _document(self, job_id: str, doc_id: str) -> Stored:
         document = await self.store.get_document(job_id, doc_id)
         if document is None:
             raise OutputUnavailable(f"no document {doc_id} in job {job_id}")
+        return document
+
+    async def _render(self, document: Stored, output: OutputFormat, *, page: int | None = None) -> bytes:
+        job_id, doc_id = document["job_id"], document["doc_id"]
         pages = await self.store.get_pages(job_id, doc_id)
         numbers = page_numbers(document, pages)
         if page is not None:
@@ -117,15 +123,11 @@ class DocumentOutputs:
                     continue  # never rendered by ingest: no image to show
                 image_path = work / f"{number:05d}.png"
                 image_path.write_bytes(await self.blobs.get(task["image"]))
-            staged.append((result or _empty_page(image_path, number), image_path))
+            staged.append((result or _empty_page(image_path), image_path))
         return staged
 
-    async def _finished(self, job_id: str, doc_id: str) -> bool:
-        document = await self.store.get_document(job_id, doc_id)
-        return document is not None and document.get("status") in ("completed", "partial", "failed")
 
-
-def _empty_page(image_path: Path | None, number: int) -> PageText:
+def _empty_page(image_path: Path | None) -> PageText:
     """A page with no text (failed, or not read yet): the image alone, or a placeholder size."""
     if image_path is None:
         return PageText(width=1, height=1, engine="none")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bulkocr.contracts import JobStatus
+from bulkocr.contracts import FINISHED_STATUSES, JobStatus
 
-FINISHED: tuple[JobStatus, ...] = ("completed", "partial", "failed", "cancelled")
+FINISHED = FINISHED_STATUSES
 
 
 def document_status(document: Mapping[str, Any], done: int, failed: int) -> str:

@@ -11,13 +11,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from bulkocr.contracts import JOB_CANCEL, JOB_RETRY, JobCancel, JobRetry
+from bulkocr.contracts import FINISHED_STATUSES, JOB_CANCEL, JOB_RETRY, JobCancel, JobRetry
 from bulkocr_gateway.http import error_response, json_response
 from bulkocr_gateway.keys import OWNER, PUBLISHER, STORE
 
 control_routes = web.RouteTableDef()
-
-FINISHED = ("completed", "partial", "failed", "cancelled")
 
 
 class ControlAccepted(BaseModel):
@@ -36,7 +34,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     job = await _owned(request)
     if job is None:
         return error_response(404, f"no job {request.match_info['job_id']}")
-    if job["status"] in FINISHED:
+    if job["status"] in FINISHED_STATUSES:
         return error_response(409, f"job {job['_id']} is already {job['status']}")
     await request.app[PUBLISHER].publish(JOB_CANCEL, JobCancel(job_id=str(job["_id"])))
     return json_response(ControlAccepted(job_id=job["_id"], status="cancelling"), status=202)

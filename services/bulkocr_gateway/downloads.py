@@ -23,8 +23,6 @@ from bulkocr_gateway.keys import BLOBS, OWNER, STORE
 
 download_routes = web.RouteTableDef()
 
-FINISHED_DOCUMENTS = ("completed", "partial", "failed")
-
 
 def _outputs(request: web.Request) -> DocumentOutputs:
     return DocumentOutputs(request.app[STORE], request.app[BLOBS])

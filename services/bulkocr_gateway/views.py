@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bulkocr.contracts import FINISHED_STATUSES
 from bulkocr.page_model import PageText
 from bulkocr_gateway.models import (
     ArchipelagoCounts,
@@ -27,7 +28,7 @@ from bulkocr_gateway.models import (
 
 Stored = Mapping[str, Any]
 
-FINISHED = frozenset({"completed", "partial", "failed", "cancelled"})
+FINISHED = frozenset(FINISHED_STATUSES)
 # An archive's own document is "expanded": its pages belong to its member documents.
 DOCUMENT_FINISHED = FINISHED | {"expanded"}
 
