@@ -1,12 +1,22 @@
-"""Pipeline throughput without OCR cost: how fast pages move through gateway, ingest, NSQ,
-workers and aggregator on this machine, with the null engine.
+"""Pipeline cost at the sizes users have, without OCR cost (the null engine).
 
-    .venv/bin/python bench/bench_pipeline.py --pages 500 --workers 2
+    .venv/bin/python bench/bench_pipeline.py                       # every scenario
+    .venv/bin/python bench/bench_pipeline.py --only sizes --sizes 1000,10000
 
-It brings the whole system up on loopback (`LocalStack`), submits one generated PDF of N
-pages, and reports seconds from upload to `completed`, pages per second, and the time to the
-first page done. OCR is the bottleneck in production (seconds a page); this measures the
-overhead bulkocr adds around it.
+Scenarios, each on a fresh `LocalStack` (the embedded default stack: FerretDB, one nsqd,
+`--workers` OCR worker processes):
+
+- sizes: one TIFF of N small pages per size, end to end; pages/s, the ratio of the rates
+  (1.0 = a page costs the same in a big job as in a small one), and the CPU seconds per
+  page of the aggregator and the database.
+- files: one job of N small PNGs with 45-character archive-style names: upload seconds,
+  accepted or not, seconds to complete, status body size.
+- fair: a 4-page job submitted 3 s after a 1,000-page job with the null engine slowed to
+  0.1 s a page: how long the small job takes and how far the big one is when it finishes.
+- full: the same small job on an empty database and on one holding 50,000 pages of
+  earlier, retained jobs.
+
+Ratios are measured within one run, since these machines are noisy.
 """
 
 from __future__ import annotations
@@ -14,65 +24,261 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-import pypdfium2 as pdfium  # type: ignore[import-untyped]  # no type information
+from PIL import Image
 
+from bulkocr.contracts import FINISHED_STATUSES, JobOptions, utcnow
+from bulkocr.mongo import JobStore, connect_mongo, page_key
+from bulkocr.settings import MongoSettings
 from bulkocr.stack import LocalStack
 
 TOKEN = "bench"  # noqa: S105  # a throwaway token for a local run
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def generated_pdf(pages: int) -> bytes:
-    """N letter-size pages (blank pages render as fast as scans of them would split)."""
-    document = pdfium.PdfDocument.new()
-    for _ in range(pages):
-        document.new_page(612, 792)
+def tiff_of(pages: int, size: tuple[int, int] = (200, 100)) -> bytes:
+    """One multi-page TIFF of small bilevel pages (splitting costs little, so the pipeline shows)."""
+    frame = Image.new("1", size, 1)
     buffer = io.BytesIO()
-    document.save(buffer)
+    frame.save(buffer, format="TIFF", save_all=True, append_images=[frame] * (pages - 1), compression="group4")
     return buffer.getvalue()
 
 
-async def run_job(stack: LocalStack, pdf: bytes) -> tuple[float, float, dict[str, object]]:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with aiohttp.ClientSession(headers=headers) as http:
+def png_of(index: int) -> bytes:
+    image = Image.new("L", (120, 60), 255 - index % 200)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def archive_name(index: int) -> str:
+    """A 45-character archive-style file name."""
+    return f"coll-0042_box-017_folder-03_item-{index:05d}.png"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += cpu_seconds(int(child))
+    return total
+
+
+@dataclass
+class Bench:
+    stack: LocalStack
+    http: aiohttp.ClientSession
+
+    async def submit(self, files: Mapping[str, bytes], **fields: str) -> str:
         form = aiohttp.FormData()
-        form.add_field("files", io.BytesIO(pdf), filename="bench.pdf")
-        form.add_field("dpi", "150")
+        for name, data in files.items():
+            form.add_field("files", io.BytesIO(data), filename=name, content_type="application/octet-stream")
+        for name, value in fields.items():
+            form.add_field(name, value)
+        timeout = aiohttp.ClientTimeout(total=3600)
+        async with self.http.post(f"{self.stack.gateway_url}/api/bulk/jobs", data=form, timeout=timeout) as response:
+            body = await response.json()
+            if response.status != 202:
+                raise RuntimeError(f"refused: {response.status} {body}")
+            return str(body["job_id"])
+
+    async def status(self, job_id: str) -> tuple[dict[str, Any], int]:
+        async with self.http.get(f"{self.stack.gateway_url}/api/bulk/status/{job_id}") as response:
+            raw = await response.read()
+            return json.loads(raw), len(raw)
+
+    async def finished(self, job_id: str, timeout_s: float = 3600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status, _ = await self.status(job_id)
+            if status["status"] in FINISHED_STATUSES:
+                return status
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"job {job_id} not finished after {timeout_s}s")
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of every service and server (worker pools included)."""
+        pids = {name: process.pid for name, process in self.stack.processes.items()}
+        pids |= {name: process.pid for name, process in self.stack.servers.processes.items()}
+        return {name: cpu_seconds(pid) + children_cpu_seconds(pid) for name, pid in pids.items()}
+
+
+@contextmanager
+def running_stack(workers: int, **environment: str) -> Any:
+    env = {**os.environ, "BULKOCR_API_TOKENS": f"bench:{TOKEN}", "BULKOCR_ENGINE": "null", **environment}
+    with tempfile.TemporaryDirectory() as state, LocalStack(Path(state), workers=workers, environment=env) as stack:
+        yield stack
+
+
+async def with_bench(stack: LocalStack, scenario: Callable[[Bench], Any]) -> Any:
+    async with aiohttp.ClientSession(headers=HEADERS) as http:
+        return await scenario(Bench(stack, http))
+
+
+async def one_size(bench: Bench, pages: int) -> dict[str, float]:
+    tiff = tiff_of(pages)
+    before = bench.cpu()
+    started = time.perf_counter()
+    job_id = await bench.submit({f"{pages}-pages.tif": tiff}, dpi="150")
+    status = await bench.finished(job_id)
+    seconds = time.perf_counter() - started
+    after = bench.cpu()
+    if status["status"] != "completed" or status["progress"]["pages_done"] != pages:
+        raise RuntimeError(f"the job did not complete: {status}")
+    return {
+        "pages": pages,
+        "seconds": seconds,
+        "rate": pages / seconds,
+        **{f"{name}_ms_per_page": 1000 * (after[name] - before[name]) / pages for name in after},
+    }
+
+
+def cpu_table(rows: list[dict[str, float]]) -> None:
+    names = sorted(key.removesuffix("_ms_per_page") for key in rows[0] if key.endswith("_ms_per_page"))
+    print("\n| pages | " + " | ".join(names) + " |")
+    print("| ---: |" + " ---: |" * len(names))
+    for row in rows:
+        print(f"| {row['pages']:,} | " + " | ".join(f"{row[f'{n}_ms_per_page']:.2f}" for n in names) + " |")
+
+
+def sizes(workers: int, page_counts: list[int]) -> None:
+    with running_stack(workers) as stack:
+        rows = [asyncio.run(with_bench(stack, lambda b, n=n: one_size(b, n))) for n in page_counts]  # type: ignore[misc]
+    print("\n| pages | seconds | pages/s | aggregator CPU ms/page | database CPU ms/page |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        print(
+            f"| {row['pages']:,} | {row['seconds']:.1f} | {row['rate']:.0f} |"
+            f" {row['aggregator_ms_per_page']:.2f} | {row['database_ms_per_page']:.2f} |"
+        )
+    print(f"\nrate of the largest job / rate of the smallest: {rows[-1]['rate'] / rows[0]['rate']:.2f}")
+    print("\nCPU milliseconds per page, by process:")
+    cpu_table(rows)
+
+
+def files(workers: int, count: int) -> None:
+    async def scenario(bench: Bench) -> None:
+        uploads = {archive_name(index): png_of(index) for index in range(1, count + 1)}
         started = time.perf_counter()
-        async with http.post(f"{stack.gateway_url}/api/bulk/jobs", data=form) as response:
-            job_id = (await response.json())["job_id"]
-        first = 0.0
-        while True:
-            async with http.get(f"{stack.gateway_url}/api/bulk/status/{job_id}") as response:
-                status = await response.json()
-            if not first and status["progress"]["pages_done"]:
-                first = time.perf_counter() - started
-            if status["status"] in ("completed", "partial", "failed"):
-                return time.perf_counter() - started, first, status
-            await asyncio.sleep(0.2)
+        job_id = await bench.submit(uploads, dpi="150")
+        uploaded = time.perf_counter() - started
+        status = await bench.finished(job_id)
+        total = time.perf_counter() - started
+        _, size = await bench.status(job_id)
+        print("\n| files | upload s | files/s uploaded | accepted | completed after s | status | status bytes |")
+        print("| ---: | ---: | ---: | --- | ---: | --- | ---: |")
+        print(
+            f"| {count:,} | {uploaded:.1f} | {count / uploaded:.0f} | yes | {total:.1f} |"
+            f" {status['status']} ({status['progress']['pages_done']:,} pages) | {size:,} |"
+        )
+
+    with running_stack(workers) as stack:
+        asyncio.run(with_bench(stack, scenario))
+
+
+def fair(workers: int, big_pages: int) -> None:
+    async def scenario(bench: Bench) -> None:
+        big = await bench.submit({"big.tif": tiff_of(big_pages)}, dpi="150")
+        await asyncio.sleep(3)
+        started = time.perf_counter()
+        small = await bench.submit({"small.tif": tiff_of(4)}, dpi="150")
+        await bench.finished(small)
+        waited = time.perf_counter() - started
+        big_status, _ = await bench.status(big)
+        progress = big_status["progress"]
+        print("\n| small job (4 pages) done after s | big job then | big job pages done |")
+        print("| ---: | --- | ---: |")
+        print(f"| {waited:.1f} | {big_status['status']} | {progress['pages_done']:,} of {progress['pages_total']:,} |")
+
+    with running_stack(workers, BULKOCR_NULL_SECONDS_PER_PAGE="0.1") as stack:
+        asyncio.run(with_bench(stack, scenario))
+
+
+async def fill(stack: LocalStack, pages: int, per_job: int = 1000) -> None:
+    """Store `pages` pages of finished, retained jobs as the pipeline leaves them."""
+    settings = MongoSettings(url=stack.servers.addresses.mongo_url)
+    async with connect_mongo(settings) as db:
+        store = JobStore(db)
+        for number in range(pages // per_job):
+            job_id = f"old-{number:04d}"
+            await store.insert_job(
+                {
+                    "_id": job_id,
+                    "owner": "bench",
+                    "options": JobOptions().model_dump(mode="json"),
+                    "created_at": utcnow(),
+                    "status": "completed",
+                    "finished_at": utcnow(),
+                    "documents_total": 1,
+                    "completed_event_sent": True,
+                }
+            )
+            await store.documents.insert_one(
+                {"_id": f"{job_id}/d0001", "job_id": job_id, "doc_id": "d0001", "pages": per_job}
+            )
+            keys = [page_key(job_id, "d0001", page) for page in range(1, per_job + 1)]
+            common = {"job_id": job_id, "doc_id": "d0001"}
+            await db["pages"].insert_many(
+                [{"_id": k, **common, "page": i, "status": "done", "node_id": "n"} for i, k in enumerate(keys, 1)]
+            )
+            await db["page_results"].insert_many(
+                [{"_id": k, "job_id": job_id, "result": {"width": 1, "height": 1, "blocks": []}} for k in keys]
+            )
+            await db["page_tasks"].insert_many(
+                [{"_id": k, **common, "page": i, "image": k} for i, k in enumerate(keys, 1)]
+            )
+
+
+def full(workers: int, stored_pages: int) -> None:
+    async def small_job(bench: Bench) -> float:
+        started = time.perf_counter()
+        await bench.finished(await bench.submit({"small.tif": tiff_of(15)}, dpi="150"))
+        return time.perf_counter() - started
+
+    with running_stack(workers) as stack:
+        empty = [asyncio.run(with_bench(stack, small_job)) for _ in range(3)]
+        asyncio.run(fill(stack, stored_pages))
+        stored = [asyncio.run(with_bench(stack, small_job)) for _ in range(3)]
+    print("\n| database holds | 15-page job s (best of 3) |")
+    print("| --- | ---: |")
+    print(f"| nothing | {min(empty):.2f} |")
+    print(f"| {stored_pages:,} pages of earlier jobs | {min(stored):.2f} |")
+    print(f"\nfull / empty: {min(stored) / min(empty):.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pages", type=int, default=500)
+    parser.add_argument("--only", choices=["sizes", "files", "fair", "full"], action="append")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--big", type=int, default=1000)
+    parser.add_argument("--stored", type=int, default=50_000)
     args = parser.parse_args()
-    environment = {**os.environ, "BULKOCR_API_TOKENS": f"bench:{TOKEN}", "BULKOCR_ENGINE": "null"}
-    pdf = generated_pdf(args.pages)
-    with (
-        tempfile.TemporaryDirectory() as state,
-        LocalStack(Path(state), workers=args.workers, environment=environment) as stack,
-    ):
-        seconds, first, status = asyncio.run(run_job(stack, pdf))
-    print("| pages | workers | total s | first page s | pages/s | status |")
-    print("| ---: | ---: | ---: | ---: | ---: | --- |")
-    rate = args.pages / seconds
-    print(f"| {args.pages} | {args.workers} | {seconds:.1f} | {first:.1f} | {rate:.1f} | {status['status']} |")
+    chosen = args.only or ["sizes", "files", "fair", "full"]
+    if "sizes" in chosen:
+        sizes(args.workers, [int(n) for n in args.sizes.split(",")])
+    if "files" in chosen:
+        files(args.workers, args.files)
+    if "fair" in chosen:
+        fair(args.workers, args.big)
+    if "full" in chosen:
+        full(args.workers, args.stored)
 
 
 if __name__ == "__main__":

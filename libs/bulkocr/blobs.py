@@ -130,6 +130,10 @@ class DirectoryBlobStore:
 
     async def put(self, key: str, data: bytes | Chunks) -> int:
         path = self._path(key)
+        if isinstance(data, bytes):
+            # One trip to a thread for a page image, not one per file operation.
+            await asyncio.to_thread(self._write, path, data)
+            return len(data)
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
         size = 0
@@ -147,8 +151,23 @@ class DirectoryBlobStore:
             raise
         return size
 
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        try:
+            partial.write_bytes(data)
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+
     async def get(self, key: str) -> bytes:
-        return b"".join([chunk async for chunk in self.stream(key)])
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
         path = self._path(key)

@@ -117,6 +117,18 @@ class GatewayClient:
         async with self._session.get(url, headers=self._headers, timeout=_CALL_TIMEOUT) as response:
             return await _json(response, expect=200)
 
+    async def documents(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Every document of the job, page by page (a job may hold thousands)."""
+        url: str | None = f"/api/bulk/jobs/{job_id}/documents?page=1"
+        while url is not None:
+            async with self._session.get(
+                f"{self._base}{url}", headers=self._headers, timeout=_CALL_TIMEOUT
+            ) as response:
+                body = await _json(response, expect=200)
+            for document in body["documents"]:
+                yield document
+            url = body["next_url"]
+
     async def wait(self, job_id: str, on_change: Callable[[Status], None], *, poll_s: float = 1.0) -> Status:
         """Poll the job until it finishes, calling `on_change` whenever its progress moves."""
 
@@ -243,7 +255,7 @@ def _progress_line(status: Status) -> str:
 
 async def _write_texts(client: GatewayClient, status: Status, folder: Path, out: TextIO) -> None:
     taken: set[Path] = set()
-    for document in status["documents"]:
+    async for document in client.documents(status["job_id"]):
         if not document["pages"]:
             # Unreadable, or an archive whose pages belong to its member documents.
             if document["error"]:
@@ -368,7 +380,7 @@ async def results_command(request: ResultsRequest, *, out: TextIO = sys.stdout, 
 async def _download_all(gateway: GatewayClient, status: Status, request: ResultsRequest, out: TextIO) -> int:
     written = 0
     taken: dict[str, set[Path]] = {fmt: set() for fmt in request.formats}
-    for document in status["documents"]:
+    async for document in gateway.documents(request.job_id):
         if not document["pages"]:
             if document["error"]:
                 print(f"skipped {document['filename']}: {document['error']}", file=out)

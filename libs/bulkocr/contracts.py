@@ -56,6 +56,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def document_id(index: int) -> str:
+    """The id of a job's `index`-th uploaded file (from 1): d0001, d0002... Messages name a
+    job's documents by count, and every service can list their ids from it."""
+    return f"d{index:04d}"
+
+
 # --- payloads -------------------------------------------------------------------------
 
 
@@ -68,18 +74,31 @@ class JobOptions(Message):
 
 
 class DocumentRef(Message):
+    """An uploaded file as the gateway records it in `documents` (never sent whole: a
+    message names a document by its id, so its size does not grow with the job)."""
+
     doc_id: str
     filename: str
     blob: str = Field(description="blob-store key of the uploaded file")
     size: int = Field(ge=0)
     sha256: str
+    duplicate_of: str | None = Field(default=None, description="doc_id of an identical file earlier in the job")
 
 
 class JobSubmitted(Message):
+    """A job is stored with its documents (d0001, d0002, ...); the aggregator hands them to
+    ingest a few at a time. The body names how many there are, never lists them."""
+
     job_id: str
     owner: str
-    documents: tuple[DocumentRef, ...]
-    options: JobOptions
+    documents_total: int = Field(ge=0)
+
+
+class DocumentTask(Message):
+    """Split one stored document of a job into pages (ingest reads it by id)."""
+
+    job_id: str
+    doc_id: str
 
 
 class ArchiveMember(Message):
@@ -110,6 +129,15 @@ class PageTask(Message):
     dpi: int
     engine: str
     language: str | None = None
+
+
+class PagesReady(Message):
+    """Ingest rendered and stored these pages of a document (at most a publish batch): the
+    aggregator queues them for OCR within the job's window."""
+
+    job_id: str
+    doc_id: str
+    tasks: tuple[PageTask, ...] = Field(min_length=1)
 
 
 class PageTimings(Message):
@@ -224,7 +252,9 @@ class DeadLetter(Message):
 # --- topics ---------------------------------------------------------------------------
 
 JOB_SUBMITTED = Topic("bulkocr.job.submitted", JobSubmitted)
+DOCUMENT = Topic("bulkocr.document", DocumentTask)
 DOCUMENT_PLANNED = Topic("bulkocr.job.planned", DocumentPlanned)
+PAGES_READY = Topic("bulkocr.pages.ready", PagesReady)
 PAGE = Topic("bulkocr.page", PageTask)
 PAGE_DONE = Topic("bulkocr.page.done", PageDone)
 PAGE_FAILED = Topic("bulkocr.page.failed", PageFailed)
@@ -237,7 +267,9 @@ ARCHIPELAGO_PUSH = Topic("bulkocr.archipelago.push", ArchipelagoPush)
 
 ALL_TOPICS: tuple[Topic[Any], ...] = (
     JOB_SUBMITTED,
+    DOCUMENT,
     DOCUMENT_PLANNED,
+    PAGES_READY,
     PAGE,
     PAGE_DONE,
     PAGE_FAILED,

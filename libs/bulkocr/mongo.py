@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 import structlog
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from bulkocr.contracts import (
     DocumentRef,
     JobOptions,
     JobStatus,
-    JobSubmitted,
     NodeHeartbeat,
     PageDone,
     PageFailed,
@@ -39,7 +39,7 @@ log = structlog.get_logger(__name__)
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
 
-PageStatus = Literal["done", "failed"]
+PageStatus = Literal["done", "failed", "retrying"]
 
 
 @contextlib.asynccontextmanager
@@ -59,6 +59,89 @@ def page_key(job_id: str, doc_id: str, page: int) -> str:
     return f"{job_id}/{doc_id}/{page}"
 
 
+def document_key(job_id: str, doc_id: str) -> str:
+    return f"{job_id}/{doc_id}"
+
+
+_INSERT_BATCH = 1000
+DUPLICATE_KEY = 11000
+
+
+def new_document(job_id: str, ref: DocumentRef) -> Document:
+    """A document record as the gateway creates it: queued until ingest plans it."""
+    return {
+        "_id": document_key(job_id, ref.doc_id),
+        "job_id": job_id,
+        "doc_id": ref.doc_id,
+        "filename": ref.filename,
+        "blob": ref.blob,
+        "size": ref.size,
+        "sha256": ref.sha256,
+        "duplicate_of": ref.duplicate_of,
+        "pages": None,
+        "status": "queued",
+        "error": None,
+        "pages_done": 0,
+        "pages_failed": 0,
+    }
+
+
+async def insert_ignoring_duplicates(collection: AsyncCollection[Document], documents: list[Document]) -> int:
+    """Insert what is not there yet (a repeat of an earlier insert changes nothing); return
+    how many were new."""
+    if not documents:
+        return 0
+    try:
+        result = await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+        if others:
+            raise
+        return int(error.details.get("nInserted", 0))
+    return len(result.inserted_ids)
+
+
+def result_fields(done: PageDone) -> Document:
+    """A page's OCR result as `page_results` keeps it."""
+    return {
+        "job_id": done.job_id,
+        "result": done.result.model_dump() if done.result else None,
+        "result_blob": done.result_blob,
+    }
+
+
+def done_fields(done: PageDone) -> Document:
+    """A done page's record in `pages` (its result is in `page_results`)."""
+    return {
+        "job_id": done.job_id,
+        "doc_id": done.doc_id,
+        "page": done.page,
+        "status": "done",
+        "node_id": done.node_id,
+        "worker_id": done.worker_id,
+        "attempts": done.attempts,
+        "timings": done.timings.model_dump(),
+        "busy_s": done.timings.total_s,
+        "error": None,
+        "finished_at": utcnow(),
+    }
+
+
+def attempt_fields(report: PageFailed | PageRetrying, status: PageStatus) -> Document:
+    """A failed page's record, or a page's failed attempt while it is retried."""
+    return {
+        "job_id": report.job_id,
+        "doc_id": report.doc_id,
+        "page": report.page,
+        "status": status,
+        "node_id": report.node_id,
+        "worker_id": report.worker_id,
+        "attempts": report.attempts,
+        "error": report.error,
+        "finished_at": utcnow(),
+    }
+
+
 class JobStore:
     """Jobs, their documents, their page results and per-node progress."""
 
@@ -71,6 +154,7 @@ class JobStore:
         self.ingested = db["ingested"]
         self.page_tasks = db["page_tasks"]
         self.page_results = db["page_results"]
+        self.page_attempts = db["page_attempts"]
 
     async def ensure_indexes(self) -> None:
         """Create the indexes every query relies on (idempotent; run at service start)."""
@@ -81,21 +165,37 @@ class JobStore:
         await self.pages.create_index([("job_id", ASCENDING), ("status", ASCENDING)])
         await self.page_tasks.create_index([("job_id", ASCENDING)])
         await self.page_results.create_index([("job_id", ASCENDING)])
+        await self.page_attempts.create_index([("job_id", ASCENDING), ("doc_id", ASCENDING)])
+        await self.ingested.create_index([("job_id", ASCENDING)])
+        await self.jobs.create_index([("owner", ASCENDING), ("idempotency_key", ASCENDING)])
 
     # --- jobs (the gateway creates them; the aggregator keeps their progress) ----------
 
-    async def create_job(self, submitted: JobSubmitted, *, idempotency_key: str | None = None) -> bool:
-        """Insert the job and its documents as `queued`; False if the job id already exists."""
+    async def create_job(
+        self,
+        job_id: str,
+        owner: str,
+        options: JobOptions,
+        documents: Sequence[DocumentRef],
+        *,
+        idempotency_key: str | None = None,
+    ) -> bool:
+        """Insert the job's documents, then the job itself as `queued`; False if the job id
+        already exists. Documents go in batches (one insert per thousand files, not one per
+        file), and the job comes last, so a job is never seen without its documents."""
         now = utcnow()
+        for first in range(0, len(documents), _INSERT_BATCH):
+            batch = [new_document(job_id, ref) for ref in documents[first : first + _INSERT_BATCH]]
+            await insert_ignoring_duplicates(self.documents, batch)
         job: Document = {
-            "_id": submitted.job_id,
-            "owner": submitted.owner,
-            "options": submitted.options.model_dump(mode="json"),
+            "_id": job_id,
+            "owner": owner,
+            "options": options.model_dump(mode="json"),
             "idempotency_key": idempotency_key,
             "created_at": now,
             "updated_at": now,
             "status": "queued",
-            "documents_total": len(submitted.documents),
+            "documents_total": len(documents),
             "pages_total": 0,
             "pages_done": 0,
             "pages_failed": 0,
@@ -104,47 +204,7 @@ class JobStore:
             "finished_at": None,
             "completed_event_sent": False,
         }
-        if not await self.insert_job(job):
-            return False
-        for document in submitted.documents:
-            await self.documents.update_one(
-                {"_id": f"{submitted.job_id}/{document.doc_id}"},
-                {
-                    "$setOnInsert": {
-                        "job_id": submitted.job_id,
-                        "doc_id": document.doc_id,
-                        "filename": document.filename,
-                        "blob": document.blob,
-                        "size": document.size,
-                        "sha256": document.sha256,
-                        "pages": None,
-                        "status": "queued",
-                        "error": None,
-                        "pages_done": 0,
-                        "pages_failed": 0,
-                    }
-                },
-                upsert=True,
-            )
-        return True
-
-    async def resubmission(self, job: Mapping[str, Any], *, only: set[str] | None = None) -> JobSubmitted:
-        """The job as the gateway first submitted it (its uploaded documents, or those in `only`),
-        to publish again: ingest skips documents it has already split."""
-        uploads = [
-            d for d in await self.get_documents(job["_id"]) if d.get("blob") and (only is None or d["doc_id"] in only)
-        ]
-        return JobSubmitted(
-            job_id=job["_id"],
-            owner=job["owner"],
-            documents=tuple(
-                DocumentRef(
-                    doc_id=d["doc_id"], filename=d["filename"], blob=d["blob"], size=d["size"], sha256=d["sha256"]
-                )
-                for d in uploads
-            ),
-            options=JobOptions.model_validate(job["options"]),
-        )
+        return await self.insert_job(job)
 
     async def insert_job(self, job: Mapping[str, Any]) -> bool:
         """Insert a raw job document; False if a job with that `_id` already exists."""
@@ -193,8 +253,21 @@ class JobStore:
         cursor = self.documents.find({"job_id": job_id}).sort("doc_id", ASCENDING)
         return [document async for document in cursor]
 
+    async def list_documents(self, job_id: str, *, skip: int = 0, limit: int = 100) -> list[Document]:
+        """A page of the job's documents in id order (upload order, archive members after their archive)."""
+        cursor = self.documents.find({"job_id": job_id}).sort("doc_id", ASCENDING).skip(skip).limit(limit)
+        return [document async for document in cursor]
+
+    async def count_documents(self, job_id: str) -> int:
+        return await self.documents.count_documents({"job_id": job_id})
+
+    async def documents_by_id(self, job_id: str, doc_ids: Sequence[str]) -> list[Document]:
+        """These documents of the job, by their ids (lookups by key: no scan)."""
+        found = [await self.get_document(job_id, doc_id) for doc_id in doc_ids]
+        return [document for document in found if document is not None]
+
     async def get_document(self, job_id: str, doc_id: str) -> Document | None:
-        return await self.documents.find_one({"_id": f"{job_id}/{doc_id}"})
+        return await self.documents.find_one({"_id": document_key(job_id, doc_id)})
 
     async def set_document_fields(self, job_id: str, doc_id: str, fields: Mapping[str, Any]) -> None:
         await self.documents.update_one({"_id": f"{job_id}/{doc_id}"}, {"$set": dict(fields)})
@@ -222,54 +295,73 @@ class JobStore:
             if fields:
                 await self.documents.update_one({"_id": f"{job_id}/{doc_id}"}, {"$set": dict(fields)})
 
-    async def mark_ingested(self, job_id: str, doc_id: str, plans: list[Document]) -> None:
-        """Ingest's own record that a document was split, with the plans it announced (its own
-        collection: the aggregator writes the document itself, and FerretDB could let one
-        update undo the other)."""
-        await self.ingested.update_one(
-            {"_id": f"{job_id}/{doc_id}"},
-            {"$setOnInsert": {"job_id": job_id, "plans": plans, "at": utcnow()}},
-            upsert=True,
-        )
+    async def ingest_record(self, job_id: str, doc_id: str, *, batch: int) -> Document:
+        """Ingest's own record of a document (its own collection, insert-only): `plans` it
+        announced, `rendered`: the last page it queued, in steps of `batch` (0 if none),
+        `done` once split. Read by key, so it costs the same on a full database."""
+        key = document_key(job_id, doc_id)
+        finished = await self.ingested.find_one({"_id": f"{key}#done"})
+        if finished is not None:
+            return {"plans": finished.get("plans", []), "rendered": 0, "done": True}
+        started = await self.ingested.find_one({"_id": key})
+        if started is None:
+            return {"plans": [], "rendered": 0, "done": False}
+        rendered = 0
+        while await self.ingested.find_one({"_id": f"{key}#{rendered + batch}"}, {"_id": 1}) is not None:
+            rendered += batch
+        return {"plans": started.get("plans", []), "rendered": rendered, "done": False}
 
-    async def ingested_plans(self, job_id: str, doc_id: str) -> list[Document] | None:
-        """The plans announced when the document was split, or None if it was not split yet."""
-        record = await self.ingested.find_one({"_id": f"{job_id}/{doc_id}"})
-        return None if record is None else list(record.get("plans", []))
+    async def record_ingest(
+        self, job_id: str, doc_id: str, *, plans: list[Document] | None = None, rendered: int = 0, done: bool = False
+    ) -> None:
+        """Note a step of a document's split: its plans announced, pages rendered up to
+        `rendered` (a multiple of the batch), or done. Each step is one insert."""
+        key = document_key(job_id, doc_id)
+        suffix = "#done" if done else f"#{rendered}" if rendered else ""
+        record: Document = {"_id": f"{key}{suffix}", "job_id": job_id, "at": utcnow()}
+        if plans is not None:
+            record["plans"] = plans
+        await insert_ignoring_duplicates(self.ingested, [record])
 
-    # --- the page manifest (ingest writes it; sweeper and replay read it) -------------
+    # --- the page manifest (ingest writes it; the aggregator reads it after a restart) ---
 
     async def add_page_tasks(self, tasks: list[Document]) -> None:
-        """Record page tasks before they are published, keyed job/doc/page (repeats are ignored)."""
-        for task in tasks:
-            await self.page_tasks.update_one(
-                {"_id": page_key(task["job_id"], task["doc_id"], task["page"])},
-                {"$setOnInsert": {**task, "queued_at": utcnow()}},
-                upsert=True,
-            )
+        """Record page tasks before they are announced, keyed job/doc/page, in one insert
+        (repeats are ignored)."""
+        now = utcnow()
+        entries = [
+            {**task, "_id": page_key(task["job_id"], task["doc_id"], task["page"]), "queued_at": now} for task in tasks
+        ]
+        await insert_ignoring_duplicates(self.page_tasks, entries)
 
-    async def page_tasks_without_outcome(self, job_id: str) -> list[Document]:
-        """Tasks of a job whose page has neither a result nor a failure."""
-        finished = {
-            page["_id"]
-            async for page in self.pages.find({"job_id": job_id, "status": {"$in": ["done", "failed"]}}, {"_id": 1})
-        }
-        return [task async for task in self.page_tasks.find({"job_id": job_id}) if task["_id"] not in finished]
+    async def page_tasks_of(self, job_id: str) -> list[Document]:
+        """Every page task of a job (one scan: for taking a job over, never per page)."""
+        return [task async for task in self.page_tasks.find({"job_id": job_id})]
+
+    async def page_outcomes(self, job_id: str) -> list[Document]:
+        """Every page record of a job, without results (one scan: for taking a job over and
+        for the slow check, never per page)."""
+        projection = {"doc_id": 1, "page": 1, "status": 1, "node_id": 1, "busy_s": 1, "error": 1}
+        return [page async for page in self.pages.find({"job_id": job_id}, projection)]
 
     async def page_tasks_for(self, keys: list[str]) -> list[Document]:
         return [task async for task in self.page_tasks.find({"_id": {"$in": keys}})]
 
     async def get_pages(self, job_id: str, doc_id: str) -> list[Document]:
-        """Every stored page outcome of one document, in page order, done pages with their
-        `result` (or `result_blob`) attached."""
-        cursor = self.pages.find({"job_id": job_id, "doc_id": doc_id}).sort("page", ASCENDING)
-        pages = [page async for page in cursor]
-        for page in pages:
+        """Every page of one document with an outcome or a failed attempt, in page order:
+        done pages with their `result` (or `result_blob`) attached; a page still being
+        retried as its latest failed attempt (status `retrying`)."""
+        pages = {page["page"]: page async for page in self.pages.find({"job_id": job_id, "doc_id": doc_id})}
+        async for attempt in self.page_attempts.find({"job_id": job_id, "doc_id": doc_id}):
+            latest = pages.get(attempt["page"])
+            if latest is None or (latest["status"] == "retrying" and latest["attempts"] < attempt["attempts"]):
+                pages[attempt["page"]] = attempt
+        for page in pages.values():
             if page["status"] == "done":
                 # One lookup by _id a page: the only filter FerretDB answers without a scan.
                 stored = await self.page_results.find_one({"_id": page["_id"]}) or {}
                 page["result"], page["result_blob"] = stored.get("result"), stored.get("result_blob")
-        return pages
+        return [pages[number] for number in sorted(pages)]
 
     # --- worker nodes (the aggregator writes heartbeats) ----------------------------------
 
@@ -293,68 +385,21 @@ class JobStore:
     # --- page results -------------------------------------------------------------------
 
     async def record_page_done(self, done: PageDone) -> bool:
-        """Store a page result once. True if this call stored it, False for a repeat.
-
-        A page that failed before and is now done (a replay) is overwritten; a page that is
-        already done is left alone, whichever copy of the result arrives.
+        """Store a page result unless the page already has one. True if this call stored it.
 
         The OCR result itself goes to `page_results`, stored first so a done page always has
-        one: kept out of `pages`, it keeps the counting scans small (FerretDB reads whole
-        documents to filter, and a dense page's result is ~50 KB: measured 2.6 s against
-        0.03 s to count 2,000 pages).
-        """
+        one: kept out of `pages`, it keeps scans of page records small (FerretDB reads whole
+        documents to filter, and a dense page's result is ~50 KB)."""
         key = page_key(done.job_id, done.doc_id, done.page)
-        result = {"job_id": done.job_id, "result": done.result.model_dump() if done.result else None}
-        stored = {**result, "result_blob": done.result_blob}
-        try:
-            await self.page_results.replace_one({"_id": key}, stored, upsert=True)
-        except DuplicateKeyError:  # a concurrent copy inserted it first: replace that one
-            await self.page_results.replace_one({"_id": key}, stored)
-        fields: Document = {
-            "job_id": done.job_id,
-            "doc_id": done.doc_id,
-            "page": done.page,
-            "status": "done",
-            "node_id": done.node_id,
-            "worker_id": done.worker_id,
-            "attempts": done.attempts,
-            "timings": done.timings.model_dump(),
-            # Top level, because FerretDB's $sum ignores dotted paths.
-            "busy_s": done.timings.total_s,
-            "error": None,
-            "finished_at": utcnow(),
-        }
-        return await self._write_once({"_id": key, "status": {"$ne": "done"}}, {"$set": fields})
+        await self.page_results.update_one({"_id": key}, {"$set": result_fields(done)}, upsert=True)
+        return await self._write_once({"_id": key, "status": {"$ne": "done"}}, {"$set": done_fields(done)})
 
     async def record_page_failed(self, failed: PageFailed) -> bool:
         """Store a page failure unless the page already has an outcome."""
         key = page_key(failed.job_id, failed.doc_id, failed.page)
-        fields: Document = {
-            "job_id": failed.job_id,
-            "doc_id": failed.doc_id,
-            "page": failed.page,
-            "status": "failed",
-            "node_id": failed.node_id,
-            "worker_id": failed.worker_id,
-            "attempts": failed.attempts,
-            "error": failed.error,
-            "finished_at": utcnow(),
-        }
-        return await self._write_once({"_id": key, "status": {"$nin": ["done", "failed"]}}, {"$set": fields})
-
-    async def record_page_retrying(self, retrying: PageRetrying) -> bool:
-        """Note a failed attempt (attempts, last error) on a page that has no outcome yet."""
-        key = page_key(retrying.job_id, retrying.doc_id, retrying.page)
-        fields: Document = {
-            "job_id": retrying.job_id,
-            "doc_id": retrying.doc_id,
-            "page": retrying.page,
-            "status": "retrying",
-            "node_id": retrying.node_id,
-            "attempts": retrying.attempts,
-            "error": retrying.error,
-        }
-        return await self._write_once({"_id": key, "status": {"$nin": ["done", "failed"]}}, {"$set": fields})
+        return await self._write_once(
+            {"_id": key, "status": {"$nin": ["done", "failed"]}}, {"$set": attempt_fields(failed, "failed")}
+        )
 
     async def reopen_failed_pages(self, job_id: str) -> list[str]:
         """Forget the failures of a job's pages that have a task to replay; return their keys."""
@@ -369,6 +414,8 @@ class JobStore:
         removed: dict[str, int] = {}
         by_field = (
             "pages",
+            "page_results",
+            "page_attempts",
             "page_tasks",
             "documents",
             "ingested",
@@ -390,41 +437,6 @@ class JobStore:
             # The filter missed an existing page (already done) and the upsert hit its key.
             return False
         return result.upserted_id is not None or result.modified_count > 0
-
-    async def page_counts(self, job_id: str) -> dict[PageStatus, int]:
-        """Pages of a job with an outcome, counted from the page documents themselves."""
-        done = await self.pages.count_documents({"job_id": job_id, "status": "done"})
-        failed = await self.pages.count_documents({"job_id": job_id, "status": "failed"})
-        return {"done": done, "failed": failed}
-
-    async def node_counts(self, job_id: str) -> dict[str, Document]:
-        """Per node: pages done, pages failed and OCR seconds, counted from the page documents."""
-        nodes: dict[str, Document] = {}
-        # One accumulator per $group: FerretDB v1 computes only the first of several.
-        sums = [("done", "pages_done", 1), ("failed", "pages_failed", 1), ("done", "busy_seconds", "$busy_s")]
-        for status, field, expression in sums:
-            cursor = await self.pages.aggregate(
-                [
-                    {"$match": {"job_id": job_id, "status": status}},
-                    {"$group": {"_id": "$node_id", "value": {"$sum": expression}}},
-                ]
-            )
-            async for row in cursor:
-                node = nodes.setdefault(row["_id"], {"pages_done": 0, "pages_failed": 0, "busy_seconds": 0.0})
-                node[field] = row["value"] if field != "busy_seconds" else float(row["value"] or 0)
-        return nodes
-
-    async def document_counts(self, job_id: str) -> dict[str, dict[PageStatus, int]]:
-        """Per document of a job: pages done and failed."""
-        documents: dict[str, dict[PageStatus, int]] = {}
-        statuses: tuple[PageStatus, ...] = ("done", "failed")
-        for status in statuses:
-            cursor = await self.pages.aggregate(
-                [{"$match": {"job_id": job_id, "status": status}}, {"$group": {"_id": "$doc_id", "n": {"$sum": 1}}}]
-            )
-            async for row in cursor:
-                documents.setdefault(row["_id"], {"done": 0, "failed": 0})[status] = row["n"]
-        return documents
 
     async def finished_jobs_before(self, cutoff: datetime, statuses: tuple[JobStatus, ...]) -> list[str]:
         cursor = self.jobs.find({"status": {"$in": list(statuses)}, "finished_at": {"$lt": cutoff}}, {"_id": 1})
@@ -511,3 +523,8 @@ class OutputStore:
 
     async def for_job(self, job_id: str) -> list[Document]:
         return [entry async for entry in self.outputs.find({"job_id": job_id})]
+
+    async def for_documents(self, job_id: str, doc_ids: Sequence[str]) -> list[Document]:
+        if not doc_ids:
+            return []
+        return [entry async for entry in self.outputs.find({"job_id": job_id, "doc_id": {"$in": list(doc_ids)}})]

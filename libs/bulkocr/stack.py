@@ -23,6 +23,7 @@ from typing import Any
 
 from bulkocr.contracts import (
     ARCHIPELAGO_PUSH,
+    DOCUMENT,
     DOCUMENT_PLANNED,
     JOB_CANCEL,
     JOB_COMPLETED,
@@ -33,6 +34,7 @@ from bulkocr.contracts import (
     PAGE_DONE,
     PAGE_FAILED,
     PAGE_RETRYING,
+    PAGES_READY,
 )
 from bulkocr.errors import ServerStartError
 from bulkocr.servers import SERVER_NAMES, LocalServers, ServerAddresses
@@ -40,14 +42,16 @@ from bulkocr.servers import SERVER_NAMES, LocalServers, ServerAddresses
 # service name -> (module, the topic/channel it consumes, which tells that it is up)
 SERVICES: dict[str, tuple[str, str, str]] = {
     "aggregator": ("bulkocr_aggregator", PAGE_DONE.name, "aggregator"),
-    "ingest": ("bulkocr_ingest", JOB_SUBMITTED.name, "ingest"),
+    "ingest": ("bulkocr_ingest", DOCUMENT.name, "ingest"),
     "uploader": ("bulkocr_uploader", ARCHIPELAGO_PUSH.name, "uploader"),
     "outputs": ("bulkocr_outputs", JOB_COMPLETED.name, "outputs"),
     "gateway": ("bulkocr_gateway", "", ""),
 }
 WORKER_MODULE = "bulkocr_ocr_worker"
 CHANNELS = (
-    (JOB_SUBMITTED.name, "ingest"),
+    (JOB_SUBMITTED.name, "aggregator"),
+    (DOCUMENT.name, "ingest"),
+    (PAGES_READY.name, "aggregator"),
     (PAGE.name, "ocr"),
     (PAGE_DONE.name, "aggregator"),
     (PAGE_FAILED.name, "aggregator"),

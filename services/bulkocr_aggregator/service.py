@@ -1,10 +1,11 @@
-"""Aggregator: page outcomes and document plans in, per-job and per-node progress out.
+"""Aggregator: the coordinator of every running job.
 
-Every write is idempotent (a redelivered result counts once), and progress is recounted
-from the stored page outcomes after each write, serialised per job in this process. A
-periodic pass recounts unfinished jobs and sweeps quiet ones (work lost with nsqd is
-published again), another removes finished jobs past the retention. When a job finishes,
-`job.completed` is published once.
+It takes submitted jobs, hands their documents to ingest and their pages to OCR a window
+at a time (so a small job is never stuck behind a big one), stores page outcomes and
+document plans (idempotent: a redelivered result counts once), and keeps per-job and
+per-node progress in memory, written back coalesced. Timers check the tallies against a
+recount, sweep quiet jobs (work lost with nsqd is handed out again) and remove finished
+jobs past the retention. When a job finishes, `job.completed` is published once.
 """
 
 from __future__ import annotations
@@ -25,25 +26,30 @@ from bulkocr.contracts import (
     DOCUMENT_PLANNED,
     JOB_CANCEL,
     JOB_RETRY,
+    JOB_SUBMITTED,
     NODE_HEARTBEAT,
     PAGE_DONE,
     PAGE_FAILED,
     PAGE_RETRYING,
+    PAGES_READY,
     DocumentPlanned,
     JobCancel,
     JobRetry,
+    JobSubmitted,
     NodeHeartbeat,
     PageDone,
     PageFailed,
     PageRetrying,
+    PagesReady,
 )
 from bulkocr.log import configure_logging
 from bulkocr.mongo import JobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher, consuming
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
-from bulkocr_aggregator.jobs import Progress
+from bulkocr_aggregator.coordinator import Coordinator, Windows
 from bulkocr_aggregator.sweeper import Retention, Sweeper
+from bulkocr_aggregator.writes import batch_writer
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +59,18 @@ CHANNEL = "aggregator"
 class AggregatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BULKOCR_AGGREGATOR_", extra="ignore")
 
-    max_in_flight: int = Field(default=20, gt=0)
-    recount_interval_s: float = Field(default=10.0, gt=0)
+    max_in_flight: int = Field(default=500, gt=0)
+    # Pages of one job queued for OCR at once, and documents of one job at ingest at once:
+    # what a small job submitted behind a big one waits for.
+    page_window: int = Field(default=200, gt=0)
+    document_window: int = Field(default=4, gt=0)
+    # Progress is written at most this often per job.
+    flush_interval_s: float = Field(default=0.25, gt=0)
+    # Running jobs' tallies are compared with a recount this often (a check; drift is logged).
+    check_interval_s: float = Field(default=300.0, gt=0)
+    # A finished job's state leaves memory after this long without news.
+    evict_after_s: float = Field(default=300.0, gt=0)
+    sweep_interval_s: float = Field(default=10.0, gt=0)
     # A job with no new page outcome for this long is swept once the page queue is empty...
     sweep_idle_s: float = Field(default=120.0, gt=0)
     # ...or after this long whatever the queue holds.
@@ -63,50 +79,37 @@ class AggregatorSettings(BaseSettings):
     retention_interval_s: float = Field(default=3600.0, gt=0)
 
 
-async def handle_planned(planned: DocumentPlanned, delivery: Delivery, *, store: JobStore, progress: Progress) -> None:
-    fields: dict[str, Any] = {"pages": planned.pages, "error": planned.error}
-    if planned.filename is not None:
-        fields["filename"] = planned.filename
-    if planned.members:
-        fields["members"] = [member.doc_id for member in planned.members]
-    if planned.duplicate_of:
-        fields["duplicate_of"] = planned.duplicate_of
-    async with progress.lock(planned.job_id):
-        await store.plan_document(planned.job_id, planned.doc_id, fields)
-        for member in planned.members:
-            await store.plan_document(planned.job_id, member.doc_id, {}, filename=member.filename)
-    await progress.refresh(planned.job_id)
+async def handle_submitted(submitted: JobSubmitted, delivery: Delivery, *, jobs: Coordinator) -> None:
+    await jobs.submitted(submitted)
 
 
-async def handle_done(done: PageDone, delivery: Delivery, *, store: JobStore, progress: Progress) -> None:
-    async with progress.lock(done.job_id):
-        if await store.record_page_done(done):
-            log.info("page_recorded", status="done")
-    await progress.refresh(done.job_id)
+async def handle_planned(planned: DocumentPlanned, delivery: Delivery, *, jobs: Coordinator) -> None:
+    await jobs.planned(planned)
 
 
-async def handle_failed(failed: PageFailed, delivery: Delivery, *, store: JobStore, progress: Progress) -> None:
-    async with progress.lock(failed.job_id):
-        if await store.record_page_failed(failed):
-            log.info("page_recorded", status="failed", error=failed.error)
-    await progress.refresh(failed.job_id)
+async def handle_pages_ready(ready: PagesReady, delivery: Delivery, *, jobs: Coordinator) -> None:
+    await jobs.pages_ready(ready.tasks, ready.job_id)
 
 
-async def handle_retrying(retrying: PageRetrying, delivery: Delivery, *, store: JobStore, progress: Progress) -> None:
-    async with progress.lock(retrying.job_id):
-        await store.record_page_retrying(retrying)
+async def handle_outcome(report: PageDone | PageFailed, delivery: Delivery, *, jobs: Coordinator) -> None:
+    await jobs.outcome(report)
 
 
-async def handle_heartbeat(beat: NodeHeartbeat, delivery: Delivery, *, store: JobStore) -> None:
+async def handle_retrying(retrying: PageRetrying, delivery: Delivery, *, jobs: Coordinator) -> None:
+    await jobs.retrying(retrying)
+
+
+async def handle_heartbeat(beat: NodeHeartbeat, delivery: Delivery, *, store: JobStore, jobs: Coordinator) -> None:
+    jobs.heartbeat(beat.node_id, beat.at)
     await store.record_heartbeat(beat)
 
 
-async def handle_cancel(cancel: JobCancel, delivery: Delivery, *, progress: Progress) -> None:
-    await progress.cancel(cancel.job_id)
+async def handle_cancel(cancel: JobCancel, delivery: Delivery, *, jobs: Coordinator) -> None:
+    await jobs.cancel(cancel.job_id)
 
 
-async def handle_retry(retry: JobRetry, delivery: Delivery, *, progress: Progress) -> None:
-    await progress.replay_failed(retry.job_id)
+async def handle_retry(retry: JobRetry, delivery: Delivery, *, jobs: Coordinator) -> None:
+    await jobs.replay_failed(retry.job_id)
 
 
 async def every(interval_s: float, work: Callable[[], Awaitable[object]], name: str) -> None:
@@ -121,20 +124,32 @@ async def every(interval_s: float, work: Callable[[], Awaitable[object]], name: 
 
 async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
     stop = shutdown_event()
-    async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher, aiohttp.ClientSession() as session:
+    async with (
+        connect_mongo(mongo) as db,
+        NsqPublisher(nsq) as publisher,
+        aiohttp.ClientSession() as session,
+        batch_writer(db) as writer,
+    ):
         store = JobStore(db)
         await store.ensure_indexes()
-        progress = Progress(store, publisher)
-        sweeper = Sweeper(store, publisher, progress, session, nsq, settings.sweep_idle_s, settings.sweep_max_idle_s)
+        windows = Windows(pages=settings.page_window, documents=settings.document_window)
+        jobs = Coordinator(store, writer, publisher, windows, evict_after_s=settings.evict_after_s)
+        sweeper = Sweeper(store, jobs, session, nsq, settings.sweep_idle_s, settings.sweep_max_idle_s)
         retention = Retention(store, make_blob_store(blob, db), settings.retention_s)
         consumers: list[tuple[Any, Any]] = [
-            (DOCUMENT_PLANNED, functools.partial(handle_planned, store=store, progress=progress)),
-            (PAGE_DONE, functools.partial(handle_done, store=store, progress=progress)),
-            (PAGE_FAILED, functools.partial(handle_failed, store=store, progress=progress)),
-            (PAGE_RETRYING, functools.partial(handle_retrying, store=store, progress=progress)),
-            (NODE_HEARTBEAT, functools.partial(handle_heartbeat, store=store)),
-            (JOB_CANCEL, functools.partial(handle_cancel, progress=progress)),
-            (JOB_RETRY, functools.partial(handle_retry, progress=progress)),
+            (JOB_SUBMITTED, functools.partial(handle_submitted, jobs=jobs)),
+            (DOCUMENT_PLANNED, functools.partial(handle_planned, jobs=jobs)),
+            (PAGES_READY, functools.partial(handle_pages_ready, jobs=jobs)),
+            (PAGE_DONE, functools.partial(handle_outcome, jobs=jobs)),
+            (PAGE_FAILED, functools.partial(handle_outcome, jobs=jobs)),
+            (PAGE_RETRYING, functools.partial(handle_retrying, jobs=jobs)),
+            (NODE_HEARTBEAT, functools.partial(handle_heartbeat, store=store, jobs=jobs)),
+            (JOB_CANCEL, functools.partial(handle_cancel, jobs=jobs)),
+            (JOB_RETRY, functools.partial(handle_retry, jobs=jobs)),
+        ]
+        loops = [
+            asyncio.create_task(jobs.dispatch_forever()),
+            asyncio.create_task(every(settings.flush_interval_s, jobs.flush, "flush")),
         ]
         async with contextlib.AsyncExitStack() as stack:
             for topic, handler in consumers:
@@ -143,19 +158,17 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
                         topic, CHANNEL, handler, publisher=publisher, settings=nsq, max_in_flight=settings.max_in_flight
                     )
                 )
-
-            async def recount_and_sweep() -> None:
-                await progress.recount_unfinished()
-                await sweeper.sweep()
-
-            loops = [
-                asyncio.create_task(every(settings.recount_interval_s, recount_and_sweep, "recount")),
+            loops += [
+                asyncio.create_task(every(settings.check_interval_s, jobs.check_all, "check")),
+                asyncio.create_task(every(settings.sweep_interval_s, sweeper.sweep, "sweep")),
                 asyncio.create_task(every(settings.retention_interval_s, retention.remove_expired, "retention")),
             ]
             log.info("service_started")
             await stop.wait()
-            for loop in loops:
-                loop.cancel()
+        # Consumers have drained: store the progress they moved, then stop.
+        await jobs.flush()
+        for loop in loops:
+            loop.cancel()
 
 
 def main() -> None:

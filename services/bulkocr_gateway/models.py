@@ -86,10 +86,18 @@ class ArchipelagoResult(Body):
 
 
 class JobStatusView(Body):
+    """A job's status, small whatever the job's size: its first documents (all of a small
+    job), counts by document status, the failed ones, and where to page through the rest."""
+
     job_id: str
     status: str
     progress: Progress
     documents: list[DocumentView]
+    documents_total: int
+    documents_by_status: dict[str, int]
+    failed_documents: list[DocumentView]
+    failed_documents_total: int
+    documents_url: str
     nodes: dict[str, NodeProgress]
     archipelago_result: ArchipelagoResult | None
     created_at: datetime
@@ -106,6 +114,16 @@ class JobSummary(Body):
     documents_total: int
     progress: Progress
     status_url: str
+
+
+class DocumentList(Body):
+    job_id: str
+    documents: list[DocumentView]
+    page: int
+    per_page: int
+    total: int
+    next_url: str | None
+    prev_url: str | None
 
 
 class JobList(Body):

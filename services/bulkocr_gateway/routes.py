@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from bulkocr import __version__, documents
 from bulkocr.blobs import BlobStore
-from bulkocr.contracts import JOB_SUBMITTED, JobSubmitted, utcnow
+from bulkocr.contracts import JOB_SUBMITTED, DocumentRef, JobOptions, JobSubmitted, utcnow
 from bulkocr.documents import page_numbers, page_result
 from bulkocr.errors import PublishError
 from bulkocr.mongo import Document, OutputStore
@@ -24,6 +25,7 @@ from bulkocr_gateway.push import archipelago_result
 from bulkocr_gateway.upload import UploadRejected, job_blob_prefix, receive_form
 from bulkocr_gateway.views import (
     document_complete,
+    document_list,
     job_list,
     job_status_view,
     node_list,
@@ -38,6 +40,8 @@ routes = web.RouteTableDef()
 
 COMPLETE_HEADER = "X-Bulkocr-Complete"
 MAX_PER_PAGE = 100
+STATUS_DOCUMENTS = 100
+"""The status shows this many documents; the documents route pages through all of them."""
 _MAX_IDEMPOTENCY_KEY = 200
 
 Stored = Mapping[str, Any]
@@ -73,16 +77,16 @@ async def submit_job(request: web.Request) -> web.Response:
             return await _replay(request, first)
         return error_response(409, "a request with this Idempotency-Key is still being received; send it again")
     try:
-        submitted = await _receive_job(request, job_id, owner)
+        received = await _receive_job(request, job_id, owner)
     except BaseException as error:
         if key is not None:
             await asyncio.shield(store.release_idempotency_key(owner, key, job_id))
         if isinstance(error, UploadRejected):
             return error_response(error.status, error.reason)
         raise
-    await store.create_job(submitted, idempotency_key=key)
-    await _queue(request, submitted)
-    log.info("job_submitted", job_id=job_id, owner=owner, documents=len(submitted.documents))
+    await store.create_job(job_id, owner, received.options, received.documents, idempotency_key=key)
+    await _queue(request, JobSubmitted(job_id=job_id, owner=owner, documents_total=len(received.documents)))
+    log.info("job_submitted", job_id=job_id, owner=owner, documents=len(received.documents))
     return _accepted(job_id)
 
 
@@ -93,7 +97,13 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key or None
 
 
-async def _receive_job(request: web.Request, job_id: str, owner: str) -> JobSubmitted:
+@dataclass(frozen=True)
+class ReceivedJob:
+    documents: list[DocumentRef]
+    options: JobOptions
+
+
+async def _receive_job(request: web.Request, job_id: str, owner: str) -> ReceivedJob:
     """The job as submitted; whatever went wrong, none of its uploads are left behind."""
     settings, blobs = request.app[SETTINGS], request.app[BLOBS]
     try:
@@ -107,7 +117,7 @@ async def _receive_job(request: web.Request, job_id: str, owner: str) -> JobSubm
     except BaseException:
         await _delete_uploads(blobs, job_id)
         raise
-    return JobSubmitted(job_id=job_id, owner=owner, documents=tuple(form.documents), options=options)
+    return ReceivedJob(form.documents, options)
 
 
 async def _delete_uploads(blobs: BlobStore, job_id: str) -> None:
@@ -131,7 +141,8 @@ async def _replay(request: web.Request, job: Stored) -> web.Response:
     """Answer a repeated submission with its first job. A job still queued is queued again:
     its first publish may have failed, and ingest skips documents it has already split."""
     if job["status"] == "queued":
-        await _queue(request, await request.app[STORE].resubmission(job))
+        submitted = JobSubmitted(job_id=job["_id"], owner=job["owner"], documents_total=job["documents_total"])
+        await _queue(request, submitted)
     return _accepted(job["_id"])
 
 
@@ -155,11 +166,34 @@ async def _owned_job(request: web.Request) -> Stored:
 @routes.get("/api/bulk/status/{job_id}")
 @routes.get("/api/bulk/jobs/{job_id}")
 async def job_status(request: web.Request) -> web.Response:
+    """Small whatever the job's size: the first documents, counts, the failed ones."""
     job = await _owned_job(request)
-    documents = await request.app[STORE].get_documents(job["_id"])
+    store = request.app[STORE]
+    documents = await store.list_documents(job["_id"], limit=STATUS_DOCUMENTS)
+    failed = await store.documents_by_id(job["_id"], job.get("documents_failed") or [])
     archipelago = await archipelago_result(request, job["_id"])
-    outputs = outputs_by_document(await OutputStore(request.app[STORE].db).for_job(job["_id"]))
-    return json_response(job_status_view(job, documents, now=utcnow(), archipelago=archipelago, outputs=outputs))
+    shown = [d["doc_id"] for d in [*documents, *failed]]
+    outputs = outputs_by_document(await OutputStore(store.db).for_documents(job["_id"], shown))
+    body = job_status_view(job, documents, now=utcnow(), failed=failed, archipelago=archipelago, outputs=outputs)
+    return json_response(body)
+
+
+@routes.get("/api/bulk/jobs/{job_id}/documents")
+async def job_documents(request: web.Request) -> web.Response:
+    """Every document of a job, a page at a time, in upload order."""
+    job = await _owned_job(request)
+    page = _positive_int(request, "page", 1)
+    per_page = _positive_int(request, "per_page", MAX_PER_PAGE)
+    if per_page > MAX_PER_PAGE:
+        fail(web.HTTPBadRequest, f"per_page is at most {MAX_PER_PAGE}")
+    store = request.app[STORE]
+    documents = await store.list_documents(job["_id"], skip=(page - 1) * per_page, limit=per_page)
+    outputs = outputs_by_document(
+        await OutputStore(store.db).for_documents(job["_id"], [d["doc_id"] for d in documents])
+    )
+    total = await store.count_documents(job["_id"])
+    body = document_list(job["_id"], documents, page=page, per_page=per_page, total=total, outputs=outputs)
+    return json_response(body)
 
 
 @routes.get("/api/bulk/jobs")

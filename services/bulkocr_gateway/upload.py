@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, web
 
 from bulkocr.blobs import BlobStore
-from bulkocr.contracts import DocumentRef
+from bulkocr.contracts import DocumentRef, document_id
 from bulkocr_gateway.options import OPTION_FIELDS
 from bulkocr_gateway.settings import GatewaySettings
 
@@ -36,10 +36,6 @@ def upload_key(job_id: str, doc_id: str) -> str:
 
 def job_blob_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/"
-
-
-def doc_id_for(index: int) -> str:
-    return f"d{index:04d}"
 
 
 def clean_filename(raw: str | None, fallback: str) -> str:
@@ -79,6 +75,8 @@ class _Receiver:
     settings: GatewaySettings
     budget: _Budget
     form: ReceivedForm = field(default_factory=ReceivedForm)
+    # The first document of the job with each content hash: later copies are its duplicates.
+    first_with_hash: dict[str, str] = field(default_factory=dict)
 
     async def part(self, part: BodyPartReader) -> None:
         if part.name == FILES_FIELD:
@@ -91,7 +89,7 @@ class _Receiver:
             raise UploadRejected(400, f"unknown form field {part.name!r}")
 
     async def _store_file(self, part: BodyPartReader) -> DocumentRef:
-        doc_id = doc_id_for(len(self.form.documents) + 1)
+        doc_id = document_id(len(self.form.documents) + 1)
         digest = hashlib.sha256()
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -104,7 +102,16 @@ class _Receiver:
         key = upload_key(self.job_id, doc_id)
         size = await self.blobs.put(key, chunks())
         filename = clean_filename(part.filename, doc_id)
-        return DocumentRef(doc_id=doc_id, filename=filename, blob=key, size=size, sha256=digest.hexdigest())
+        sha256 = digest.hexdigest()
+        duplicate_of = self.first_with_hash.setdefault(sha256, doc_id)
+        return DocumentRef(
+            doc_id=doc_id,
+            filename=filename,
+            blob=key,
+            size=size,
+            sha256=sha256,
+            duplicate_of=duplicate_of if duplicate_of != doc_id else None,
+        )
 
     async def _read_field(self, part: BodyPartReader) -> str:
         value = b""

@@ -13,6 +13,7 @@ from bulkocr_gateway.models import (
     ArchipelagoLink,
     ArchipelagoObject,
     ArchipelagoResult,
+    DocumentList,
     DocumentView,
     JobList,
     JobStatusView,
@@ -91,25 +92,65 @@ def outputs_by_document(records: Iterable[Stored]) -> dict[str, dict[str, str]]:
     return found
 
 
+def documents_url(job_id: str, page: int = 1, per_page: int = 100) -> str:
+    return f"/api/bulk/jobs/{job_id}/documents?page={page}&per_page={per_page}"
+
+
+def documents_by_status(job: Stored) -> dict[str, int]:
+    """How many of the job's documents are in each status (all queued until the aggregator
+    has written its counts)."""
+    counts = job.get("documents_by_status")
+    if counts is None:
+        return {"queued": int(job.get("documents_total") or 0)}
+    return {str(status): int(n) for status, n in counts.items()}
+
+
 def job_status_view(
     job: Stored,
     documents: Iterable[Stored],
     *,
     now: datetime,
+    failed: Iterable[Stored] = (),
     archipelago: ArchipelagoResult | None = None,
     outputs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> JobStatusView:
     nodes = {node_id: NodeProgress.model_validate(values) for node_id, values in (job.get("nodes") or {}).items()}
+    by_status = documents_by_status(job)
     return JobStatusView(
         job_id=job["_id"],
         status=job["status"],
         progress=progress_of(job),
         documents=[document_view(document, (outputs or {}).get(document["doc_id"])) for document in documents],
+        documents_total=sum(by_status.values()),
+        documents_by_status=by_status,
+        failed_documents=[document_view(document, (outputs or {}).get(document["doc_id"])) for document in failed],
+        failed_documents_total=int(job.get("documents_failed_total") or 0),
+        documents_url=documents_url(job["_id"]),
         nodes=nodes,
         archipelago_result=archipelago,
         created_at=job["created_at"],
         updated_at=job.get("updated_at") or job["created_at"],
         eta_seconds=eta_seconds(job, now),
+    )
+
+
+def document_list(
+    job_id: str,
+    documents: Iterable[Stored],
+    *,
+    page: int,
+    per_page: int,
+    total: int,
+    outputs: Mapping[str, Mapping[str, str]] | None = None,
+) -> DocumentList:
+    return DocumentList(
+        job_id=job_id,
+        documents=[document_view(document, (outputs or {}).get(document["doc_id"])) for document in documents],
+        page=page,
+        per_page=per_page,
+        total=total,
+        next_url=documents_url(job_id, page + 1, per_page) if page * per_page < total else None,
+        prev_url=documents_url(job_id, page - 1, per_page) if page > 1 else None,
     )
 
 

@@ -1,9 +1,11 @@
-"""Ingest: split each submitted document into page images and queue one OCR task per page.
+"""Ingest: split each document handed to it into page images, one message per document.
 
-For every document of a job: fetch the upload from the blob store into a temporary file,
-count its pages and announce them (`job.planned`, so progress is honest from the start),
-then render one page at a time (memory stays flat for a 1,000-page PDF), store each page
-image in the blob store and publish the page tasks in batches. A document that cannot be
+For a document: fetch the upload from the blob store into a temporary file, count its
+pages and announce them (`job.planned`, so progress is honest from the start), then render
+one page at a time (memory stays flat for a 1,000-page PDF), store each page image in the
+blob store, record the page tasks and announce them in batches (`pages.ready`; the
+aggregator queues them for OCR). Several documents are split at once, by one process or by
+several replicas. A document that cannot be
 read is announced with its cause while the job's other documents go on; so is a one-page
 document whose page cannot be produced (it is announced after that page is rendered). ZIP
 archives are expanded into documents of their own.
@@ -23,18 +25,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.contracts import (
+    DOCUMENT,
     DOCUMENT_PLANNED,
-    JOB_SUBMITTED,
-    PAGE,
     PAGE_FAILED,
+    PAGES_READY,
     ArchiveMember,
     DocumentPlanned,
-    JobSubmitted,
+    DocumentTask,
+    JobOptions,
     PageFailed,
+    PagesReady,
     PageTask,
 )
 from bulkocr.log import configure_logging
-from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.mongo import Document, JobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher, consuming
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
@@ -64,7 +68,8 @@ class IngestSettings(BaseSettings):
     zip_max_total_bytes: int = Field(default=4 << 30, gt=0)
     zip_max_members: int = Field(default=10_000, gt=0)
     publish_batch: int = Field(default=50, gt=0)
-    max_in_flight: int = Field(default=1, gt=0)
+    # Documents split at once by one ingest process (each in a thread; run more replicas for more).
+    max_in_flight: int = Field(default=2, gt=0)
     work_dir: Path | None = None
 
     def limits(self) -> SplitLimits:
@@ -88,41 +93,89 @@ def page_image_key(job_id: str, doc_id: str, page: int) -> str:
     return f"jobs/{job_id}/pages/{doc_id}/{page:05d}.png"
 
 
-async def handle_job(job: JobSubmitted, delivery: Delivery, *, deps: Deps) -> None:
-    """Split every document of the job, one at a time.
+@dataclass(frozen=True)
+class JobInfo:
+    """What ingest needs of a job: its id and options."""
 
-    A redelivered job (or one the sweeper published again) skips documents already split,
-    announcing their plans again in case the first announcement was lost with nsqd. An
-    identical file seen earlier in the job is announced as its duplicate, not read twice.
+    job_id: str
+    options: JobOptions
+
+
+async def handle_document(task: DocumentTask, delivery: Delivery, *, deps: Deps) -> None:
+    """Split one document of a job into pages.
+
+    A redelivered document that was split already announces its plans again (the first
+    announcement may have been lost with nsqd); one whose split was cut short resumes after
+    the last page it queued. A file the gateway found identical to an earlier one of the job
+    is announced as its duplicate, not read twice.
     """
-    first_of: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="bulkocr-ingest-", dir=deps.settings.work_dir) as work:
-        for document in job.documents:
-            if await _cancelled(job.job_id, deps):
-                log.info("job_cancelled_during_ingest", job_id=job.job_id)
-                return
-            plans = Plans(job, deps)
-            with structlog.contextvars.bound_contextvars(doc_id=document.doc_id):
-                done_before = await deps.store.ingested_plans(job.job_id, document.doc_id)
-                if done_before is not None:
-                    await plans.repeat(done_before)
-                    continue
-                if document.sha256 in first_of:
-                    await plans.announce(document.doc_id, document.filename, duplicate_of=first_of[document.sha256])
-                else:
-                    first_of[document.sha256] = document.doc_id
-                    path = Path(work) / document.doc_id
-                    await _download(deps.blobs, document.blob, path)
-                    await ingest_file(plans, document.doc_id, document.filename, path)
-                    path.unlink(missing_ok=True)
-            await deps.store.mark_ingested(job.job_id, document.doc_id, plans.announced)
+    found = await _job_and_document(task, deps)
+    if found is None:
+        return
+    job, document = found
+    plans = Plans(job, deps)
+    record = await deps.store.ingest_record(task.job_id, task.doc_id, batch=deps.settings.publish_batch)
+    if record["done"]:
+        await plans.repeat(record["plans"])
+        return
+    if document.get("duplicate_of"):
+        await plans.announce(task.doc_id, document["filename"], duplicate_of=document["duplicate_of"])
+    else:
+        resume = Resume.of(record)
+        if resume is not None:
+            await plans.repeat(resume.plans)
+        with tempfile.TemporaryDirectory(prefix="bulkocr-ingest-", dir=deps.settings.work_dir) as work:
+            path = Path(work) / task.doc_id
+            await _download(deps.blobs, document["blob"], path)
+            if resume is not None:
+                await _split_and_queue(
+                    job, task.doc_id, document["filename"], path, resume.pages, deps=deps, first=resume.first
+                )
+            else:
+                await ingest_file(plans, task.doc_id, document["filename"], path)
+    await deps.store.record_ingest(task.job_id, task.doc_id, plans=plans.announced or record["plans"], done=True)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a document's split that was cut short goes on: its plan, and the next page."""
+
+    plans: list[dict[str, object]]
+    pages: int
+    first: int
+
+    @classmethod
+    def of(cls, record: Document) -> Resume | None:
+        """Only a plain document (one plan, with pages) resumes; an archive is split again."""
+        plans = record["plans"]
+        if len(plans) != 1 or not plans[0].get("pages"):
+            return None
+        return cls(plans, int(plans[0]["pages"]), int(record["rendered"]) + 1)
+
+
+async def _job_and_document(task: DocumentTask, deps: Deps) -> tuple[JobInfo, Document] | None:
+    """The job and the document record a task names, or None when there is nothing to do."""
+    job = await deps.store.get_job(task.job_id)
+    if job is None:
+        log.info("document_dropped", reason="no such job")
+        return None
+    if job.get("status") == "cancelled":
+        log.info("document_dropped", reason="job cancelled")
+        return None
+    info = JobInfo(task.job_id, JobOptions.model_validate(job["options"]))
+    document = await deps.store.get_document(task.job_id, task.doc_id)
+    if document is None or not document.get("blob"):
+        # Announced as failed so the job still finishes, with the reason.
+        await Plans(info, deps).announce(task.doc_id, task.doc_id, error="the job has no such uploaded document")
+        return None
+    return info, document
 
 
 @dataclass
 class Plans:
     """Announces documents' plans for one uploaded file, remembering them for redeliveries."""
 
-    job: JobSubmitted
+    job: JobInfo
     deps: Deps
     announced: list[dict[str, object]] = field(default_factory=list)
 
@@ -136,13 +189,17 @@ class Plans:
             await self.deps.publisher.publish(DOCUMENT_PLANNED, DocumentPlanned.model_validate(plan))
 
 
-async def give_up_job(job: JobSubmitted, cause: str, attempts: int, *, deps: Deps) -> None:
-    """The job could not be split after every attempt: fail its unsplit documents with the cause,
-    so the job finishes instead of waiting forever."""
-    plans = Plans(job, deps)
-    for document in job.documents:
-        if await deps.store.ingested_plans(job.job_id, document.doc_id) is None:
-            await plans.announce(document.doc_id, document.filename, error=f"could not be split: {cause}")
+async def give_up_document(task: DocumentTask, cause: str, attempts: int, *, deps: Deps) -> None:
+    """The document could not be split after every attempt: fail it with the cause, so the
+    job finishes instead of waiting forever."""
+    job = await deps.store.get_job(task.job_id)
+    if job is None:
+        return
+    document = await deps.store.get_document(task.job_id, task.doc_id) or {}
+    plans = Plans(JobInfo(task.job_id, JobOptions.model_validate(job["options"])), deps)
+    filename = str(document.get("filename") or task.doc_id)
+    await plans.announce(task.doc_id, filename, error=f"could not be split: {cause}")
+    await deps.store.record_ingest(task.job_id, task.doc_id, plans=plans.announced, done=True)
 
 
 async def ingest_file(plans: Plans, doc_id: str, filename: str, path: Path) -> None:
@@ -162,7 +219,10 @@ async def ingest_file(plans: Plans, doc_id: str, filename: str, path: Path) -> N
         await _ingest_one_page(plans, doc_id, filename, path)
         return
     await plans.announce(doc_id, filename, pages=pages)
-    await _split_and_queue(plans.job, doc_id, filename, path, pages, deps=plans.deps)
+    resumable = len(plans.announced) == 1  # a plain document, not an archive's member
+    if resumable:
+        await plans.deps.store.record_ingest(plans.job.job_id, doc_id, plans=plans.announced)
+    await _split_and_queue(plans.job, doc_id, filename, path, pages, deps=plans.deps, checkpoint=resumable)
 
 
 async def _ingest_one_page(plans: Plans, doc_id: str, filename: str, path: Path) -> None:
@@ -181,7 +241,7 @@ async def _ingest_one_page(plans: Plans, doc_id: str, filename: str, path: Path)
         log.warning("document_unreadable", error=cause)
         return
     await plans.announce(doc_id, filename, pages=1)
-    await _queue([await _stored_page(job, doc_id, first, deps)], deps)
+    await _queue(job, doc_id, [await _stored_page(job, doc_id, first, deps)], deps)
 
 
 async def _ingest_archive(plans: Plans, doc_id: str, filename: str, path: Path) -> None:
@@ -208,31 +268,47 @@ async def _cancelled(job_id: str, deps: Deps) -> bool:
 
 
 async def _split_and_queue(
-    job: JobSubmitted, doc_id: str, filename: str, path: Path, pages: int, *, deps: Deps
+    job: JobInfo,
+    doc_id: str,
+    filename: str,
+    path: Path,
+    pages: int,
+    *,
+    deps: Deps,
+    first: int = 1,
+    checkpoint: bool = True,
 ) -> None:
+    """Render pages `first`..`pages`, store them and announce them in batches; after each
+    batch, note how far it got so a redelivery resumes there."""
     batch: list[PageTask] = []
-    last, last_error = 0, "the document ended before this page"
-    async for page in _rendered_pages(path, filename, job.options.dpi, deps.settings.limits()):
+    last, last_error = first - 1, "the document ended before this page"
+
+    async def queue() -> bool:
+        """Queue the batch; False once the job is cancelled."""
+        await _queue(job, doc_id, batch, deps)
+        if checkpoint and batch[-1].page % deps.settings.publish_batch == 0:
+            await deps.store.record_ingest(job.job_id, doc_id, rendered=batch[-1].page)
+        batch.clear()
+        return not await _cancelled(job.job_id, deps)
+
+    async for page in _rendered_pages(path, filename, job.options.dpi, deps.settings.limits(), first=first):
         last = page.number
         if isinstance(page, PageFailure):
             last_error = str(page.error)
             await _fail_page(job, doc_id, page.number, last_error, deps=deps)
             continue
         batch.append(await _stored_page(job, doc_id, page, deps))
-        if len(batch) >= deps.settings.publish_batch:
-            await _queue(batch, deps)
-            batch = []
-            if await _cancelled(job.job_id, deps):
-                return
+        if len(batch) >= deps.settings.publish_batch and not await queue():
+            return
     if batch:
-        await _queue(batch, deps)
+        await queue()
     # A document that broke part way yields no more pages: every page counted but not
     # produced fails, so the document still finishes.
     for number in range(last + 1, pages + 1):
         await _fail_page(job, doc_id, number, f"not rendered: {last_error}", deps=deps)
 
 
-async def _stored_page(job: JobSubmitted, doc_id: str, page: PageImage, deps: Deps) -> PageTask:
+async def _stored_page(job: JobInfo, doc_id: str, page: PageImage, deps: Deps) -> PageTask:
     """Put the page image in the blob store; the OCR task that reads it."""
     key = page_image_key(job.job_id, doc_id, page.number)
     await deps.blobs.put(key, page.png)
@@ -247,18 +323,19 @@ async def _stored_page(job: JobSubmitted, doc_id: str, page: PageImage, deps: De
     )
 
 
-async def _queue(tasks: list[PageTask], deps: Deps) -> None:
-    """Record the tasks in the page manifest (for the sweeper and replays), then publish them."""
+async def _queue(job: JobInfo, doc_id: str, tasks: list[PageTask], deps: Deps) -> None:
+    """Record the tasks in the page manifest (for replays and restarts), then tell the
+    aggregator, which hands them to OCR within the job's window."""
     await deps.store.add_page_tasks([task.model_dump(mode="json") for task in tasks])
-    await deps.publisher.publish_many(PAGE, tasks)
+    await deps.publisher.publish(PAGES_READY, PagesReady(job_id=job.job_id, doc_id=doc_id, tasks=tuple(tasks)))
 
 
 async def _rendered_pages(
-    path: Path, filename: str, dpi: int, limits: SplitLimits
+    path: Path, filename: str, dpi: int, limits: SplitLimits, *, first: int = 1
 ) -> AsyncIterator[PageImage | PageFailure]:
     """Pages rendered one at a time in a thread, so the event loop keeps serving NSQ."""
-    pages = iter_pages(path, dpi=dpi, name=filename, limits=limits)
-    number = 0
+    pages = iter_pages(path, dpi=dpi, name=filename, limits=limits, first=first)
+    number = first - 1
     try:
         while True:
             try:
@@ -276,7 +353,7 @@ async def _rendered_pages(
         await asyncio.to_thread(pages.close)
 
 
-async def _fail_page(job: JobSubmitted, doc_id: str, page: int, error: str, *, deps: Deps) -> None:
+async def _fail_page(job: JobInfo, doc_id: str, page: int, error: str, *, deps: Deps) -> None:
     failed = PageFailed(
         job_id=job.job_id,
         doc_id=doc_id,
@@ -306,14 +383,14 @@ async def run(settings: IngestSettings, nsq: NsqSettings, mongo: MongoSettings, 
         await store.ensure_indexes()
         deps = Deps(settings, store, make_blob_store(blob, db), publisher)
 
-        async def handler(job: JobSubmitted, delivery: Delivery) -> None:
-            await handle_job(job, delivery, deps=deps)
+        async def handler(task: DocumentTask, delivery: Delivery) -> None:
+            await handle_document(task, delivery, deps=deps)
 
-        async def on_give_up(job: JobSubmitted, cause: str, attempts: int) -> None:
-            await give_up_job(job, cause, attempts, deps=deps)
+        async def on_give_up(task: DocumentTask, cause: str, attempts: int) -> None:
+            await give_up_document(task, cause, attempts, deps=deps)
 
         async with consuming(
-            JOB_SUBMITTED,
+            DOCUMENT,
             CHANNEL,
             handler,
             publisher=publisher,

@@ -356,8 +356,10 @@ def iter_pages(
     dpi: int = 300,
     name: str | None = None,
     limits: SplitLimits = DEFAULT_LIMITS,
+    first: int = 1,
 ) -> Generator[Page, None, None]:
-    """Yield the document's pages in order, one at a time, numbered from 1.
+    """Yield the document's pages in order, one at a time, numbered from 1 (starting at
+    page ``first``: a split that was cut short resumes without rendering again).
 
     PDF pages are rendered at ``dpi`` (lower if the page would exceed the pixel limit; the
     page's ``dpi`` says what was used). Raster pages keep their own pixels and report the dpi
@@ -368,17 +370,17 @@ def iter_pages(
     # Checked now, not at the first next(): a bad argument is the caller's bug, not the file's.
     if not limits.min_dpi <= dpi <= limits.max_dpi:
         raise ValueError(f"dpi {dpi} is outside {limits.min_dpi}..{limits.max_dpi}")
-    return _pages(path, dpi, name, limits)
+    return _pages(path, dpi, name, limits, first)
 
 
-def _pages(path: Path, dpi: int, name: str | None, limits: SplitLimits) -> Generator[Page, None, None]:
+def _pages(path: Path, dpi: int, name: str | None, limits: SplitLimits, first: int) -> Generator[Page, None, None]:
     document_type = detect_type(path, name=name)
     if document_type is DocumentType.ZIP:
         raise ValueError("a ZIP archive has no pages: expand it with expand_zip() first")
     if document_type is DocumentType.PDF:
-        yield from _pdf_pages(path, dpi, limits)
+        yield from _pdf_pages(path, dpi, limits, first)
     else:
-        yield from _raster_pages(path, document_type, dpi, limits)
+        yield from _raster_pages(path, document_type, dpi, limits, first)
 
 
 def _check_page_count(count: int, limits: SplitLimits) -> None:
@@ -413,14 +415,14 @@ def _open_pdf(path: Path) -> pdfium.PdfDocument:
         raise CorruptDocument(f"corrupt PDF: PDFium cannot open it, {cause}") from error
 
 
-def _pdf_pages(path: Path, dpi: int, limits: SplitLimits) -> Generator[Page, None, None]:
+def _pdf_pages(path: Path, dpi: int, limits: SplitLimits, first: int) -> Generator[Page, None, None]:
     with _PDFIUM_LOCK:
         pdf = _open_pdf(path)
     try:
         with _PDFIUM_LOCK:
             count = len(pdf)
         _check_page_count(count, limits)
-        for number in range(1, count + 1):
+        for number in range(first, count + 1):
             # The page's raster lives only inside _pdf_page: nothing big is held across yield.
             yield _pdf_page(pdf, number, dpi, limits)
     finally:
@@ -591,15 +593,16 @@ def _count_frames(image: Image.Image, limits: SplitLimits) -> int:
 
 
 def _raster_pages(
-    path: Path, document_type: DocumentType, dpi: int, limits: SplitLimits
+    path: Path, document_type: DocumentType, dpi: int, limits: SplitLimits, first: int
 ) -> Generator[Page, None, None]:
     if document_type is not DocumentType.TIFF:
         # Decoded in a function of its own, so its pixels are freed before the yield.
-        yield _single_image_page(path, document_type, dpi, limits)
+        if first == 1:
+            yield _single_image_page(path, document_type, dpi, limits)
         return
     with _open_image(path, document_type) as tiff:
         count = _count_frames(tiff, limits)
-        for number in range(1, count + 1):
+        for number in range(first, count + 1):
             yield _raster_page(tiff, document_type, number, dpi, limits)
 
 

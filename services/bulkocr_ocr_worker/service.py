@@ -1,8 +1,9 @@
 """OCR worker: read one page per message with the job's engine, report the result.
 
-The pool has `BULKOCR_OCR_PROCESSES` processes and the consumer takes exactly that many
-messages at a time. Long pages are TOUCHed by the NSQ adapter. After the last attempt the
-page is reported failed with its cause (and the message is kept on the dead-letter topic).
+The pool has `BULKOCR_OCR_PROCESSES` processes and the consumer takes that many messages at
+a time, plus `BULKOCR_OCR_PREFETCH` (so the next page is at hand as one is reported). Long
+pages are TOUCHed by the NSQ adapter. After the last attempt the page is reported failed
+with its cause (and the message is kept on the dead-letter topic).
 Every few seconds the worker sends a heartbeat with its node id (the Swarm node's hostname
 unless `BULKOCR_NODE_ID` says otherwise) and worker id.
 """
@@ -47,6 +48,7 @@ from bulkocr_ocr_worker.pool import EngineSettings, OcrPool, PageUnreadable
 log = structlog.get_logger(__name__)
 
 CHANNEL = "ocr"
+CANCEL_CHECK_S = 1.0
 
 
 class WorkerSettings(BaseSettings):
@@ -54,6 +56,9 @@ class WorkerSettings(BaseSettings):
 
     engine: str = Field(default="rapidocr", description="engine loaded at start; jobs may name another")
     ocr_processes: int = Field(default=1, gt=0)
+    # Pages held beyond those being read, so the next one is fetched while the last is
+    # reported (0: a worker takes a page only when a process is free).
+    ocr_prefetch: int = Field(default=1, ge=0)
     node_id: str = Field(default_factory=socket.gethostname)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     inline_result_max_bytes: int = Field(default=256 * 1024, gt=0)
@@ -98,6 +103,8 @@ class Deps:
     store: JobStore
     publisher: NsqPublisher
     stats: WorkerStats = field(default_factory=WorkerStats)
+    # job id -> (when it was checked, whether it was cancelled)
+    cancelled: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
 
 def result_blob_key(task: PageTask) -> str:
@@ -140,8 +147,18 @@ async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None
 
 
 async def _cancelled(job_id: str, deps: Deps) -> bool:
+    """Whether the job was cancelled, asked of the database at most once a second per job
+    (not once a page: a cancelled job has at most one window of pages queued)."""
+    now = time.monotonic()
+    checked = deps.cancelled.get(job_id)
+    if checked is not None and now - checked[0] < CANCEL_CHECK_S:
+        return checked[1]
     job = await deps.store.get_job(job_id)
-    return job is not None and job.get("status") == "cancelled"
+    cancelled = job is not None and job.get("status") == "cancelled"
+    if len(deps.cancelled) > 1000:
+        deps.cancelled.clear()
+    deps.cancelled[job_id] = (now, cancelled)
+    return cancelled
 
 
 def _attempt_report(task: PageTask, cause: str, attempts: int, deps: Deps) -> dict[str, object]:
@@ -218,7 +235,7 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
                 handler,
                 publisher=publisher,
                 settings=page_retries,
-                max_in_flight=settings.ocr_processes,
+                max_in_flight=settings.ocr_processes + settings.ocr_prefetch,
                 on_give_up=on_give_up,
                 on_retry=on_retry,
             ):

@@ -4,6 +4,7 @@ fails the tests that need it; nothing is skipped and nothing is faked."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -17,6 +18,8 @@ from bulkocr.mongo import Database, JobStore, connect_mongo
 from bulkocr.nsq import NsqAdmin, NsqPublisher
 from bulkocr.servers import LocalServers
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
+from bulkocr_aggregator.coordinator import Coordinator, Windows
+from bulkocr_aggregator.writes import batch_writer
 from bulkocr_gateway.app import create_app
 from bulkocr_gateway.keys import Deps
 from bulkocr_gateway.settings import GatewaySettings
@@ -120,3 +123,13 @@ async def start_gateway(store, blobs, publisher) -> AsyncIterator[Callable[..., 
 async def api(start_gateway) -> Client:
     started: Client = await start_gateway()
     return started
+
+
+@pytest.fixture
+async def jobs(store: JobStore, db: Database, publisher: NsqPublisher) -> AsyncIterator[Coordinator]:
+    """The aggregator's coordinator on the real servers, handing out work as it runs."""
+    async with batch_writer(db) as writer:
+        coordinator = Coordinator(store, writer, publisher, Windows(pages=200, documents=4))
+        dispatching = asyncio.create_task(coordinator.dispatch_forever())
+        yield coordinator
+        dispatching.cancel()

@@ -16,8 +16,7 @@ from bulkocr.mongo import JobStore, OutputStore
 from bulkocr.nsq import Delivery
 from bulkocr.page_model import Block, Box, Line, PageText, Word
 from bulkocr.results import DocumentOutputs, cache_key
-from bulkocr_aggregator.jobs import Progress
-from bulkocr_aggregator.service import handle_done, handle_planned
+from bulkocr_aggregator.coordinator import Coordinator
 from bulkocr_outputs.service import handle_completed
 from tests.integration.test_gateway import ALICE, BOB, submit
 from tests.integration.test_store import page_done
@@ -34,13 +33,10 @@ def page_text(page: int) -> PageText:
     return PageText(width=WIDTH, height=HEIGHT, dpi=150, engine="test", blocks=[Block(box=line.box, lines=[line])])
 
 
-async def finished_job(api, store: JobStore, blobs, publisher, formats: str = "txt,json,pdf") -> str:
-    """A job of one two-page document, OCR'd (results written as the aggregator would)."""
+async def finished_job(api, store: JobStore, blobs, jobs: Coordinator, formats: str = "txt,json,pdf") -> str:
+    """A job of one two-page document, OCR'd (results written by the aggregator)."""
     job_id = await submit(api, ("scan.pdf", b"%PDF-1.4 stand-in"), formats=formats)
-    progress = Progress(store, publisher)
-    await handle_planned(
-        DocumentPlanned(job_id=job_id, doc_id="d0001", pages=2), Delivery(None), store=store, progress=progress
-    )
+    await jobs.planned(DocumentPlanned(job_id=job_id, doc_id="d0001", pages=2))
     for number in (1, 2):
         image = io.BytesIO()
         Image.new("L", (WIDTH, HEIGHT), 255).save(image, format="PNG")
@@ -49,13 +45,14 @@ async def finished_job(api, store: JobStore, blobs, publisher, formats: str = "t
         task = PageTask(job_id=job_id, doc_id="d0001", page=number, image=key, dpi=150, engine="test")
         await store.add_page_tasks([task.model_dump(mode="json")])
         done = page_done(number, job_id=job_id, doc_id="d0001").model_copy(update={"result": page_text(number)})
-        await handle_done(done, Delivery(None), store=store, progress=progress)
+        await jobs.outcome(done)
+    await jobs.flush()
     return job_id
 
 
-async def test_searchable_pdf_carries_the_words_of_every_page(api, store, blobs, publisher):
+async def test_searchable_pdf_carries_the_words_of_every_page(api, store, blobs, jobs):
     """The PDF download has one page per document page, each with its words in the text layer."""
-    job_id = await finished_job(api, store, blobs, publisher)
+    job_id = await finished_job(api, store, blobs, jobs)
     response = await api.get(f"/api/bulk/jobs/{job_id}/documents/d0001/pdf", headers=ALICE)
     assert response.status == 200
     assert response.content_type == "application/pdf"
@@ -64,9 +61,9 @@ async def test_searchable_pdf_carries_the_words_of_every_page(api, store, blobs,
     assert [" ".join(t.split()) for t in texts] == ["alpha1 beta", "alpha2 beta"]
 
 
-async def test_each_format_and_single_pages_are_served(api, store, blobs, publisher):
+async def test_each_format_and_single_pages_are_served(api, store, blobs, jobs):
     """hOCR, ALTO, MiniOCR and text parse and name the words; ?page=2 holds page 2 alone."""
-    job_id = await finished_job(api, store, blobs, publisher)
+    job_id = await finished_job(api, store, blobs, jobs)
     base = f"/api/bulk/jobs/{job_id}/documents/d0001"
     for fmt in ("hocr", "alto", "miniocr"):
         response = await api.get(f"{base}/{fmt}", headers=ALICE)
@@ -82,9 +79,9 @@ async def test_each_format_and_single_pages_are_served(api, store, blobs, publis
     assert (await api.get(f"{base}/pdf", headers=BOB)).status == 404
 
 
-async def test_bundle_holds_every_document_in_every_format_with_a_manifest(api, store, blobs, publisher):
+async def test_bundle_holds_every_document_in_every_format_with_a_manifest(api, store, blobs, jobs):
     """bundle.zip streams each document in the requested formats and a manifest naming the files."""
-    job_id = await finished_job(api, store, blobs, publisher)
+    job_id = await finished_job(api, store, blobs, jobs)
     response = await api.get(f"/api/bulk/jobs/{job_id}/bundle.zip?formats=txt,alto,pdf", headers=ALICE)
     assert response.status == 200
     with zipfile.ZipFile(io.BytesIO(await response.read())) as bundle:
@@ -95,10 +92,10 @@ async def test_bundle_holds_every_document_in_every_format_with_a_manifest(api, 
         assert bundle.read(files["pdf"]).startswith(b"%PDF")
 
 
-async def test_builder_caches_the_pdf_once_and_downloads_use_it(api, store, blobs, publisher):
+async def test_builder_caches_the_pdf_once_and_downloads_use_it(api, store, blobs, jobs):
     """On job completion the builder renders the requested PDF into the blob store (once, even if
     the event is redelivered) and records it ready; the download then serves that copy."""
-    job_id = await finished_job(api, store, blobs, publisher)
+    job_id = await finished_job(api, store, blobs, jobs)
     outputs = OutputStore(store.db)
     builder = DocumentOutputs(store, blobs)
     completed = JobCompleted(job_id=job_id, status="completed")
@@ -113,9 +110,9 @@ async def test_builder_caches_the_pdf_once_and_downloads_use_it(api, store, blob
     assert status["documents"][0]["outputs"] == {"pdf": "ready"}
 
 
-async def test_builder_makes_only_what_the_job_asked_for(api, store, blobs, publisher):
+async def test_builder_makes_only_what_the_job_asked_for(api, store, blobs, jobs):
     """A job that did not ask for PDF gets none built in the background."""
-    job_id = await finished_job(api, store, blobs, publisher, formats="txt")
+    job_id = await finished_job(api, store, blobs, jobs, formats="txt")
     assert JobOptions.model_validate((await store.get_job(job_id) or {})["options"]).formats == ("txt",)
     await handle_completed(
         JobCompleted(job_id=job_id, status="completed"),
@@ -127,9 +124,9 @@ async def test_builder_makes_only_what_the_job_asked_for(api, store, blobs, publ
     assert not await blobs.exists(cache_key(job_id, "d0001", "pdf"))
 
 
-async def test_results_command_downloads_every_format(api, store, blobs, publisher, tmp_path):
+async def test_results_command_downloads_every_format(api, store, blobs, jobs, tmp_path):
     """`bulkocr results JOB --format pdf,alto,txt` writes each document in each format under --out."""
-    job_id = await finished_job(api, store, blobs, publisher)
+    job_id = await finished_job(api, store, blobs, jobs)
     request = client.ResultsRequest(
         job_id=job_id, url=str(api.make_url("")), token="alice-token", formats=["pdf", "alto", "txt"], out=tmp_path
     )

@@ -14,13 +14,19 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from bulkocr import __version__, client
+from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import JOB_SUBMITTED, JobSubmitted, NodeHeartbeat, PageDone, PageFailed, PageTimings, utcnow
 from bulkocr.mongo import Database, Document, JobStore
 from bulkocr.nsq import Delivery, NsqAdmin, consuming
 from bulkocr.page_model import Block, Box, Line, PageText, Word
+from bulkocr.settings import BlobSettings
+from bulkocr_gateway.app import create_app
+from bulkocr_gateway.keys import Deps
+from bulkocr_gateway.settings import GatewaySettings
+from tests.integration.conftest import GATEWAY_TOKENS
 from tests.waiting import eventually
 
 ALICE = {"Authorization": "Bearer alice-token"}
@@ -87,13 +93,21 @@ async def test_submission_streams_files_into_blobs_and_queues_the_job(
     api, nsq_admin: NsqAdmin, nsq_settings, publisher, blobs, store
 ):
     """A POST answers 202 with Location, stores each file under its doc id with the right
-    sha256 and size, records the job for its owner, and puts job.submitted on NSQ."""
+    sha256 and size (a second copy of a file as its duplicate), records the job for its
+    owner, and puts a job.submitted on NSQ that counts the documents, never lists them."""
     channel = f"test-{uuid.uuid4().hex[:8]}#ephemeral"
     await nsq_admin.create_channel(JOB_SUBMITTED.name, channel)
     big = os.urandom(700 * 1024)  # several upload chunks
     response = await api.post(
         "/api/bulk/jobs",
-        data=files_form(("scans/big.tif", big), ("small.png", b"png bytes"), dpi="200", language="en", engine="null"),
+        data=files_form(
+            ("scans/big.tif", big),
+            ("small.png", b"png bytes"),
+            ("again/big.tif", big),
+            dpi="200",
+            language="en",
+            engine="null",
+        ),
         headers=ALICE,
     )
     assert response.status == 202
@@ -110,21 +124,29 @@ async def test_submission_streams_files_into_blobs_and_queues_the_job(
 
     async with consuming(JOB_SUBMITTED, channel, keep, publisher=publisher, settings=nsq_settings):
         await eventually(lambda: bool(received), what="our job.submitted message")
-    submitted = received[0]
-    assert submitted.owner == "alice"
-    assert (submitted.options.dpi, submitted.options.language, submitted.options.engine) == (200, "en", "null")
-    assert submitted.options.formats == ("txt", "json")
-    assert [(d.doc_id, d.filename, d.size) for d in submitted.documents] == [
-        ("d0001", "scans/big.tif", len(big)),
-        ("d0002", "small.png", 9),
+    assert received == [JobSubmitted(job_id=job_id, owner="alice", documents_total=3)]
+    documents = {d["doc_id"]: d for d in await store.get_documents(job_id)}
+    assert [(d["doc_id"], d["filename"], d["size"], d["duplicate_of"]) for d in documents.values()] == [
+        ("d0001", "scans/big.tif", len(big), None),
+        ("d0002", "small.png", 9, None),
+        ("d0003", "again/big.tif", len(big), "d0001"),
     ]
-    first = submitted.documents[0]
-    assert first.blob == f"jobs/{job_id}/uploads/d0001"
-    assert first.sha256 == hashlib.sha256(big).hexdigest()
-    assert await blobs.get(first.blob) == big
+    first = documents["d0001"]
+    assert first["blob"] == f"jobs/{job_id}/uploads/d0001"
+    assert first["sha256"] == hashlib.sha256(big).hexdigest()
+    assert await blobs.get(first["blob"]) == big
+    saved = await store.get_job(job_id)
+    assert saved is not None
+    options = saved["options"]
+    assert (options["dpi"], options["language"], options["engine"], options["formats"]) == (
+        200,
+        "en",
+        "null",
+        ["txt", "json"],
+    )
     job = await store.get_job(job_id, owner="alice")
     assert job is not None
-    assert (job["status"], job["documents_total"]) == ("queued", 2)
+    assert (job["status"], job["documents_total"]) == ("queued", 3)
 
 
 async def test_another_owner_gets_404_for_a_job(api):
@@ -225,6 +247,8 @@ async def test_status_reports_progress_documents_nodes_and_eta(api, store):
     await store.set_job_fields(job_id, {"nodes": nodes})
     await store.set_document_fields(job_id, "d0001", {"pages": 3, "status": "processing"})
     await store.set_document_fields(job_id, "d0002", {"pages": 0, "status": "failed", "error": "not an image"})
+    counts = {"documents_by_status": {"processing": 1, "failed": 1}, "documents_failed": ["d0002"]}
+    await store.set_job_fields(job_id, {**counts, "documents_failed_total": 1})
 
     body = await (await api.get(f"/api/bulk/status/{job_id}", headers=ALICE)).json()
     assert set(body) == {
@@ -232,6 +256,11 @@ async def test_status_reports_progress_documents_nodes_and_eta(api, store):
         "status",
         "progress",
         "documents",
+        "documents_total",
+        "documents_by_status",
+        "failed_documents",
+        "failed_documents_total",
+        "documents_url",
         "nodes",
         "archipelago_result",
         "created_at",
@@ -245,6 +274,10 @@ async def test_status_reports_progress_documents_nodes_and_eta(api, store):
         {"doc_id": "d0001", "filename": "a.pdf", "pages": 3, "status": "processing", "error": None, **extra},
         {"doc_id": "d0002", "filename": "b.png", "pages": 0, "status": "failed", "error": "not an image", **extra},
     ]
+    assert (body["documents_total"], body["documents_by_status"]) == (2, {"processing": 1, "failed": 1})
+    assert body["failed_documents"] == body["documents"][1:]
+    assert body["failed_documents_total"] == 1
+    assert body["documents_url"] == f"/api/bulk/jobs/{job_id}/documents?page=1&per_page=100"
     assert set(body["nodes"]["n1"]) == {"pages_done", "pages_failed", "busy_seconds", "last_seen"}
     assert body["nodes"]["n1"]["busy_seconds"] == 2.5
     assert body["archipelago_result"] is None
@@ -254,6 +287,40 @@ async def test_status_reports_progress_documents_nodes_and_eta(api, store):
     alias = await (await api.get(f"/api/bulk/jobs/{job_id}", headers=ALICE)).json()
     assert alias["progress"]["percent"] == 100.0
     assert alias["eta_seconds"] is None
+
+
+async def test_a_job_of_thousands_of_files_is_accepted_with_a_small_status(store, db, publisher, tmp_path):
+    """5,000 files with archive-style names make one job; its status stays small (the first
+    100 documents, counts by status) and the documents route pages through all of them."""
+    # A blob folder, as `bulkocr up` uses (GridFS on FerretDB scans its files to find one).
+    blobs = make_blob_store(BlobSettings(backend="directory", directory=tmp_path), db)
+    settings = GatewaySettings.model_validate({"api_tokens": GATEWAY_TOKENS})
+    api: Client = TestClient(TestServer(create_app(Deps(settings, store, blobs, publisher))))
+    await api.start_server()
+    files = [(f"coll-0042_box-017_folder-03_item-{n:05d}.png", f"scan {n}".encode()) for n in range(1, 5001)]
+    try:
+        await check_thousands_of_files(api, files)
+    finally:
+        await api.close()
+
+
+async def check_thousands_of_files(api: Client, files: list[tuple[str, bytes]]) -> None:
+    job_id = await submit(api, *files)
+    response = await api.get(f"/api/bulk/status/{job_id}", headers=ALICE)
+    assert len(await response.read()) < 64 * 1024
+    body = await response.json()
+    assert (body["documents_total"], body["documents_by_status"]) == (5000, {"queued": 5000})
+    assert [d["doc_id"] for d in body["documents"]] == [f"d{n:04d}" for n in range(1, 101)]
+    seen: list[str] = []
+    url: str | None = body["documents_url"]
+    while url is not None:
+        listing = await (await api.get(url, headers=ALICE)).json()
+        assert listing["total"] == 5000
+        seen += [d["filename"] for d in listing["documents"]]
+        url = listing["next_url"]
+    assert seen == [name for name, _ in files]
+    response = await api.get(f"/api/bulk/jobs/{job_id}/documents?per_page=1000", headers=ALICE)
+    assert response.status == 400
 
 
 async def test_text_joins_pages_in_order_with_form_feeds(api, store, blobs):

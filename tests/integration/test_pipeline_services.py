@@ -14,23 +14,24 @@ from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import (
     DOCUMENT_PLANNED,
     JOB_COMPLETED,
-    PAGE,
+    PAGES_READY,
     DocumentPlanned,
     DocumentRef,
+    DocumentTask,
     JobCompleted,
     JobOptions,
     JobSubmitted,
     M,
+    PagesReady,
     PageTask,
     Topic,
 )
 from bulkocr.mongo import Database, JobStore
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import BlobSettings, NsqSettings
-from bulkocr_aggregator.jobs import Progress
-from bulkocr_aggregator.service import handle_done, handle_failed, handle_planned
+from bulkocr_aggregator.coordinator import Coordinator
 from bulkocr_ingest.service import Deps as IngestDeps
-from bulkocr_ingest.service import IngestSettings, handle_job
+from bulkocr_ingest.service import IngestSettings, handle_document
 from tests.integration.test_store import page_done, page_failed
 from tests.ocr_quality import TEST_DATA
 from tests.waiting import eventually
@@ -54,21 +55,30 @@ async def collecting(
         yield seen
 
 
-async def submit(store: JobStore, db: Database, files: dict[str, bytes]) -> JobSubmitted:
+async def submit(
+    store: JobStore, db: Database, files: dict[str, bytes], *, duplicates: dict[str, str] | None = None
+) -> JobSubmitted:
+    """A job stored as the gateway stores it (files in the blob store, documents d0001...)."""
     blobs = make_blob_store(BlobSettings(), db)
     job_id = uuid.uuid4().hex
     documents = []
     for index, (name, data) in enumerate(files.items(), 1):
         key = f"jobs/{job_id}/uploads/d{index:04d}"
         await blobs.put(key, data)
+        digest = hashlib.sha256(data).hexdigest()
+        doc_id = f"d{index:04d}"
+        duplicate_of = (duplicates or {}).get(doc_id)
         documents.append(
             DocumentRef(
-                doc_id=f"d{index:04d}", filename=name, blob=key, size=len(data), sha256=hashlib.sha256(data).hexdigest()
+                doc_id=doc_id, filename=name, blob=key, size=len(data), sha256=digest, duplicate_of=duplicate_of
             )
         )
-    job = JobSubmitted(job_id=job_id, owner="o", documents=tuple(documents), options=JobOptions(dpi=100))
-    await store.create_job(job)
-    return job
+    await store.create_job(job_id, "o", JobOptions(dpi=100), documents)
+    return JobSubmitted(job_id=job_id, owner="o", documents_total=len(documents))
+
+
+def tasks_of(ready: list[PagesReady]) -> list[PageTask]:
+    return [task for message in ready for task in message.tasks]
 
 
 async def test_ingest_expands_archives_and_queues_one_task_per_page(store, db, publisher, nsq_settings, nsq_admin):
@@ -86,12 +96,14 @@ async def test_ingest_expands_archives_and_queues_one_task_per_page(store, db, p
     deps = IngestDeps(IngestSettings(), store, make_blob_store(BlobSettings(), db), publisher)
     async with (
         collecting(DOCUMENT_PLANNED, nsq_admin, publisher, nsq_settings, job.job_id) as plans,
-        collecting(PAGE, nsq_admin, publisher, nsq_settings, job.job_id) as tasks,
+        collecting(PAGES_READY, nsq_admin, publisher, nsq_settings, job.job_id) as ready,
     ):
-        await handle_job(job, Delivery(None), deps=deps)
-        await handle_job(job, Delivery(None), deps=deps)  # redelivered: documents already split
-        await eventually(lambda: len(tasks) == 5 and len(plans) == 10, what="plans and page tasks")
+        for _ in range(2):  # the second time redelivered: documents already split
+            for doc_id in ("d0001", "d0002"):
+                await handle_document(DocumentTask(job_id=job.job_id, doc_id=doc_id), Delivery(None), deps=deps)
+        await eventually(lambda: len(tasks_of(ready)) == 5 and len(plans) == 10, what="plans and page tasks")
         await asyncio.sleep(0.5)
+    tasks = tasks_of(ready)
     by_doc = {plan.doc_id: plan for plan in plans}
     assert len(tasks) == 5
     assert len(by_doc) == 5
@@ -115,26 +127,25 @@ async def test_ingest_expands_archives_and_queues_one_task_per_page(store, db, p
         assert task.dpi == 100 or task.doc_id.endswith("-002")  # the PNG keeps its own dpi
 
 
-async def test_aggregator_counts_exactly_and_announces_completion_once(store, db, publisher, nsq_settings, nsq_admin):
+async def test_aggregator_counts_exactly_and_announces_completion_once(
+    store, db, publisher, nsq_settings, nsq_admin, jobs: Coordinator
+):
     """Planned documents, a storm of duplicated results and a failure give exact job, document and
     node counts, status `partial`, and exactly one job.completed event."""
     job = await submit(store, db, {"a.pdf": b"%PDF", "b.pdf": b"%PDF", "c.pdf": b"x"})
-    progress = Progress(store, publisher)
-    deps = {"store": store, "progress": progress}
     async with collecting(JOB_COMPLETED, nsq_admin, publisher, nsq_settings, job.job_id) as completions:
-        await handle_planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=3), Delivery(None), **deps)
-        await handle_planned(DocumentPlanned(job_id=job.job_id, doc_id="d0002", pages=1), Delivery(None), **deps)
-        await handle_planned(
-            DocumentPlanned(job_id=job.job_id, doc_id="d0003", error="unsupported document"), Delivery(None), **deps
-        )
+        await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=3))
+        await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0002", pages=1))
+        await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0003", error="unsupported document"))
         results = [
             page_done(page, node=node, job_id=job.job_id, doc_id="d0001")
             for page, node in [(1, "a"), (2, "a"), (3, "b")]
         ]
-        storm = [handle_done(result, Delivery(None), **deps) for result in results * 5]
-        storm.append(handle_failed(page_failed(1, node="b", job_id=job.job_id, doc_id="d0002"), Delivery(None), **deps))
+        storm = [jobs.outcome(result) for result in results * 5]
+        storm.append(jobs.outcome(page_failed(1, node="b", job_id=job.job_id, doc_id="d0002")))
         await asyncio.gather(*storm)
-        await progress.recount_unfinished()
+        await jobs.flush()
+        await jobs.flush()  # nothing moved: announced once
         await eventually(lambda: len(completions) == 1, what="job.completed")
         await asyncio.sleep(0.5)
     assert completions == [JobCompleted(job_id=job.job_id, status="partial")]
@@ -151,20 +162,27 @@ async def test_aggregator_counts_exactly_and_announces_completion_once(store, db
     assert statuses == {"d0001": ("completed", 3, 0), "d0002": ("failed", 0, 1), "d0003": ("failed", 0, 0)}
     summaries = {d["doc_id"]: d.get("pages_error") for d in await store.get_documents(job.job_id)}
     assert summaries == {"d0001": None, "d0002": "1 page failed; page 1: boom", "d0003": None}
+    assert (saved["documents_by_status"], saved["documents_failed"]) == (
+        {"completed": 1, "failed": 2},
+        ["d0002", "d0003"],
+    )
+    assert await store.pages.count_documents({"job_id": job.job_id, "status": "done"}) == 3
 
 
 async def test_identical_files_in_a_job_are_read_once(store, db, publisher, nsq_settings, nsq_admin):
-    """A file uploaded twice in one job is split once; the copy is announced as its duplicate."""
+    """A file the gateway found identical to an earlier one is not read: it is announced as its duplicate."""
     scan = (TEST_DATA / "typewriter.png").read_bytes()
-    job = await submit(store, db, {"a.png": scan, "copy-of-a.png": scan})
+    job = await submit(store, db, {"a.png": scan, "copy-of-a.png": scan}, duplicates={"d0002": "d0001"})
     deps = IngestDeps(IngestSettings(), store, make_blob_store(BlobSettings(), db), publisher)
     async with (
         collecting(DOCUMENT_PLANNED, nsq_admin, publisher, nsq_settings, job.job_id) as plans,
-        collecting(PAGE, nsq_admin, publisher, nsq_settings, job.job_id) as tasks,
+        collecting(PAGES_READY, nsq_admin, publisher, nsq_settings, job.job_id) as ready,
     ):
-        await handle_job(job, Delivery(None), deps=deps)
-        await eventually(lambda: len(plans) == 2 and len(tasks) == 1, what="two plans and one page task")
+        for doc_id in ("d0001", "d0002"):
+            await handle_document(DocumentTask(job_id=job.job_id, doc_id=doc_id), Delivery(None), deps=deps)
+        await eventually(lambda: len(plans) == 2 and len(tasks_of(ready)) == 1, what="two plans and one page task")
         await asyncio.sleep(0.3)
+    tasks = tasks_of(ready)
     by_doc = {plan.doc_id: plan for plan in plans}
     assert by_doc["d0001"].pages == 1
     assert by_doc["d0002"].duplicate_of == "d0001"

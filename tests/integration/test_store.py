@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bulkocr.contracts import PageDone, PageFailed, PageTimings, Topic
+from bulkocr.contracts import DocumentRef, JobOptions, PageDone, PageFailed, PageTimings, Topic, document_id
 from bulkocr.mongo import JobStore
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.page_model import Block, Box, Line, PageText
@@ -40,12 +40,18 @@ def page_failed(page: int, *, node: str = "node-a", job_id: str = "job-1", doc_i
     )
 
 
+async def page_counts(store: JobStore, job_id: str) -> dict[str, int]:
+    done = await store.pages.count_documents({"job_id": job_id, "status": "done"})
+    failed = await store.pages.count_documents({"job_id": job_id, "status": "failed"})
+    return {"done": done, "failed": failed}
+
+
 async def test_concurrent_duplicates_of_a_result_count_once(store: JobStore):
     """Ten copies of the same result written at once leave one page document and a count of one."""
     outcomes = await asyncio.gather(*(store.record_page_done(page_done(1)) for _ in range(10)))
     assert outcomes.count(True) == 1
     assert await store.pages.count_documents({}) == 1
-    assert await store.page_counts("job-1") == {"done": 1, "failed": 0}
+    assert await page_counts(store, "job-1") == {"done": 1, "failed": 0}
 
 
 async def test_results_redelivered_through_nsq_are_stored_once(
@@ -68,7 +74,7 @@ async def test_results_redelivered_through_nsq_are_stored_once(
     ):
         await publisher.publish_many(topic, messages)
         await eventually(lambda: len(deliveries) == 6, what="five deliveries and one redelivery")
-    assert await store.page_counts("job-1") == {"done": 3, "failed": 0}
+    assert await page_counts(store, "job-1") == {"done": 3, "failed": 0}
     assert await store.pages.count_documents({"job_id": "job-1"}) == 3
 
 
@@ -79,24 +85,34 @@ async def test_a_failure_never_overwrites_a_result_but_a_result_replaces_a_failu
     assert await store.record_page_done(page_done(2))
     assert not await store.record_page_failed(page_failed(2))
     assert not await store.record_page_failed(page_failed(1))
-    assert await store.page_counts("job-1") == {"done": 2, "failed": 0}
+    assert await page_counts(store, "job-1") == {"done": 2, "failed": 0}
     assert await store.record_page_failed(page_failed(3))
-    assert await store.page_counts("job-1") == {"done": 2, "failed": 1}
+    assert await page_counts(store, "job-1") == {"done": 2, "failed": 1}
 
 
-async def test_per_node_progress_adds_up_to_the_job(store: JobStore):
-    """Per-node pages done/failed and busy seconds are counted from the page results."""
-    for page, node in [(1, "a"), (2, "a"), (3, "b")]:
-        await store.record_page_done(page_done(page, node=node, seconds=1.5))
-    await store.record_page_failed(page_failed(4, node="b"))
-    nodes = await store.node_counts("job-1")
-    assert nodes == {
-        "a": {"pages_done": 2, "pages_failed": 0, "busy_seconds": 3.0},
-        "b": {"pages_done": 1, "pages_failed": 1, "busy_seconds": 1.5},
-    }
-    counts = await store.page_counts("job-1")
-    assert sum(n["pages_done"] for n in nodes.values()) == counts["done"]
-    assert sum(n["pages_failed"] for n in nodes.values()) == counts["failed"]
+async def test_a_job_of_thousands_of_documents_is_stored_in_batches(store: JobStore):
+    """5,000 documents go in with a handful of inserts; a repeat (a retried request) changes
+    nothing; the job record comes last and counts them."""
+    refs = [
+        DocumentRef(doc_id=document_id(n), filename=f"box-12/folder-{n:05d}.png", blob=f"b/{n}", size=1, sha256=f"{n}")
+        for n in range(1, 5001)
+    ]
+    assert await store.create_job("big", "alice", JobOptions(), refs)
+    assert not await store.create_job("big", "alice", JobOptions(), refs)
+    assert await store.count_documents("big") == 5000
+    job = await store.get_job("big")
+    assert job is not None
+    assert job["documents_total"] == 5000
+    page = await store.list_documents("big", skip=4990, limit=20)
+    assert [d["doc_id"] for d in page] == [document_id(n) for n in range(4991, 5001)]
+
+
+async def test_page_tasks_are_recorded_once(store: JobStore):
+    """The manifest keeps one entry per page, however often a batch is recorded again."""
+    tasks = [{"job_id": "j", "doc_id": "d0001", "page": page, "image": f"i/{page}"} for page in range(1, 101)]
+    await store.add_page_tasks(tasks[:60])
+    await store.add_page_tasks(tasks)
+    assert sorted(t["page"] for t in await store.page_tasks_of("j")) == list(range(1, 101))
 
 
 async def test_jobs_are_created_once(store: JobStore):

@@ -35,7 +35,6 @@ from bulkocr.contracts import (
     DocumentRef,
     JobCompleted,
     JobOptions,
-    JobSubmitted,
     utcnow,
 )
 from bulkocr.mongo import Database, JobStore
@@ -186,7 +185,7 @@ async def finished_job(
         for n in range(1, documents + 1)
     )
     options = JobOptions(language="en", auto_push=auto_push)
-    await store.create_job(JobSubmitted(job_id=job_id, owner=owner, documents=refs, options=options))
+    await store.create_job(job_id, owner, options, refs)
     for ref in refs:
         await store.set_document_fields(job_id, ref.doc_id, {"pages": 2, "status": "completed", "pages_done": 2})
         for page in (1, 2):

@@ -9,27 +9,39 @@ from bulkocr.contracts import (
     ALL_TOPICS,
     JOB_SUBMITTED,
     PAGE,
+    PAGES_READY,
     DecodeError,
-    DocumentRef,
-    JobOptions,
     JobSubmitted,
+    PagesReady,
     PageTask,
     dead_letter_topic,
 )
 
 
 def job() -> JobSubmitted:
-    return JobSubmitted(
-        job_id="j1",
-        owner="alice",
-        documents=(DocumentRef(doc_id="d1", filename="scan.pdf", blob="jobs/j1/uploads/d1", size=10, sha256="ab"),),
-        options=JobOptions(language="en", dpi=300),
-    )
+    return JobSubmitted(job_id="j1", owner="alice", documents_total=5000)
 
 
 def test_messages_round_trip_through_their_topic():
     """encode then decode gives an equal message."""
     assert JOB_SUBMITTED.decode(JOB_SUBMITTED.encode(job())) == job()
+    ready = PagesReady(job_id="j1", doc_id="d0001", tasks=tuple(page_task(n) for n in range(1, 51)))
+    assert PAGES_READY.decode(PAGES_READY.encode(ready)) == ready
+
+
+def page_task(page: int) -> PageTask:
+    image = f"jobs/0123456789abcdef0123456789abcdef/pages/d0001/{page:05d}.png"
+    return PageTask(
+        job_id="0123456789abcdef0123456789abcdef", doc_id="d0001", page=page, image=image, dpi=300, engine="rapidocr"
+    )
+
+
+def test_no_message_grows_with_the_job():
+    """A job of 5,000 documents is announced in a few dozen bytes, and a batch of pages ready
+    (ingest's publish batch) stays far below nsqd's 1 MiB message limit."""
+    assert len(JOB_SUBMITTED.encode(job())) < 100
+    ready = PagesReady(job_id="j", doc_id="d0001", tasks=tuple(page_task(n) for n in range(1, 501)))
+    assert len(PAGES_READY.encode(ready)) < 256 * 1024
 
 
 def test_topic_names_are_valid_and_unique():

@@ -1,0 +1,381 @@
+"""One job's progress and dispatch, kept in the aggregator's memory.
+
+Every event (a document's plan, a page's outcome) moves the tallies by a constant amount of
+work, whatever the size of the job: nothing here counts over the job's pages. The aggregator
+is the only writer of progress, so its tallies are the truth; they are seeded from the
+database once when it takes a job over, and checked against a recount on a slow timer.
+
+The job's work is also handed out from here, a window at a time: at most `document_window`
+of its documents at ingest and `page_window` of its pages queued for OCR, topped up as
+plans and outcomes come back. A small job submitted behind a big one therefore waits for
+one window of the big job's pages, not for all of them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from bulkocr.contracts import JobStatus, PageTask
+
+Outcome = Literal["done", "failed"]
+
+
+def page_id(doc_id: str, page: int) -> str:
+    """A page's key within its job."""
+    return f"{doc_id}/{page}"
+
+
+@dataclass
+class DocumentState:
+    pages: int | None = None
+    error: str | None = None
+    members: tuple[str, ...] = ()
+    duplicate_of: str | None = None
+    filename: str | None = None
+    done: int = 0
+    failed: int = 0
+    first_failure: str | None = None
+    # False for a document found inside an archive until its record is written.
+    stored: bool = True
+
+    @property
+    def expanded(self) -> bool:
+        return bool(self.members)
+
+    @property
+    def status(self) -> str:
+        """queued until planned; failed when unreadable; expanded for an archive, duplicate
+        for a file seen earlier in the job; then by its pages."""
+        if self.error:
+            return "failed"
+        if self.expanded:
+            return "expanded"
+        if self.duplicate_of:
+            return "duplicate"
+        if self.pages is None:
+            return "queued"
+        if self.done + self.failed < self.pages:
+            return "processing"
+        if self.failed == 0:
+            return "completed"
+        return "partial" if self.done else "failed"
+
+    @property
+    def pages_error(self) -> str | None:
+        """A summary of its failed pages: how many, and the first one's cause."""
+        if not self.failed:
+            return None
+        return f"{self.failed} page{'s' if self.failed > 1 else ''} failed; {self.first_failure or 'see its pages'}"
+
+    def record_fields(self) -> dict[str, Any]:
+        """What the document's record shows: its plan and its progress."""
+        fields: dict[str, Any] = {
+            "pages": self.pages,
+            "error": self.error,
+            "members": list(self.members),
+            "duplicate_of": self.duplicate_of,
+            **self.progress_fields(),
+        }
+        if self.filename is not None:
+            fields["filename"] = self.filename
+        return fields
+
+    def progress_fields(self) -> dict[str, Any]:
+        """What the document's record shows of its progress."""
+        return {
+            "status": self.status,
+            "pages_done": self.done,
+            "pages_failed": self.failed,
+            "pages_error": self.pages_error,
+        }
+
+
+@dataclass
+class NodeTally:
+    pages_done: int = 0
+    pages_failed: int = 0
+    busy_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PageOutcome:
+    status: Outcome
+    node_id: str
+    busy_s: float = 0.0
+
+
+def job_status(counts: Mapping[str, int]) -> JobStatus:
+    """The job's status from how many of its documents are in each status."""
+    total = sum(counts.values())
+    if not total or counts.get("queued", 0) == total:
+        return "queued"
+    if counts.get("queued", 0) or counts.get("processing", 0):
+        return "processing"
+    # Archives and duplicates have no pages of their own: the documents they stand for count.
+    readable = total - counts.get("expanded", 0) - counts.get("duplicate", 0)
+    if readable and counts.get("failed", 0) == readable:
+        return "failed"
+    if counts.get("failed", 0) or counts.get("partial", 0):
+        return "partial"
+    return "completed"
+
+
+@dataclass
+class JobState:
+    """Tallies and dispatch queues of one job. Methods are synchronous: between two awaits
+    of the aggregator, one event is applied whole."""
+
+    job_id: str
+    page_window: int
+    document_window: int
+    documents: dict[str, DocumentState] = field(default_factory=dict)
+    outcomes: dict[str, PageOutcome] = field(default_factory=dict)
+    nodes: dict[str, NodeTally] = field(default_factory=dict)
+    status_counts: Counter[str] = field(default_factory=Counter)
+    failed_documents: set[str] = field(default_factory=set)
+    pages_total: int = 0
+    pages_done: int = 0
+    pages_failed: int = 0
+    cancelled: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    completed_event_sent: bool = False
+    last_activity_at: datetime | None = None
+    # Dispatch: documents waiting for ingest and out at ingest; pages waiting and queued for OCR.
+    document_queue: deque[str] = field(default_factory=deque)
+    documents_out: set[str] = field(default_factory=set)
+    page_queue: deque[PageTask] = field(default_factory=deque)
+    pages_waiting: set[str] = field(default_factory=set)
+    pages_out: set[str] = field(default_factory=set)
+    # What the flush must write: the job record, and these documents' records.
+    dirty: bool = True
+    dirty_documents: set[str] = field(default_factory=set)
+    applied_since_check: set[str] = field(default_factory=set)
+
+    # --- documents -----------------------------------------------------------------------
+
+    def add_document(self, doc_id: str, state: DocumentState | None = None) -> DocumentState:
+        """Know a document (uploaded, or found in an archive); counted as queued until planned."""
+        existing = self.documents.get(doc_id)
+        if existing is not None:
+            return existing
+        document = state or DocumentState()
+        self.documents[doc_id] = document
+        self.status_counts[document.status] += 1
+        self._note_failure(doc_id)
+        if not document.error:
+            self.pages_total += document.pages or 0
+        return document
+
+    def plan(
+        self,
+        doc_id: str,
+        *,
+        pages: int,
+        error: str | None,
+        members: Mapping[str, str] | None = None,
+        duplicate_of: str | None = None,
+        filename: str | None = None,
+    ) -> bool:
+        """Apply ingest's plan of a document (`members`: an archive's documents, id -> file
+        name); False if it changes nothing (a repeat)."""
+        document = self.add_document(doc_id)
+        listed = tuple(members or {})
+        new = (pages, error, listed, duplicate_of)
+        if (document.pages, document.error, document.members, document.duplicate_of) == new:
+            self._settled(doc_id)
+            return False
+        before = document.status
+        if not document.error:
+            self.pages_total -= document.pages or 0
+        document.pages, document.error, document.members, document.duplicate_of = new
+        document.filename = filename or document.filename
+        if not document.error:
+            self.pages_total += document.pages or 0
+        self._moved(doc_id, before)
+        for member, name in (members or {}).items():
+            if member not in self.documents:
+                self.add_document(member, DocumentState(filename=name, stored=False))
+                self.dirty_documents.add(member)
+        self._settled(doc_id)
+        return True
+
+    def _settled(self, doc_id: str) -> None:
+        """A dispatched document came back from ingest: let the next one go."""
+        self.documents_out.discard(doc_id)
+
+    def _moved(self, doc_id: str, before: str) -> None:
+        after = self.documents[doc_id].status
+        if after != before:
+            self.status_counts[before] -= 1
+            self.status_counts[after] += 1
+            self._note_failure(doc_id)
+        self.dirty_documents.add(doc_id)
+        self.dirty = True
+
+    def _note_failure(self, doc_id: str) -> None:
+        if self.documents[doc_id].status in ("failed", "partial"):
+            self.failed_documents.add(doc_id)
+        else:
+            self.failed_documents.discard(doc_id)
+
+    # --- pages -----------------------------------------------------------------------------
+
+    def known(self, doc_id: str, page: int) -> bool:
+        """The page has an outcome already (a redelivered or repeated one changes nothing)."""
+        return page_id(doc_id, page) in self.outcomes
+
+    def record(self, doc_id: str, page: int, outcome: PageOutcome, *, error: str | None = None) -> bool:
+        """Count a page's first outcome; False if it had one."""
+        key = page_id(doc_id, page)
+        if key in self.outcomes:
+            return False
+        self.outcomes[key] = outcome
+        self.applied_since_check.add(key)
+        self.pages_out.discard(key)
+        document = self.add_document(doc_id)
+        before = document.status
+        node = self.nodes.setdefault(outcome.node_id, NodeTally())
+        if outcome.status == "done":
+            self.pages_done += 1
+            document.done += 1
+            node.pages_done += 1
+            node.busy_seconds += outcome.busy_s
+        else:
+            self.pages_failed += 1
+            document.failed += 1
+            node.pages_failed += 1
+            if document.first_failure is None:
+                document.first_failure = f"page {page}: {error}"
+        self._moved(doc_id, before)
+        return True
+
+    def forget(self, doc_id: str, page: int) -> None:
+        """Take back a failed page's outcome (it is read again)."""
+        outcome = self.outcomes.pop(page_id(doc_id, page), None)
+        if outcome is None or outcome.status != "failed":
+            if outcome is not None:
+                self.outcomes[page_id(doc_id, page)] = outcome
+            return
+        document = self.documents[doc_id]
+        before = document.status
+        self.pages_failed -= 1
+        document.failed -= 1
+        if document.failed == 0:
+            document.first_failure = None
+        self.nodes[outcome.node_id].pages_failed -= 1
+        self._moved(doc_id, before)
+
+    # --- the job -----------------------------------------------------------------------------
+
+    @property
+    def status(self) -> JobStatus:
+        return "cancelled" if self.cancelled else job_status(self.status_counts)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "partial", "failed", "cancelled")
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.document_queue.clear()
+        self.page_queue.clear()
+        self.pages_waiting.clear()
+        self.dirty = True
+
+    # --- dispatch ------------------------------------------------------------------------------
+
+    def queue_documents(self, doc_ids: Iterable[str]) -> None:
+        """Documents to hand to ingest (those already planned, queued or out are skipped)."""
+        for doc_id in doc_ids:
+            document = self.documents.get(doc_id)
+            planned = document is not None and document.status != "queued"
+            if not planned and doc_id not in self.documents_out and doc_id not in self.document_queue:
+                self.document_queue.append(doc_id)
+
+    def queue_pages(self, tasks: Iterable[PageTask]) -> None:
+        """Pages to hand to OCR (those with an outcome, queued or out already are skipped)."""
+        for task in tasks:
+            key = page_id(task.doc_id, task.page)
+            if key in self.outcomes or key in self.pages_waiting or key in self.pages_out:
+                continue
+            self.pages_waiting.add(key)
+            self.page_queue.append(task)
+
+    def next_documents(self) -> list[str]:
+        """Documents to send now: as many as the window has room for."""
+        if self.cancelled:
+            return []
+        sending = []
+        while self.document_queue and len(self.documents_out) < self.document_window:
+            doc_id = self.document_queue.popleft()
+            self.documents_out.add(doc_id)
+            sending.append(doc_id)
+        return sending
+
+    def next_pages(self) -> list[PageTask]:
+        """Pages to send now: as many as the window has room for."""
+        if self.cancelled:
+            return []
+        sending = []
+        while self.page_queue and len(self.pages_out) < self.page_window:
+            task = self.page_queue.popleft()
+            key = page_id(task.doc_id, task.page)
+            self.pages_waiting.discard(key)
+            if key in self.outcomes:
+                continue
+            self.pages_out.add(key)
+            sending.append(task)
+        return sending
+
+    def not_sent(self, doc_ids: Iterable[str] = (), tasks: Iterable[PageTask] = ()) -> None:
+        """A publish failed: put the work back at the front, to be sent again."""
+        for doc_id in reversed(list(doc_ids)):
+            self.documents_out.discard(doc_id)
+            self.document_queue.appendleft(doc_id)
+        for task in reversed(list(tasks)):
+            key = page_id(task.doc_id, task.page)
+            self.pages_out.discard(key)
+            if key not in self.outcomes:
+                self.pages_waiting.add(key)
+                self.page_queue.appendleft(task)
+
+    def restart_dispatch(self) -> None:
+        """Forget what was handed out (it may have been lost with nsqd): the caller queues
+        the unfinished work again from the database."""
+        self.documents_out.clear()
+        self.document_queue.clear()
+        self.pages_out.clear()
+        self.pages_waiting.clear()
+        self.page_queue.clear()
+
+    # --- the record -------------------------------------------------------------------------------
+
+    def progress_fields(self, last_seen: Mapping[str, datetime]) -> dict[str, Any]:
+        """What the job's record shows of its progress."""
+        return {
+            "status": self.status,
+            "pages_total": self.pages_total,
+            "pages_done": self.pages_done,
+            "pages_failed": self.pages_failed,
+            "documents_by_status": {status: n for status, n in sorted(self.status_counts.items()) if n},
+            "documents_failed": sorted(self.failed_documents)[:FAILED_DOCUMENTS_SHOWN],
+            "documents_failed_total": len(self.failed_documents),
+            "nodes": {
+                node_id: {
+                    "pages_done": tally.pages_done,
+                    "pages_failed": tally.pages_failed,
+                    "busy_seconds": round(tally.busy_seconds, 3),
+                    "last_seen": last_seen.get(node_id),
+                }
+                for node_id, tally in sorted(self.nodes.items())
+            },
+        }
+
+
+FAILED_DOCUMENTS_SHOWN = 100
+"""The job's record names at most this many failed documents (the documents route has all)."""

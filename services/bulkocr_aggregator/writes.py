@@ -1,0 +1,93 @@
+"""Writes that arrive together reach the database together.
+
+Page outcomes come in bursts (a worker pool finishes many pages a second). Each handler
+hands its writes to the `BatchWriter` and waits for them to be stored (so a message is
+finished only once its outcome is durable); the writer sends everything that queued up
+while the previous round was being written as one `bulk_write` per collection. Under load
+a round carries hundreds of writes for the cost of one; alone, a write goes at once.
+
+Inserts are write-once: one that finds its key taken is a repeat and changes nothing
+(FerretDB answers an insert in constant time, while any update scans its collection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import InsertOne, UpdateMany, UpdateOne
+from pymongo.errors import BulkWriteError
+
+from bulkocr.mongo import DUPLICATE_KEY, Database
+
+Write = tuple[str, InsertOne[Any] | UpdateOne | UpdateMany]
+"""(collection name, write)."""
+
+
+@dataclass
+class BatchWriter:
+    db: Database
+    max_batch: int = 2000
+    _queue: asyncio.Queue[tuple[list[Write], asyncio.Future[None]]] = field(default_factory=asyncio.Queue)
+    rounds: int = 0
+
+    async def write(self, *writes: Write) -> None:
+        """Store these updates (in order, with whatever else is waiting); raises what the database raised."""
+        if not writes:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put((list(writes), done))
+        await done
+
+    async def run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0][0])
+            while size < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                size += len(batch[-1][0])
+            await self._write_round(batch)
+
+    async def _write_round(self, batch: list[tuple[list[Write], asyncio.Future[None]]]) -> None:
+        by_collection: dict[str, list[InsertOne[Any] | UpdateOne | UpdateMany]] = {}
+        for writes, _ in batch:
+            for collection, update in writes:
+                by_collection.setdefault(collection, []).append(update)
+        error: BaseException | None = None
+        try:
+            for collection, operations in by_collection.items():
+                await _bulk_write(self.db, collection, operations)
+        except Exception as failure:  # noqa: BLE001  # handed to every waiter, who retries its message
+            error = failure
+        self.rounds += 1
+        for _, done in batch:
+            if done.done():
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+
+async def _bulk_write(db: Database, collection: str, writes: list[InsertOne[Any] | UpdateOne | UpdateMany]) -> None:
+    # Unordered: a repeated insert must not stop the others (it is reported, then ignored).
+    try:
+        await db[collection].bulk_write(writes, ordered=False)
+    except BulkWriteError as error:
+        if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
+            raise
+
+
+@contextlib.asynccontextmanager
+async def batch_writer(db: Database) -> AsyncIterator[BatchWriter]:
+    writer = BatchWriter(db)
+    task = asyncio.create_task(writer.run())
+    try:
+        yield writer
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

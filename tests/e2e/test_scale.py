@@ -1,0 +1,99 @@
+"""Jobs at the sizes users have, end to end on real processes: a big job survives its
+coordinator dying half way, and a small job submitted behind a big one is not kept waiting.
+
+The null engine stands in for OCR, so what is measured is bulkocr's own coordination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import time
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from bulkocr.contracts import FINISHED_STATUSES
+from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.settings import MongoSettings
+from bulkocr.stack import LocalStack
+from tests.e2e.test_chaos import CHAOS_ENV, TOKEN, status, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def tiff_of(pages: int) -> bytes:
+    """One TIFF of many small blank pages: cheap to split, so the coordination shows."""
+    frame = Image.new("1", (200, 100), 1)
+    buffer = io.BytesIO()
+    frame.save(buffer, format="TIFF", save_all=True, append_images=[frame] * (pages - 1), compression="group4")
+    return buffer.getvalue()
+
+
+BIG_JOB_PAGES = 2000
+
+
+async def test_aggregator_killed_mid_way_through_a_big_job_rebuilds_its_tallies(tmp_path):
+    """kill -9 of the aggregator a few hundred pages into a 2,000-page job: the restarted one
+    takes the job over (one scan), its tallies match the stored outcomes exactly, and the job
+    completes with every page once and per-node totals that add up."""
+    environment = {**os.environ, **CHAOS_ENV, "BULKOCR_BLOB_BACKEND": "directory", "BULKOCR_NULL_SECONDS_PER_PAGE": "0"}
+    with LocalStack(tmp_path / "stack", workers=2, environment=environment, grace_s=10) as stack:
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+            connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db,
+        ):
+            form = aiohttp.FormData()
+            form.add_field("files", io.BytesIO(tiff_of(BIG_JOB_PAGES)), filename="box-17.tif")
+            async with http.post(f"{stack.gateway_url}/api/bulk/jobs", data=form) as response:
+                assert response.status == 202, await response.text()
+                job_id = (await response.json())["job_id"]
+            await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= 300, 120)
+            stack.stop_service("aggregator", kill=True)
+            stack.start_service("aggregator", "bulkocr_aggregator")
+            final = await wait_for(http, stack, job_id, lambda s: s["status"] in FINISHED_STATUSES, 300)
+            store = JobStore(db)
+            stored = [(page["doc_id"], page["page"]) async for page in store.pages.find({"job_id": job_id})]
+    progress = final["progress"]
+    assert final["status"] == "completed", final
+    assert progress == {"pages_total": BIG_JOB_PAGES, "pages_done": BIG_JOB_PAGES, "pages_failed": 0, "percent": 100.0}
+    assert len(stored) == len(set(stored)) == BIG_JOB_PAGES
+    assert sum(node["pages_done"] for node in final["nodes"].values()) == BIG_JOB_PAGES
+    log = (stack.state_dir / "aggregator.log").read_text()
+    assert '"job_taken_over"' in log
+    assert '"tally_drift"' not in log
+
+
+async def submit_tiff(http: aiohttp.ClientSession, stack: LocalStack, name: str, pages: int) -> str:
+    form = aiohttp.FormData()
+    form.add_field("files", io.BytesIO(tiff_of(pages)), filename=name)
+    async with http.post(f"{stack.gateway_url}/api/bulk/jobs", data=form) as response:
+        assert response.status == 202, await response.text()
+        job_id: str = (await response.json())["job_id"]
+        return job_id
+
+
+async def test_a_small_job_behind_a_big_one_finishes_first(tmp_path):
+    """A 4-page job submitted 3 s after a 1,000-page job (OCR at 0.1 s a page, 2 workers, so
+    the big job needs more than 50 s) completes within 20 s, while the big job still runs."""
+    environment = {
+        **os.environ,
+        **CHAOS_ENV,
+        "BULKOCR_BLOB_BACKEND": "directory",
+        "BULKOCR_NULL_SECONDS_PER_PAGE": "0.1",
+    }
+    with LocalStack(tmp_path / "stack", workers=2, environment=environment, grace_s=10) as stack:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            big = await submit_tiff(http, stack, "big.tif", 1000)
+            await asyncio.sleep(3)
+            started = time.monotonic()
+            small = await submit_tiff(http, stack, "small.tif", 4)
+            final = await wait_for(http, stack, small, lambda s: s["status"] in FINISHED_STATUSES, 20)
+            waited = time.monotonic() - started
+            big_now = await status(http, stack, big)
+    assert final["status"] == "completed"
+    assert final["progress"]["pages_done"] == 4
+    assert waited < 20
+    assert big_now["status"] == "processing", big_now["progress"]

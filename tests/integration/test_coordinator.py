@@ -1,0 +1,136 @@
+"""The aggregator's coordinator against the real servers: tallies that survive a restart,
+work handed out a window at a time, and the slow check that finds drift."""
+
+from __future__ import annotations
+
+import asyncio
+
+from structlog.testing import capture_logs
+
+from bulkocr.contracts import DOCUMENT, PAGE, DocumentPlanned, DocumentTask, JobSubmitted, PageTask
+from bulkocr.mongo import Database, JobStore
+from bulkocr.nsq import NsqPublisher
+from bulkocr_aggregator.coordinator import Coordinator, Windows
+from bulkocr_aggregator.writes import batch_writer
+from tests.integration.test_pipeline_services import collecting, submit
+from tests.integration.test_store import page_done, page_failed
+from tests.waiting import eventually
+
+
+def task(job_id: str, page: int, doc_id: str = "d0001") -> PageTask:
+    image = f"jobs/{job_id}/pages/{doc_id}/{page:05d}.png"
+    return PageTask(job_id=job_id, doc_id=doc_id, page=page, image=image, dpi=300, engine="null")
+
+
+async def test_a_restarted_aggregator_rebuilds_the_tallies_and_counts_nothing_twice(
+    store: JobStore, db: Database, publisher: NsqPublisher, jobs: Coordinator
+):
+    """Outcomes stored by one aggregator are counted by the next one, which takes the job over
+    with one scan; results redelivered to it after the restart count once."""
+    job = await submit(store, db, {"a.pdf": b"%PDF", "b.pdf": b"%PDF"})
+    await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=30))
+    await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0002", pages=5))
+    await jobs.flush()  # as the periodic flush does
+    await store.add_page_tasks([task(job.job_id, page).model_dump(mode="json") for page in range(1, 31)])
+    await asyncio.gather(*(jobs.outcome(page_done(page, job_id=job.job_id, doc_id="d0001")) for page in range(1, 21)))
+    await jobs.outcome(page_failed(1, job_id=job.job_id, doc_id="d0002", node="n2"))
+
+    async with batch_writer(db) as writer:
+        restarted = Coordinator(store, writer, publisher, Windows(pages=5))
+        with capture_logs() as logs:
+            redelivered = [page_done(page, job_id=job.job_id, doc_id="d0001") for page in range(15, 26)]
+            await asyncio.gather(*(restarted.outcome(done) for done in redelivered))
+        state = restarted.in_memory(job.job_id)
+        assert state is not None
+        assert (state.pages_total, state.pages_done, state.pages_failed) == (35, 25, 1)
+        assert state.nodes["n2"].pages_failed == 1
+        assert [entry["event"] for entry in logs].count("job_taken_over") == 1
+        # The pages without an outcome are handed out again from the manifest, a window at a time.
+        await restarted.dispatch()
+        assert sorted(state.pages_out) == [f"d0001/{page}" for page in range(26, 31)]
+        await restarted.flush()
+    saved = await store.get_job(job.job_id)
+    assert saved is not None
+    assert (saved["status"], saved["pages_done"], saved["pages_failed"]) == ("processing", 25, 1)
+
+
+async def test_each_job_has_at_most_a_window_of_work_out(
+    store: JobStore, db: Database, publisher: NsqPublisher, nsq_settings, nsq_admin
+):
+    """A job's documents go to ingest `documents` at a time and its pages to OCR `pages` at a
+    time; each outcome lets one more go. A second job's pages go out at once, not after the
+    first job's backlog."""
+    big = await submit(store, db, {f"{n}.pdf": f"%PDF {n}".encode() for n in range(1, 6)})
+    small = await submit(store, db, {"small.pdf": b"%PDF small"})
+    async with batch_writer(db) as writer:
+        jobs = Coordinator(store, writer, publisher, Windows(pages=10, documents=2))
+        dispatching = asyncio.create_task(jobs.dispatch_forever())
+        try:
+            async with (
+                collecting(DOCUMENT, nsq_admin, publisher, nsq_settings, big.job_id) as documents,
+                collecting(PAGE, nsq_admin, publisher, nsq_settings, big.job_id) as big_pages,
+                collecting(PAGE, nsq_admin, publisher, nsq_settings, small.job_id) as small_pages,
+            ):
+                await jobs.submitted(big)
+                await jobs.submitted(big)  # redelivered: nothing twice
+                await eventually(lambda: len(documents) == 2, what="two documents at ingest")
+                await jobs.planned(DocumentPlanned(job_id=big.job_id, doc_id="d0001", pages=100))
+                await eventually(lambda: len(documents) == 3, what="the next document")
+                await jobs.pages_ready([task(big.job_id, page) for page in range(1, 101)], big.job_id)
+                await eventually(lambda: len(big_pages) == 10, what="a window of pages")
+                await jobs.submitted(small)
+                await jobs.planned(DocumentPlanned(job_id=small.job_id, doc_id="d0001", pages=2))
+                await jobs.pages_ready([task(small.job_id, page) for page in (1, 2)], small.job_id)
+                await eventually(lambda: len(small_pages) == 2, what="the small job's pages at once")
+                for page in (1, 2, 3):
+                    await jobs.outcome(page_done(page, job_id=big.job_id, doc_id="d0001"))
+                await eventually(lambda: len(big_pages) == 13, what="one page more per outcome")
+                await asyncio.sleep(0.3)
+        finally:
+            dispatching.cancel()
+    assert [d.doc_id for d in documents] == ["d0001", "d0002", "d0003"]
+    assert all(isinstance(d, DocumentTask) for d in documents)
+    assert [t.page for t in big_pages] == list(range(1, 14))
+
+
+async def test_cancel_stops_handing_out_work(store: JobStore, db: Database, publisher, nsq_settings, nsq_admin, jobs):
+    """Once a job is cancelled, its waiting pages are never published."""
+    job = await submit(store, db, {"a.pdf": b"%PDF"})
+    await jobs.submitted(JobSubmitted(job_id=job.job_id, owner="o", documents_total=1))
+    await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=500))
+    async with collecting(PAGE, nsq_admin, publisher, nsq_settings, job.job_id) as pages:
+        await jobs.pages_ready([task(job.job_id, page) for page in range(1, 501)], job.job_id)
+        await eventually(lambda: len(pages) == 200, what="a window of pages")
+        await jobs.cancel(job.job_id)
+        for page in range(1, 51):
+            await jobs.outcome(page_done(page, job_id=job.job_id, doc_id="d0001"))
+        await asyncio.sleep(0.5)
+    assert len(pages) == 200
+    saved = await store.get_job(job.job_id)
+    assert saved is not None
+    assert saved["status"] == "cancelled"
+
+
+async def test_the_slow_check_finds_and_counts_outcomes_it_missed(store: JobStore, db: Database, jobs: Coordinator):
+    """An outcome stored behind the aggregator's back is found by the recount, logged as
+    drift, and counted; with nothing missed, the check is quiet."""
+    job = await submit(store, db, {"a.pdf": b"%PDF"})
+    await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=3))
+    await jobs.outcome(page_done(1, job_id=job.job_id, doc_id="d0001"))
+    with capture_logs() as quiet:
+        assert await jobs.check(job.job_id) == 0
+    assert not [entry for entry in quiet if entry["event"] == "tally_drift"]
+    await store.record_page_done(page_done(2, job_id=job.job_id, doc_id="d0001"))
+    with capture_logs() as logs:
+        assert await jobs.check(job.job_id) == 1
+    assert [entry["uncounted"] for entry in logs if entry["event"] == "tally_drift"] == [1]
+    state = jobs.in_memory(job.job_id)
+    assert state is not None
+    assert state.pages_done == 2
+
+
+async def test_results_for_a_job_that_does_not_exist_are_not_stored(store: JobStore, jobs: Coordinator):
+    """A late redelivery for a job removed by retention (or never created) recreates nothing."""
+    await jobs.outcome(page_done(1, job_id="no-such-job", doc_id="d0001"))
+    assert await store.pages.count_documents({"job_id": "no-such-job"}) == 0
+    assert await store.page_results.count_documents({"job_id": "no-such-job"}) == 0
