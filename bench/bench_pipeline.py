@@ -120,7 +120,13 @@ class Bench:
 
 @contextmanager
 def running_stack(workers: int, **environment: str) -> Any:
-    env = {**os.environ, "BULKOCR_API_TOKENS": f"bench:{TOKEN}", "BULKOCR_ENGINE": "null", **environment}
+    env = {
+        **os.environ,
+        "BULKOCR_API_TOKENS": f"bench:{TOKEN}",
+        "BULKOCR_ENGINE": "null",
+        "BULKOCR_INGEST_MAX_PAGES": "20000",
+        **environment,
+    }
     with tempfile.TemporaryDirectory() as state, LocalStack(Path(state), workers=workers, environment=env) as stack:
         yield stack
 

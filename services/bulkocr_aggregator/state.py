@@ -22,6 +22,7 @@ from typing import Any, Literal
 from bulkocr.contracts import JobStatus, PageTask
 
 Outcome = Literal["done", "failed"]
+DOCUMENT_STATUSES = ("queued", "processing", "completed", "partial", "failed", "expanded", "duplicate")
 
 
 def page_id(doc_id: str, page: int) -> str:
@@ -362,7 +363,9 @@ class JobState:
             "pages_total": self.pages_total,
             "pages_done": self.pages_done,
             "pages_failed": self.pages_failed,
-            "documents_by_status": {status: n for status, n in sorted(self.status_counts.items()) if n},
+            # Every status, zeros included: FerretDB v1 can leave the keys of an embedded
+            # document in place when a $set of several fields drops them.
+            "documents_by_status": {status: self.status_counts[status] for status in DOCUMENT_STATUSES},
             "documents_failed": sorted(self.failed_documents)[:FAILED_DOCUMENTS_SHOWN],
             "documents_failed_total": len(self.failed_documents),
             "nodes": {

@@ -102,7 +102,7 @@ def documents_by_status(job: Stored) -> dict[str, int]:
     counts = job.get("documents_by_status")
     if counts is None:
         return {"queued": int(job.get("documents_total") or 0)}
-    return {str(status): int(n) for status, n in counts.items()}
+    return {str(status): int(n) for status, n in counts.items() if n}
 
 
 def job_status_view(

@@ -134,3 +134,21 @@ async def test_results_for_a_job_that_does_not_exist_are_not_stored(store: JobSt
     await jobs.outcome(page_done(1, job_id="no-such-job", doc_id="d0001"))
     assert await store.pages.count_documents({"job_id": "no-such-job"}) == 0
     assert await store.page_results.count_documents({"job_id": "no-such-job"}) == 0
+
+
+async def test_document_counts_follow_the_documents_through_every_flush(
+    store: JobStore, db: Database, jobs: Coordinator
+):
+    """The job record's counts by document status move with each flush (queued, then failed),
+    the way the status route shows them."""
+    job = await submit(store, db, {"a.pdf": b"%PDF"})
+    await jobs.submitted(job)
+    await jobs.flush()
+    saved = await store.get_job(job.job_id)
+    assert saved is not None
+    assert {s: n for s, n in saved["documents_by_status"].items() if n} == {"queued": 1}
+    await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", error="corrupt PDF"))
+    await jobs.flush()
+    saved = await store.get_job(job.job_id)
+    assert saved is not None
+    assert (saved["status"], {s: n for s, n in saved["documents_by_status"].items() if n}) == ("failed", {"failed": 1})
