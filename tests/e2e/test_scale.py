@@ -28,7 +28,7 @@ def tiff_of(pages: int) -> bytes:
     """One TIFF of many small blank pages: cheap to split, so the coordination shows."""
     frame = Image.new("1", (200, 100), 1)
     buffer = io.BytesIO()
-    frame.save(buffer, format="TIFF", save_all=True, append_images=[frame] * (pages - 1), compression="group4")
+    frame.save(buffer, format="TIFF", save_all=True, append_images=[frame] * (pages - 1), compression="raw")
     return buffer.getvalue()
 
 

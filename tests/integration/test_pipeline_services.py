@@ -188,3 +188,25 @@ async def test_identical_files_in_a_job_are_read_once(store, db, publisher, nsq_
     assert by_doc["d0002"].duplicate_of == "d0001"
     assert by_doc["d0002"].pages == 0
     assert [task.doc_id for task in tasks] == ["d0001"]
+
+
+async def test_a_split_cut_short_resumes_after_the_last_batch_it_queued(store, db, publisher, nsq_settings, nsq_admin):
+    """A document redelivered after its split was cut short (ingest killed, or nsqd's message
+    timeout) announces the same plan and renders only the pages after its last checkpoint."""
+    job = await submit(store, db, {"cardinal.pdf": (TEST_DATA / "cardinal.pdf").read_bytes()})
+    settings = IngestSettings(publish_batch=2)
+    deps = IngestDeps(settings, store, make_blob_store(BlobSettings(), db), publisher)
+    plan = DocumentPlanned(job_id=job.job_id, doc_id="d0001", filename="cardinal.pdf", pages=4)
+    await store.record_ingest(job.job_id, "d0001", plans=[plan.model_dump(mode="json")])
+    await store.record_ingest(job.job_id, "d0001", rendered=2)
+    async with (
+        collecting(DOCUMENT_PLANNED, nsq_admin, publisher, nsq_settings, job.job_id) as plans,
+        collecting(PAGES_READY, nsq_admin, publisher, nsq_settings, job.job_id) as ready,
+    ):
+        await handle_document(DocumentTask(job_id=job.job_id, doc_id="d0001"), Delivery(None), deps=deps)
+        await eventually(lambda: len(tasks_of(ready)) == 2 and len(plans) == 1, what="the rest of the pages")
+        await asyncio.sleep(0.3)
+    assert plans == [plan]
+    assert [task.page for task in tasks_of(ready)] == [3, 4]
+    record = await store.ingest_record(job.job_id, "d0001", batch=2)
+    assert record["done"]
