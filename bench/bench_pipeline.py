@@ -111,7 +111,7 @@ class Bench:
             status, _ = await self.status(job_id)
             if status["status"] in FINISHED_STATUSES:
                 return status
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
         raise TimeoutError(f"job {job_id} not finished after {timeout_s}s")
 
     def cpu(self) -> dict[str, float]:

@@ -10,6 +10,7 @@ incremented: every page result is one document under a unique key, written at mo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from bulkocr.contracts import (
     PageDone,
     PageFailed,
     PageRetrying,
+    document_id,
     utcnow,
 )
 from bulkocr.settings import MongoSettings
@@ -257,6 +259,20 @@ class JobStore:
         """A page of the job's documents in id order (upload order, archive members after their archive)."""
         cursor = self.documents.find({"job_id": job_id}).sort("doc_id", ASCENDING).skip(skip).limit(limit)
         return [document async for document in cursor]
+
+    async def first_documents(self, job_id: str, documents_total: int, limit: int) -> list[Document]:
+        """The job's first `limit` documents in upload order (an archive's members after it),
+        read by key: what a status shows costs the same on a full database."""
+        uploaded = [document_id(index) for index in range(1, min(documents_total, limit) + 1)]
+        found = await asyncio.gather(*(self.get_document(job_id, doc_id) for doc_id in uploaded))
+        shown: list[Document] = []
+        for document in found:
+            if document is None or len(shown) >= limit:
+                continue
+            shown.append(document)
+            members = list(document.get("members") or [])[: limit - len(shown)]
+            shown += [m for m in await asyncio.gather(*(self.get_document(job_id, d) for d in members)) if m]
+        return shown[:limit]
 
     async def count_documents(self, job_id: str) -> int:
         return await self.documents.count_documents({"job_id": job_id})

@@ -3,8 +3,9 @@ cost each, written back coalesced, and its work handed out a window at a time.
 
 - An outcome is stored (batched with others that arrive together) and then counted: a
   redelivered or repeated outcome is recognised in memory and costs no write.
-- Progress goes to the job's and documents' records at most every `flush_interval_s`; a
-  finished job is announced (`job.completed`) once, after its progress is stored.
+- Progress goes to the job's record at most every `flush_interval_s`, and to its documents'
+  records at most every `document_flush_interval_s` (and when it finishes); a finished job
+  is announced (`job.completed`) once, after its progress is stored.
 - A job the aggregator has not seen before starts from its record alone. A job it takes
   over (after a restart) is seeded once from its stored documents, outcomes and page
   manifest; the slow check recounts the same way and logs any drift.
@@ -67,6 +68,7 @@ class Coordinator:
     publisher: NsqPublisher
     windows: Windows = field(default_factory=Windows)
     evict_after_s: float = 300.0
+    document_flush_interval_s: float = 2.0
     jobs: dict[str, JobState] = field(default_factory=dict)
     last_seen: dict[str, datetime] = field(default_factory=dict)
     _loading: dict[str, asyncio.Task[JobState | None]] = field(default_factory=dict)
@@ -299,7 +301,9 @@ class Coordinator:
         """Write the progress of every job that moved; announce the ones that finished."""
         now = utcnow()
         for state in list(self.jobs.values()):
-            if state.dirty or state.dirty_documents:
+            if state.dirty or (
+                state.dirty_documents and _older(state.documents_flushed_at, now, self.document_flush_interval_s)
+            ):
                 await self.flush_job(state)
             elif (
                 state.finished
@@ -309,9 +313,16 @@ class Coordinator:
                 del self.jobs[state.job_id]
 
     async def flush_job(self, state: JobState) -> None:
-        dirty_documents, state.dirty_documents = state.dirty_documents, set()
-        state.dirty = False
         now = utcnow()
+        # Document records are written less often than the job's (each group of them is an
+        # update that FerretDB answers by reading the whole collection), and always before
+        # the job is announced finished.
+        documents_due = state.finished or _older(state.documents_flushed_at, now, self.document_flush_interval_s)
+        dirty_documents: set[str] = set()
+        if documents_due:
+            dirty_documents, state.dirty_documents = state.dirty_documents, set()
+            state.documents_flushed_at = now
+        state.dirty = False
         fields = state.progress_fields(self.last_seen)
         if state.status != "queued" and state.started_at is None:
             state.started_at = now

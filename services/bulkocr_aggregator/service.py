@@ -66,6 +66,8 @@ class AggregatorSettings(BaseSettings):
     document_window: int = Field(default=4, gt=0)
     # Progress is written at most this often per job.
     flush_interval_s: float = Field(default=0.25, gt=0)
+    # ...and its documents' records at most this often (and when it finishes).
+    document_flush_interval_s: float = Field(default=2.0, gt=0)
     # Running jobs' tallies are compared with a recount this often (a check; drift is logged).
     check_interval_s: float = Field(default=300.0, gt=0)
     # A finished job's state leaves memory after this long without news.
@@ -133,7 +135,14 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
         store = JobStore(db)
         await store.ensure_indexes()
         windows = Windows(pages=settings.page_window, documents=settings.document_window)
-        jobs = Coordinator(store, writer, publisher, windows, evict_after_s=settings.evict_after_s)
+        jobs = Coordinator(
+            store,
+            writer,
+            publisher,
+            windows,
+            evict_after_s=settings.evict_after_s,
+            document_flush_interval_s=settings.document_flush_interval_s,
+        )
         sweeper = Sweeper(store, jobs, session, nsq, settings.sweep_idle_s, settings.sweep_max_idle_s)
         retention = Retention(store, make_blob_store(blob, db), settings.retention_s)
         consumers: list[tuple[Any, Any]] = [

@@ -155,6 +155,7 @@ class JobState:
     # What the flush must write: the job record, and these documents' records.
     dirty: bool = True
     dirty_documents: set[str] = field(default_factory=set)
+    documents_flushed_at: datetime | None = None
     applied_since_check: set[str] = field(default_factory=set)
 
     # --- documents -----------------------------------------------------------------------

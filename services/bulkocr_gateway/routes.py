@@ -169,7 +169,7 @@ async def job_status(request: web.Request) -> web.Response:
     """Small whatever the job's size: the first documents, counts, the failed ones."""
     job = await _owned_job(request)
     store = request.app[STORE]
-    documents = await store.list_documents(job["_id"], limit=STATUS_DOCUMENTS)
+    documents = await store.first_documents(job["_id"], int(job.get("documents_total") or 0), STATUS_DOCUMENTS)
     failed = await store.documents_by_id(job["_id"], job.get("documents_failed") or [])
     archipelago = await archipelago_result(request, job["_id"])
     shown = [d["doc_id"] for d in [*documents, *failed]]
