@@ -40,8 +40,11 @@ routes = web.RouteTableDef()
 
 COMPLETE_HEADER = "X-Bulkocr-Complete"
 MAX_PER_PAGE = 100
-STATUS_DOCUMENTS = 100
-"""The status shows this many documents; the documents route pages through all of them."""
+MAX_DOCUMENTS_PER_PAGE = 1000
+STATUS_DOCUMENTS = 20
+"""The status shows this many documents, read by key (a status is polled every second or so,
+and FerretDB answers each read by scanning the collection); the documents route pages
+through all of them."""
 _MAX_IDEMPOTENCY_KEY = 200
 
 Stored = Mapping[str, Any]
@@ -184,8 +187,8 @@ async def job_documents(request: web.Request) -> web.Response:
     job = await _owned_job(request)
     page = _positive_int(request, "page", 1)
     per_page = _positive_int(request, "per_page", MAX_PER_PAGE)
-    if per_page > MAX_PER_PAGE:
-        fail(web.HTTPBadRequest, f"per_page is at most {MAX_PER_PAGE}")
+    if per_page > MAX_DOCUMENTS_PER_PAGE:
+        fail(web.HTTPBadRequest, f"per_page is at most {MAX_DOCUMENTS_PER_PAGE}")
     store = request.app[STORE]
     documents = await store.list_documents(job["_id"], skip=(page - 1) * per_page, limit=per_page)
     outputs = outputs_by_document(
