@@ -99,6 +99,7 @@ class DocumentTask(Message):
 
     job_id: str
     doc_id: str
+    again: bool = Field(default=False, description="handed out before: ingest looks for an earlier split")
 
 
 class ArchiveMember(Message):

@@ -135,7 +135,7 @@ class Coordinator:
         """Queue again what has no outcome: documents never planned, pages never read."""
         if documents is None:
             documents = await self.store.get_documents(state.job_id)
-        state.queue_documents(d["doc_id"] for d in documents if _unplanned(d))
+        state.queue_documents((d["doc_id"] for d in documents if _unplanned(d)), again=True)
         tasks = [task_from_manifest(entry) for entry in await self.store.page_tasks_of(state.job_id)]
         state.queue_pages(sorted(tasks, key=lambda task: (task.doc_id, task.page)))
         self._wake.set()
@@ -282,7 +282,10 @@ class Coordinator:
             documents = state.next_documents()
             try:
                 if documents:
-                    tasks = [DocumentTask(job_id=state.job_id, doc_id=doc_id) for doc_id in documents]
+                    tasks = [
+                        DocumentTask(job_id=state.job_id, doc_id=doc_id, again=doc_id in state.documents_again)
+                        for doc_id in documents
+                    ]
                     await self.publisher.publish_many(DOCUMENT, tasks)
             except PublishError:
                 state.not_sent(doc_ids=documents)

@@ -149,6 +149,8 @@ class JobState:
     # Dispatch: documents waiting for ingest and out at ingest; pages waiting and queued for OCR.
     document_queue: deque[str] = field(default_factory=deque)
     documents_out: set[str] = field(default_factory=set)
+    # Documents that may have been handed out before (restart, sweep, a failed publish).
+    documents_again: set[str] = field(default_factory=set)
     page_queue: deque[PageTask] = field(default_factory=deque)
     pages_waiting: set[str] = field(default_factory=set)
     pages_out: set[str] = field(default_factory=set)
@@ -291,9 +293,12 @@ class JobState:
 
     # --- dispatch ------------------------------------------------------------------------------
 
-    def queue_documents(self, doc_ids: Iterable[str]) -> None:
-        """Documents to hand to ingest (those already planned, queued or out are skipped)."""
+    def queue_documents(self, doc_ids: Iterable[str], *, again: bool = False) -> None:
+        """Documents to hand to ingest (those already planned, queued or out are skipped);
+        `again`: they may have been handed out before."""
         for doc_id in doc_ids:
+            if again:
+                self.documents_again.add(doc_id)
             document = self.documents.get(doc_id)
             planned = document is not None and document.status != "queued"
             if not planned and doc_id not in self.documents_out and doc_id not in self.document_queue:
@@ -337,6 +342,7 @@ class JobState:
     def not_sent(self, doc_ids: Iterable[str] = (), tasks: Iterable[PageTask] = ()) -> None:
         """A publish failed: put the work back at the front, to be sent again."""
         for doc_id in reversed(list(doc_ids)):
+            self.documents_again.add(doc_id)
             self.documents_out.discard(doc_id)
             self.document_queue.appendleft(doc_id)
         for task in reversed(list(tasks)):

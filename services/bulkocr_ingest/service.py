@@ -114,7 +114,10 @@ async def handle_document(task: DocumentTask, delivery: Delivery, *, deps: Deps)
         return
     job, document = found
     plans = Plans(job, deps)
-    record = await deps.store.ingest_record(task.job_id, task.doc_id, batch=deps.settings.publish_batch)
+    record: Document = {"plans": [], "rendered": 0, "done": False}
+    if task.again or delivery.attempts > 1:
+        # Handed out before: it may be split already, or part way (a first hand-out needs no look).
+        record = await deps.store.ingest_record(task.job_id, task.doc_id, batch=deps.settings.publish_batch)
     if record["done"]:
         await plans.repeat(record["plans"])
         return

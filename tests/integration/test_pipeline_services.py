@@ -9,6 +9,7 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import (
@@ -77,6 +78,9 @@ async def submit(
     return JobSubmitted(job_id=job_id, owner="o", documents_total=len(documents))
 
 
+FIRST_DELIVERY = Delivery(SimpleNamespace(attempts=1))
+
+
 def tasks_of(ready: list[PagesReady]) -> list[PageTask]:
     return [task for message in ready for task in message.tasks]
 
@@ -98,9 +102,10 @@ async def test_ingest_expands_archives_and_queues_one_task_per_page(store, db, p
         collecting(DOCUMENT_PLANNED, nsq_admin, publisher, nsq_settings, job.job_id) as plans,
         collecting(PAGES_READY, nsq_admin, publisher, nsq_settings, job.job_id) as ready,
     ):
-        for _ in range(2):  # the second time redelivered: documents already split
+        for again in (False, True):  # the second time handed out again: documents already split
             for doc_id in ("d0001", "d0002"):
-                await handle_document(DocumentTask(job_id=job.job_id, doc_id=doc_id), Delivery(None), deps=deps)
+                document = DocumentTask(job_id=job.job_id, doc_id=doc_id, again=again)
+                await handle_document(document, FIRST_DELIVERY, deps=deps)
         await eventually(lambda: len(tasks_of(ready)) == 5 and len(plans) == 10, what="plans and page tasks")
         await asyncio.sleep(0.5)
     tasks = tasks_of(ready)
@@ -179,7 +184,7 @@ async def test_identical_files_in_a_job_are_read_once(store, db, publisher, nsq_
         collecting(PAGES_READY, nsq_admin, publisher, nsq_settings, job.job_id) as ready,
     ):
         for doc_id in ("d0001", "d0002"):
-            await handle_document(DocumentTask(job_id=job.job_id, doc_id=doc_id), Delivery(None), deps=deps)
+            await handle_document(DocumentTask(job_id=job.job_id, doc_id=doc_id), FIRST_DELIVERY, deps=deps)
         await eventually(lambda: len(plans) == 2 and len(tasks_of(ready)) == 1, what="two plans and one page task")
         await asyncio.sleep(0.3)
     tasks = tasks_of(ready)
@@ -203,7 +208,8 @@ async def test_a_split_cut_short_resumes_after_the_last_batch_it_queued(store, d
         collecting(DOCUMENT_PLANNED, nsq_admin, publisher, nsq_settings, job.job_id) as plans,
         collecting(PAGES_READY, nsq_admin, publisher, nsq_settings, job.job_id) as ready,
     ):
-        await handle_document(DocumentTask(job_id=job.job_id, doc_id="d0001"), Delivery(None), deps=deps)
+        redelivered = Delivery(SimpleNamespace(attempts=2))
+        await handle_document(DocumentTask(job_id=job.job_id, doc_id="d0001"), redelivered, deps=deps)
         await eventually(lambda: len(tasks_of(ready)) == 2 and len(plans) == 1, what="the rest of the pages")
         await asyncio.sleep(0.3)
     assert plans == [plan]
