@@ -58,7 +58,10 @@ def tiff_of(pages: int, size: tuple[int, int] = (200, 100)) -> bytes:
 
 
 def png_of(index: int) -> bytes:
-    image = Image.new("L", (120, 60), 255 - index % 200)
+    """A small page, different for every index (identical files would be read once)."""
+    image = Image.new("L", (120, 60), 255)
+    for bit in range(16):
+        image.putpixel((bit, 0), 0 if index >> bit & 1 else 255)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -421,9 +421,16 @@ def document_writes(state: JobState, doc_ids: Iterable[str]) -> list[Write]:
         group = json.dumps(fields, sort_keys=True, default=str)
         groups.setdefault(group, (fields, []))[1].append(key)
     updates: list[Write] = [
-        ("documents", UpdateMany({"_id": {"$in": keys}}, {"$set": fields})) for fields, keys in groups.values()
+        ("documents", UpdateMany({"_id": {"$in": keys[first : first + _GROUP_MAX]}}, {"$set": fields}))
+        for fields, keys in groups.values()
+        for first in range(0, len(keys), _GROUP_MAX)
     ]
     return inserts + updates
+
+
+_GROUP_MAX = 200
+"""Records named by one update: FerretDB tests every record of the collection against the
+`$in` list, so a list of thousands makes one update take seconds."""
 
 
 def outcome_writes(report: PageDone | PageFailed) -> list[Write]:
