@@ -537,9 +537,6 @@ class OutputStore:
         found = await self.outputs.find_one({"_id": f"{job_id}/{doc_id}/{fmt}"})
         return None if found is None else str(found["status"])
 
-    async def for_job(self, job_id: str) -> list[Document]:
-        return [entry async for entry in self.outputs.find({"job_id": job_id})]
-
     async def for_documents(self, job_id: str, doc_ids: Sequence[str]) -> list[Document]:
         if not doc_ids:
             return []

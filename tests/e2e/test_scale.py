@@ -6,7 +6,6 @@ The null engine stands in for OCR, so what is measured is bulkocr's own coordina
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import time
@@ -76,7 +75,7 @@ async def submit_tiff(http: aiohttp.ClientSession, stack: LocalStack, name: str,
 
 
 async def test_a_small_job_behind_a_big_one_finishes_first(tmp_path):
-    """A 4-page job submitted 3 s after a 1,000-page job (OCR at 0.1 s a page, 2 workers, so
+    """A 4-page job submitted once a 1,000-page job is being read (OCR at 0.1 s a page, 2 workers, so
     the big job needs more than 50 s) completes within 20 s, while the big job still runs."""
     environment = {
         **os.environ,
@@ -87,7 +86,7 @@ async def test_a_small_job_behind_a_big_one_finishes_first(tmp_path):
     with LocalStack(tmp_path / "stack", workers=2, environment=environment, grace_s=10) as stack:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             big = await submit_tiff(http, stack, "big.tif", 1000)
-            await asyncio.sleep(3)
+            await wait_for(http, stack, big, lambda s: s["progress"]["pages_done"] >= 1, 60)
             started = time.monotonic()
             small = await submit_tiff(http, stack, "small.tif", 4)
             final = await wait_for(http, stack, small, lambda s: s["status"] in FINISHED_STATUSES, 20)

@@ -85,7 +85,9 @@ async def test_each_job_has_at_most_a_window_of_work_out(
                 for page in (1, 2, 3):
                     await jobs.outcome(page_done(page, job_id=big.job_id, doc_id="d0001"))
                 await eventually(lambda: len(big_pages) == 13, what="one page more per outcome")
-                await asyncio.sleep(0.3)
+                state = jobs.in_memory(big.job_id)
+                assert state is not None
+                assert len(state.pages_out) == 10  # the window is full: nothing more went out
         finally:
             dispatching.cancel()
     assert [d.doc_id for d in documents] == ["d0001", "d0002", "d0003"]
@@ -104,7 +106,9 @@ async def test_cancel_stops_handing_out_work(store: JobStore, db: Database, publ
         await jobs.cancel(job.job_id)
         for page in range(1, 51):
             await jobs.outcome(page_done(page, job_id=job.job_id, doc_id="d0001"))
-        await asyncio.sleep(0.5)
+        state = jobs.in_memory(job.job_id)
+        assert state is not None
+        assert state.next_pages() == []  # nothing more of the job is handed out
     assert len(pages) == 200
     saved = await store.get_job(job.job_id)
     assert saved is not None

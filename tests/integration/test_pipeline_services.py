@@ -211,7 +211,6 @@ async def test_a_split_cut_short_resumes_after_the_last_batch_it_queued(store, d
         redelivered = Delivery(SimpleNamespace(attempts=2))
         await handle_document(DocumentTask(job_id=job.job_id, doc_id="d0001"), redelivered, deps=deps)
         await eventually(lambda: len(tasks_of(ready)) == 2 and len(plans) == 1, what="the rest of the pages")
-        await asyncio.sleep(0.3)
     assert plans == [plan]
     assert [task.page for task in tasks_of(ready)] == [3, 4]
     record = await store.ingest_record(job.job_id, "d0001", batch=2)
