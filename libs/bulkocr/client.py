@@ -78,7 +78,9 @@ def _hidden(relative: Path) -> bool:
 
 async def _file_chunks(path: Path) -> AsyncGenerator[bytes, None]:
     # Opened only when the upload reaches this file, so a big folder holds one file open.
-    handle = await asyncio.to_thread(path.open, "rb")
+    # Opened in this thread: an open in a worker thread whose upload is cancelled meanwhile
+    # would leave a handle nobody closes.
+    handle = path.open("rb")
     try:
         while chunk := await asyncio.to_thread(handle.read, _CHUNK_BYTES):
             yield chunk

@@ -144,6 +144,16 @@ def attempt_fields(report: PageFailed | PageRetrying, status: PageStatus) -> Doc
     }
 
 
+def outcome_records(report: PageDone | PageFailed) -> list[tuple[str, Document]]:
+    """A page's outcome as the records it is stored as, by collection, each under the page's
+    key: inserted, never updated, so a repeat finds the key taken and changes nothing. A done
+    page's result goes first, so a page recorded done always has one."""
+    key = page_key(report.job_id, report.doc_id, report.page)
+    if isinstance(report, PageDone):
+        return [("page_results", {"_id": key, **result_fields(report)}), ("pages", {"_id": key, **done_fields(report)})]
+    return [("pages", {"_id": key, **attempt_fields(report, "failed")})]
+
+
 class JobStore:
     """Jobs, their documents, their page results and per-node progress."""
 
@@ -400,22 +410,14 @@ class JobStore:
 
     # --- page results -------------------------------------------------------------------
 
-    async def record_page_done(self, done: PageDone) -> bool:
-        """Store a page result unless the page already has one. True if this call stored it.
+    async def record_outcome(self, report: PageDone | PageFailed) -> bool:
+        """Store a page's outcome unless it already has one (the first one stays). True if new.
 
-        The OCR result itself goes to `page_results`, stored first so a done page always has
-        one: kept out of `pages`, it keeps scans of page records small (FerretDB reads whole
-        documents to filter, and a dense page's result is ~50 KB)."""
-        key = page_key(done.job_id, done.doc_id, done.page)
-        await self.page_results.update_one({"_id": key}, {"$set": result_fields(done)}, upsert=True)
-        return await self._write_once({"_id": key, "status": {"$ne": "done"}}, {"$set": done_fields(done)})
-
-    async def record_page_failed(self, failed: PageFailed) -> bool:
-        """Store a page failure unless the page already has an outcome."""
-        key = page_key(failed.job_id, failed.doc_id, failed.page)
-        return await self._write_once(
-            {"_id": key, "status": {"$nin": ["done", "failed"]}}, {"$set": attempt_fields(failed, "failed")}
-        )
+        The aggregator writes the same records in batches; this is the one-page form."""
+        new = False
+        for collection, record in outcome_records(report):
+            new = await insert_ignoring_duplicates(self.db[collection], [record]) > 0
+        return new
 
     async def reopen_failed_pages(self, job_id: str) -> list[str]:
         """Forget the failures of a job's pages that have a task to replay; return their keys."""
@@ -445,14 +447,6 @@ class JobStore:
             removed[name] = (await self.db[name].delete_many({"_id": job_id})).deleted_count
         removed["jobs"] = (await self.jobs.delete_one({"_id": job_id})).deleted_count
         return removed
-
-    async def _write_once(self, query: Document, update: Document) -> bool:
-        try:
-            result = await self.pages.update_one(query, update, upsert=True)
-        except DuplicateKeyError:
-            # The filter missed an existing page (already done) and the upsert hit its key.
-            return False
-        return result.upserted_id is not None or result.modified_count > 0
 
     async def finished_jobs_before(self, cutoff: datetime, statuses: tuple[JobStatus, ...]) -> list[str]:
         cursor = self.jobs.find({"status": {"$in": list(statuses)}, "finished_at": {"$lt": cutoff}}, {"_id": 1})

@@ -39,7 +39,7 @@ from bulkocr.contracts import (
     utcnow,
 )
 from bulkocr.errors import PublishError
-from bulkocr.mongo import JobStore, attempt_fields, document_key, done_fields, page_key, result_fields
+from bulkocr.mongo import JobStore, attempt_fields, document_key, outcome_records, page_key
 from bulkocr.nsq import NsqPublisher
 from bulkocr_aggregator.state import DocumentState, JobState, PageOutcome, page_id
 from bulkocr_aggregator.writes import BatchWriter, Write
@@ -435,13 +435,7 @@ _GROUP_MAX = 200
 
 def outcome_writes(report: PageDone | PageFailed) -> list[Write]:
     """A page's first outcome, inserted (a repeat finds its key taken and changes nothing)."""
-    key = page_key(report.job_id, report.doc_id, report.page)
-    if isinstance(report, PageDone):
-        return [
-            ("page_results", InsertOne({"_id": key, **result_fields(report)})),
-            ("pages", InsertOne({"_id": key, **done_fields(report)})),
-        ]
-    return [("pages", InsertOne({"_id": key, **attempt_fields(report, "failed")}))]
+    return [(collection, InsertOne(record)) for collection, record in outcome_records(report)]
 
 
 def task_from_manifest(entry: Mapping[str, Any]) -> PageTask:

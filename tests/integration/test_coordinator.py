@@ -7,9 +7,10 @@ import asyncio
 
 from structlog.testing import capture_logs
 
-from bulkocr.contracts import DOCUMENT, PAGE, DocumentPlanned, DocumentTask, JobSubmitted, PageTask
+from bulkocr.contracts import DOCUMENT, PAGE, DocumentPlanned, DocumentTask, JobSubmitted, PageDone, PageTask, Topic
 from bulkocr.mongo import Database, JobStore
-from bulkocr.nsq import NsqPublisher
+from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
+from bulkocr.settings import NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator, Windows
 from bulkocr_aggregator.writes import batch_writer
 from tests.integration.test_pipeline_services import collecting, submit
@@ -52,6 +53,38 @@ async def test_a_restarted_aggregator_rebuilds_the_tallies_and_counts_nothing_tw
     saved = await store.get_job(job.job_id)
     assert saved is not None
     assert (saved["status"], saved["pages_done"], saved["pages_failed"]) == ("processing", 25, 1)
+
+
+async def test_copies_of_an_outcome_at_once_or_redelivered_by_nsq_count_once(
+    store: JobStore, db: Database, publisher: NsqPublisher, nsq_settings: NsqSettings, nsq_admin: NsqAdmin, jobs
+):
+    """Ten copies of a result arriving together, and results NSQ delivers again after a crash
+    before FIN, leave one record per page and exact tallies."""
+    job = await submit(store, db, {"a.pdf": b"%PDF"})
+    await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=4))
+    await asyncio.gather(*(jobs.outcome(page_done(1, job_id=job.job_id, doc_id="d0001")) for _ in range(10)))
+
+    topic = Topic(f"{job.job_id}-done", PageDone)
+    await nsq_admin.create_channel(topic.name, "aggregator")
+    deliveries: list[int] = []
+
+    async def store_then_crash_once(done: PageDone, delivery: Delivery) -> None:
+        deliveries.append(done.page)
+        await jobs.outcome(done)
+        if delivery.attempts == 1 and done.page == 3:
+            raise RuntimeError("crashed before FIN")
+
+    messages = [page_done(page, job_id=job.job_id, doc_id="d0001") for page in (2, 3, 4, 2, 4)]
+    async with consuming(
+        topic, "aggregator", store_then_crash_once, publisher=publisher, settings=nsq_settings, max_in_flight=3
+    ):
+        await publisher.publish_many(topic, messages)
+        await eventually(lambda: len(deliveries) == 6, what="five deliveries and one redelivery")
+    state = jobs.in_memory(job.job_id)
+    assert state is not None
+    assert (state.pages_done, state.pages_failed) == (4, 0)
+    assert await store.pages.count_documents({"job_id": job.job_id}) == 4
+    assert await store.page_results.count_documents({"job_id": job.job_id}) == 4
 
 
 async def test_each_job_has_at_most_a_window_of_work_out(
@@ -124,7 +157,7 @@ async def test_the_slow_check_finds_and_counts_outcomes_it_missed(store: JobStor
     with capture_logs() as quiet:
         assert await jobs.check(job.job_id) == 0
     assert not [entry for entry in quiet if entry["event"] == "tally_drift"]
-    await store.record_page_done(page_done(2, job_id=job.job_id, doc_id="d0001"))
+    await store.record_outcome(page_done(2, job_id=job.job_id, doc_id="d0001"))
     with capture_logs() as logs:
         assert await jobs.check(job.job_id) == 1
     assert [entry["uncounted"] for entry in logs if entry["event"] == "tally_drift"] == [1]

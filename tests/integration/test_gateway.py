@@ -328,10 +328,10 @@ async def test_text_joins_pages_in_order_with_form_feeds(api, store, blobs):
     there, a failed page is empty, and X-Bulkocr-Complete says whether more can arrive."""
     job_id = await submit(api, ("book.pdf", b"%PDF"))
     await store.set_document_fields(job_id, "d0001", {"pages": 3, "status": "processing"})
-    await store.record_page_done(page_done(job_id, "d0001", 3, result=page_text("three", "end")))
+    await store.record_outcome(page_done(job_id, "d0001", 3, result=page_text("three", "end")))
     result_key = f"jobs/{job_id}/results/d0001/1.json"
     await blobs.put(result_key, page_text("one").model_dump_json().encode())
-    await store.record_page_done(page_done(job_id, "d0001", 1, result_blob=result_key))
+    await store.record_outcome(page_done(job_id, "d0001", 1, result_blob=result_key))
     url = f"/api/bulk/jobs/{job_id}/documents/d0001/text"
 
     response = await api.get(url, headers=ALICE)
@@ -341,7 +341,7 @@ async def test_text_joins_pages_in_order_with_form_feeds(api, store, blobs):
     assert response.headers["X-Bulkocr-Complete"] == "false"
 
     failed = PageFailed(job_id=job_id, doc_id="d0001", page=2, node_id="n1", worker_id="w1", attempts=3, error="x")
-    await store.record_page_failed(failed)
+    await store.record_outcome(failed)
     response = await api.get(url, headers=ALICE)
     assert await response.text() == "one\f\fthree\nend"
     assert response.headers["X-Bulkocr-Complete"] == "true"
@@ -356,9 +356,9 @@ async def test_json_result_has_every_page_with_boxes_and_confidences(api, store)
     a page without an outcome yet is `pending`, a failed one carries its error."""
     job_id = await submit(api, ("book.pdf", b"%PDF"))
     await store.set_document_fields(job_id, "d0001", {"pages": 3})
-    await store.record_page_done(page_done(job_id, "d0001", 1, result=page_text("hello")))
+    await store.record_outcome(page_done(job_id, "d0001", 1, result=page_text("hello")))
     failed = PageFailed(job_id=job_id, doc_id="d0001", page=2, node_id="n2", worker_id="w", attempts=5, error="boom")
-    await store.record_page_failed(failed)
+    await store.record_outcome(failed)
 
     response = await api.get(f"/api/bulk/jobs/{job_id}/documents/d0001/json", headers=ALICE)
     body = await response.json()
@@ -456,7 +456,7 @@ async def finish_the_job_like_the_aggregator(store: JobStore) -> None:
     for document in await store.get_documents(job_id):
         await store.set_document_fields(job_id, document["doc_id"], {"pages": 1, "status": "done"})
         name = document["filename"].rsplit("/", 1)[-1]
-        await store.record_page_done(page_done(job_id, document["doc_id"], 1, result=page_text(f"text of {name}")))
+        await store.record_outcome(page_done(job_id, document["doc_id"], 1, result=page_text(f"text of {name}")))
         await asyncio.sleep(0.1)  # let the CLI see progress move
         await store.set_job_fields(job_id, {"pages_done": int(document["doc_id"][1:])})
     await store.set_job_fields(job_id, {"status": "completed", "finished_at": utcnow()})

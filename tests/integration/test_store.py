@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from bulkocr.contracts import DocumentRef, JobOptions, PageDone, PageFailed, PageTimings, Topic, document_id
+from bulkocr.contracts import DocumentRef, JobOptions, PageDone, PageFailed, PageTimings, document_id
 from bulkocr.mongo import JobStore
-from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.page_model import Block, Box, Line, PageText
-from bulkocr.settings import NsqSettings
-from tests.waiting import eventually
 
 
 def page_done(
@@ -46,48 +41,17 @@ async def page_counts(store: JobStore, job_id: str) -> dict[str, int]:
     return {"done": done, "failed": failed}
 
 
-async def test_concurrent_duplicates_of_a_result_count_once(store: JobStore):
-    """Ten copies of the same result written at once leave one page document and a count of one."""
-    outcomes = await asyncio.gather(*(store.record_page_done(page_done(1)) for _ in range(10)))
-    assert outcomes.count(True) == 1
-    assert await store.pages.count_documents({}) == 1
-    assert await page_counts(store, "job-1") == {"done": 1, "failed": 0}
-
-
-async def test_results_redelivered_through_nsq_are_stored_once(
-    store: JobStore, publisher: NsqPublisher, nsq_settings: NsqSettings, nsq_admin: NsqAdmin, topic_name: str
-):
-    """A consumer that crashes after writing (so NSQ redelivers) and duplicate publishes still give exact counts."""
-    topic = Topic(topic_name, PageDone)
-    await nsq_admin.create_channel(topic.name, "aggregator")
-    deliveries: list[int] = []
-
-    async def store_then_crash_once(done: PageDone, delivery: Delivery) -> None:
-        deliveries.append(done.page)
-        await store.record_page_done(done)
-        if delivery.attempts == 1 and done.page == 2:
-            raise RuntimeError("crashed before FIN")
-
-    messages = [page_done(1), page_done(2), page_done(3), page_done(1), page_done(3)]
-    async with consuming(
-        topic, "aggregator", store_then_crash_once, publisher=publisher, settings=nsq_settings, max_in_flight=3
-    ):
-        await publisher.publish_many(topic, messages)
-        await eventually(lambda: len(deliveries) == 6, what="five deliveries and one redelivery")
-    assert await page_counts(store, "job-1") == {"done": 3, "failed": 0}
-    assert await store.pages.count_documents({"job_id": "job-1"}) == 3
-
-
-async def test_a_failure_never_overwrites_a_result_but_a_result_replaces_a_failure(store: JobStore):
-    """done beats failed in either order, so a replayed page ends done and a late failure changes nothing."""
-    assert await store.record_page_failed(page_failed(1))
-    assert await store.record_page_done(page_done(1))
-    assert await store.record_page_done(page_done(2))
-    assert not await store.record_page_failed(page_failed(2))
-    assert not await store.record_page_failed(page_failed(1))
-    assert await page_counts(store, "job-1") == {"done": 2, "failed": 0}
-    assert await store.record_page_failed(page_failed(3))
-    assert await page_counts(store, "job-1") == {"done": 2, "failed": 1}
+async def test_an_outcome_is_stored_once_and_the_first_one_stays(store: JobStore):
+    """A page's first outcome is kept: a repeat, or a late outcome of another kind, changes nothing."""
+    assert await store.record_outcome(page_done(1))
+    assert not await store.record_outcome(page_done(1))
+    assert not await store.record_outcome(page_failed(1))
+    assert await store.record_outcome(page_failed(2))
+    assert not await store.record_outcome(page_done(2))
+    assert await page_counts(store, "job-1") == {"done": 1, "failed": 1}
+    page_one = await store.page_results.find_one({"_id": "job-1/doc-1/1"})
+    assert page_one is not None
+    assert page_one["result"]["blocks"][0]["lines"][0]["text"] == "page 1"
 
 
 async def test_a_job_of_thousands_of_documents_is_stored_in_batches(store: JobStore):

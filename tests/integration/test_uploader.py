@@ -190,7 +190,7 @@ async def finished_job(
         await store.set_document_fields(job_id, ref.doc_id, {"pages": 2, "status": "completed", "pages_done": 2})
         for page in (1, 2):
             result = page_text(f"{ref.doc_id} page {page}")
-            await store.record_page_done(page_done(job_id, ref.doc_id, page, result=result))
+            await store.record_outcome(page_done(job_id, ref.doc_id, page, result=result))
     await store.set_job_fields(job_id, {"status": status, "pages_total": 2 * documents, "finished_at": utcnow()})
     return job_id, [ref.doc_id for ref in refs]
 
