@@ -110,10 +110,15 @@ class Bench:
 
     async def finished(self, job_id: str, timeout_s: float = 3600) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
+        shown = time.monotonic()
         while time.monotonic() < deadline:
             status, _ = await self.status(job_id)
             if status["status"] in FINISHED_STATUSES:
                 return status
+            if time.monotonic() - shown > 10:  # a long run shows it is moving (or not)
+                shown = time.monotonic()
+                progress = status["progress"]
+                print(f"  {job_id}: {status['status']}, {progress['pages_done']:,} of {progress['pages_total']:,} pages")
             await asyncio.sleep(0.5)
         raise TimeoutError(f"job {job_id} not finished after {timeout_s}s")
 

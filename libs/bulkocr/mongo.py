@@ -154,6 +154,47 @@ def outcome_records(report: PageDone | PageFailed) -> list[tuple[str, Document]]
     return [("pages", {"_id": key, **attempt_fields(report, "failed")})]
 
 
+PLAN_STAGE = "plan"
+"""The stage of a document's progress record written when ingest has planned it; its final
+records are staged by round (0, then one more for each replay of the job's failed pages)."""
+
+
+def document_progress_record(job_id: str, doc_id: str, stage: str | int, fields: Mapping[str, Any]) -> Document:
+    """A document's progress as the aggregator stores it: inserted once per stage, never
+    updated (FerretDB answers an update by reading the whole collection, an insert or a
+    lookup by key at a constant cost). What is in between lives in the job record's
+    `documents_active`."""
+    key = document_key(job_id, doc_id)
+    return {"_id": f"{key}@{stage}", "job_id": job_id, "doc_id": doc_id, "stage": str(stage), **fields}
+
+
+def _merged(
+    uploaded: Document, job: Mapping[str, Any], active: Mapping[str, Document], progress: Mapping[str, Document]
+) -> Document:
+    """A document as it stands: its upload, its plan, then its final record of the job's
+    current round if it has one, else its live entry in the job record while it is being
+    read, else its final record of an earlier round."""
+    document = dict(uploaded)
+    if PLAN_STAGE in progress:
+        document.update(_progress_fields(progress[PLAN_STAGE]))
+    rounds = sorted((int(stage) for stage in progress if stage != PLAN_STAGE), reverse=True)
+    live = active.get(uploaded["doc_id"])
+    if rounds and (live is None or rounds[0] >= int(job.get("replays") or 0)):
+        document.update(_progress_fields(progress[str(rounds[0])]))
+    elif live is not None:
+        document.update({key: value for key, value in live.items() if key != "doc_id"})
+    return document
+
+
+def _active(job: Mapping[str, Any]) -> dict[str, Document]:
+    """The documents being read, by id, from the job record's live list."""
+    return {entry["doc_id"]: entry for entry in job.get("documents_active") or []}
+
+
+def _progress_fields(record: Mapping[str, Any]) -> Document:
+    return {key: value for key, value in record.items() if key not in ("_id", "job_id", "doc_id", "stage")}
+
+
 class JobStore:
     """Jobs, their documents, their page results and per-node progress."""
 
@@ -167,6 +208,7 @@ class JobStore:
         self.page_tasks = db["page_tasks"]
         self.page_results = db["page_results"]
         self.page_attempts = db["page_attempts"]
+        self.document_progress = db["document_progress"]
 
     async def ensure_indexes(self) -> None:
         """Create the indexes every query relies on (idempotent; run at service start)."""
@@ -179,6 +221,7 @@ class JobStore:
         await self.page_results.create_index([("job_id", ASCENDING)])
         await self.page_attempts.create_index([("job_id", ASCENDING), ("doc_id", ASCENDING)])
         await self.ingested.create_index([("job_id", ASCENDING)])
+        await self.document_progress.create_index([("job_id", ASCENDING)])
         await self.jobs.create_index([("owner", ASCENDING), ("idempotency_key", ASCENDING)])
 
     # --- jobs (the gateway creates them; the aggregator keeps their progress) ----------
@@ -262,13 +305,21 @@ class JobStore:
         await self.jobs.update_one({"_id": job_id}, {"$set": {**fields, "updated_at": utcnow()}})
 
     async def get_documents(self, job_id: str) -> list[Document]:
+        """Every document of the job as it stands, in id order (one scan of each collection:
+        for work done once per job, never per page)."""
+        job = await self.get_job(job_id) or {}
         cursor = self.documents.find({"job_id": job_id}).sort("doc_id", ASCENDING)
-        return [document async for document in cursor]
+        uploaded = [document async for document in cursor]
+        progress: dict[str, dict[str, Document]] = {}
+        async for record in self.document_progress.find({"job_id": job_id}):
+            progress.setdefault(record["doc_id"], {})[str(record["stage"])] = record
+        active = _active(job)
+        return [_merged(document, job, active, progress.get(document["doc_id"], {})) for document in uploaded]
 
     async def list_documents(self, job_id: str, *, skip: int = 0, limit: int = 100) -> list[Document]:
         """A page of the job's documents in id order (upload order, archive members after their archive)."""
         cursor = self.documents.find({"job_id": job_id}).sort("doc_id", ASCENDING).skip(skip).limit(limit)
-        return [document async for document in cursor]
+        return await self._as_they_stand(job_id, [document async for document in cursor])
 
     async def first_documents(self, job_id: str, documents_total: int, limit: int) -> list[Document]:
         """The job's first `limit` documents in upload order (an archive's members after it),
@@ -281,45 +332,53 @@ class JobStore:
                 continue
             shown.append(document)
             members = list(document.get("members") or [])[: limit - len(shown)]
-            shown += [m for m in await asyncio.gather(*(self.get_document(job_id, d) for d in members)) if m]
+            shown += [m for m in await asyncio.gather(*(self.document(job_id, d) for d in members)) if m]
         return shown[:limit]
 
     async def count_documents(self, job_id: str) -> int:
         return await self.documents.count_documents({"job_id": job_id})
 
     async def documents_by_id(self, job_id: str, doc_ids: Sequence[str]) -> list[Document]:
-        """These documents of the job, by their ids (lookups by key: no scan)."""
-        found = [await self.get_document(job_id, doc_id) for doc_id in doc_ids]
+        """These documents of the job as they stand, by their ids (lookups by key: no scan)."""
+        found = await asyncio.gather(*(self.document(job_id, doc_id) for doc_id in doc_ids))
         return [document for document in found if document is not None]
 
     async def get_document(self, job_id: str, doc_id: str) -> Document | None:
+        """The document as it stands: its upload merged with its progress."""
+        return await self.document(job_id, doc_id)
+
+    async def uploaded_document(self, job_id: str, doc_id: str) -> Document | None:
+        """The document's own record (its file, name and checksum), without its progress."""
         return await self.documents.find_one({"_id": document_key(job_id, doc_id)})
 
-    async def set_document_fields(self, job_id: str, doc_id: str, fields: Mapping[str, Any]) -> None:
-        await self.documents.update_one({"_id": f"{job_id}/{doc_id}"}, {"$set": dict(fields)})
+    async def document(self, job_id: str, doc_id: str) -> Document | None:
+        uploaded = await self.uploaded_document(job_id, doc_id)
+        if uploaded is None:
+            return None
+        return (await self._as_they_stand(job_id, [uploaded]))[0]
 
-    async def plan_document(
-        self, job_id: str, doc_id: str, fields: Mapping[str, Any], *, filename: str | None = None
-    ) -> None:
-        """Set a document's plan (pages, error, members), creating it if ingest found it inside an archive."""
-        defaults: Document = {
-            "job_id": job_id,
-            "doc_id": doc_id,
-            "filename": filename or doc_id,
-            "pages": None,
-            "status": "queued",
-            "error": None,
-            "pages_done": 0,
-            "pages_failed": 0,
-        }
-        update: Document = {"$setOnInsert": {k: v for k, v in defaults.items() if k not in fields}}
-        if fields:
-            update["$set"] = dict(fields)
-        try:
-            await self.documents.update_one({"_id": f"{job_id}/{doc_id}"}, update, upsert=True)
-        except DuplicateKeyError:  # two first plans at once: the other created it, so set ours
-            if fields:
-                await self.documents.update_one({"_id": f"{job_id}/{doc_id}"}, {"$set": dict(fields)})
+    async def _as_they_stand(self, job_id: str, uploaded: list[Document]) -> list[Document]:
+        """Merge each document with its progress, read by key: the job record's live entries,
+        then its final record (the latest round first), else its plan."""
+        job = await self.get_job(job_id) or {}
+        rounds = range(int(job.get("replays") or 0), -1, -1)
+
+        async def progress_of(document: Document) -> dict[str, Document]:
+            key = document["_id"]
+            for stage in [*map(str, rounds), PLAN_STAGE]:
+                record = await self.document_progress.find_one({"_id": f"{key}@{stage}"})
+                if record is not None:
+                    return {stage: record}
+            return {}
+
+        found = await asyncio.gather(*(progress_of(document) for document in uploaded))
+        active = _active(job)
+        return [_merged(document, job, active, progress) for document, progress in zip(uploaded, found, strict=True)]
+
+    async def record_document_progress(self, records: list[Document]) -> None:
+        """Insert documents' plan or final records (see `document_progress_record`); a repeat
+        changes nothing."""
+        await insert_ignoring_duplicates(self.document_progress, records)
 
     async def ingest_record(self, job_id: str, doc_id: str, *, batch: int) -> Document:
         """Ingest's own record of a document (its own collection, insert-only): `plans` it
@@ -436,6 +495,7 @@ class JobStore:
             "page_attempts",
             "page_tasks",
             "documents",
+            "document_progress",
             "ingested",
             "outputs",
             "idempotency_keys",

@@ -3,9 +3,10 @@ cost each, written back coalesced, and its work handed out a window at a time.
 
 - An outcome is stored (batched with others that arrive together) and then counted: a
   redelivered or repeated outcome is recognised in memory and costs no write.
-- Progress goes to the job's record at most every `flush_interval_s`, and to its documents'
-  records at most every `document_flush_interval_s` (and when it finishes); a finished job
-  is announced (`job.completed`) once, after its progress is stored.
+- Progress goes to the job's record at most every `flush_interval_s`, with the documents
+  being read; a document's plan and its final state are inserted as records of their own
+  (never updated: FerretDB answers an update by reading its whole collection); a finished
+  job is announced (`job.completed`) once, after its progress is stored.
 - A job the aggregator has not seen before starts from its record alone. A job it takes
   over (after a restart) is seeded once from its stored documents, outcomes and page
   manifest; the slow check recounts the same way and logs any drift.
@@ -14,14 +15,13 @@ cost each, written back coalesced, and its work handed out a window at a time.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
-from pymongo import InsertOne, UpdateMany, UpdateOne
+from pymongo import InsertOne, UpdateOne
 
 from bulkocr.contracts import (
     DOCUMENT,
@@ -39,7 +39,15 @@ from bulkocr.contracts import (
     utcnow,
 )
 from bulkocr.errors import PublishError
-from bulkocr.mongo import JobStore, attempt_fields, document_key, outcome_records, page_key
+from bulkocr.mongo import (
+    PLAN_STAGE,
+    JobStore,
+    attempt_fields,
+    document_key,
+    document_progress_record,
+    outcome_records,
+    page_key,
+)
 from bulkocr.nsq import NsqPublisher
 from bulkocr_aggregator.state import DocumentState, JobState, PageOutcome, page_id
 from bulkocr_aggregator.writes import BatchWriter, Write
@@ -68,7 +76,6 @@ class Coordinator:
     publisher: NsqPublisher
     windows: Windows = field(default_factory=Windows)
     evict_after_s: float = 300.0
-    document_flush_interval_s: float = 2.0
     jobs: dict[str, JobState] = field(default_factory=dict)
     last_seen: dict[str, datetime] = field(default_factory=dict)
     _loading: dict[str, asyncio.Task[JobState | None]] = field(default_factory=dict)
@@ -100,6 +107,7 @@ class Coordinator:
         state.finished_at = job.get("finished_at")
         state.completed_event_sent = bool(job.get("completed_event_sent"))
         state.last_activity_at = job.get("last_activity_at") or job["created_at"]
+        state.round = int(job.get("replays") or 0)
         if job.get(TALLIED):
             await self._seed(state)
             log.info("job_taken_over", job_id=job_id, pages_done=state.pages_done, pages_failed=state.pages_failed)
@@ -115,15 +123,16 @@ class Coordinator:
         documents = await self.store.get_documents(state.job_id)
         for document in documents:
             planned = document.get("pages") is not None or bool(document.get("error"))
-            state.add_document(
-                document["doc_id"],
-                DocumentState(
-                    pages=document.get("pages"),
-                    error=document.get("error"),
-                    members=tuple(document.get("members") or ()),
-                    duplicate_of=document.get("duplicate_of") if planned else None,
-                ),
+            seeded = DocumentState(
+                pages=document.get("pages"),
+                error=document.get("error"),
+                members=tuple(document.get("members") or ()),
+                duplicate_of=document.get("duplicate_of") if planned else None,
             )
+            seeded.plan_stored = seeded.planned
+            if document.get("status") not in (None, "queued", "processing"):
+                seeded.final_round = state.round
+            state.add_document(document["doc_id"], seeded)
         for page in await self.store.page_outcomes(state.job_id):
             if page["status"] in ("done", "failed"):
                 outcome = PageOutcome(page["status"], page.get("node_id") or "unknown", float(page.get("busy_s") or 0))
@@ -243,6 +252,7 @@ class Coordinator:
         if not keys:
             return 0
         tasks = [task_from_manifest(entry) for entry in await self.store.page_tasks_for(keys)]
+        state.round += 1  # the documents reopened get a final record of this round
         for task in tasks:
             state.forget(task.doc_id, task.page)
         state.finished_at = None
@@ -304,9 +314,7 @@ class Coordinator:
         """Write the progress of every job that moved; announce the ones that finished."""
         now = utcnow()
         for state in list(self.jobs.values()):
-            if state.dirty or (
-                state.dirty_documents and _older(state.documents_flushed_at, now, self.document_flush_interval_s)
-            ):
+            if state.dirty or state.dirty_documents:
                 await self.flush_job(state)
             elif (
                 state.finished
@@ -317,14 +325,7 @@ class Coordinator:
 
     async def flush_job(self, state: JobState) -> None:
         now = utcnow()
-        # Document records are written less often than the job's (each group of them is an
-        # update that FerretDB answers by reading the whole collection), and always before
-        # the job is announced finished.
-        documents_due = state.finished or _older(state.documents_flushed_at, now, self.document_flush_interval_s)
-        dirty_documents: set[str] = set()
-        if documents_due:
-            dirty_documents, state.dirty_documents = state.dirty_documents, set()
-            state.documents_flushed_at = now
+        dirty_documents, state.dirty_documents = state.dirty_documents, set()
         state.dirty = False
         fields = state.progress_fields(self.last_seen)
         if state.status != "queued" and state.started_at is None:
@@ -338,6 +339,7 @@ class Coordinator:
             completed_event_sent=state.completed_event_sent,
             updated_at=now,
         )
+        # Document records first: the job is never announced finished before its documents.
         writes = document_writes(state, dirty_documents)
         writes.append(("jobs", UpdateOne({"_id": state.job_id}, {"$set": fields})))
         try:
@@ -347,7 +349,11 @@ class Coordinator:
             state.dirty_documents |= dirty_documents
             raise
         for doc_id in dirty_documents:
-            state.documents[doc_id].stored = True
+            document = state.documents[doc_id]
+            document.stored = True
+            document.plan_stored = document.plan_stored or document.planned
+            if document.finished:
+                document.final_round = state.round
         if state.finished and not state.completed_event_sent:
             await self.publisher.publish(JOB_COMPLETED, JobCompleted(job_id=state.job_id, status=state.status))
             state.completed_event_sent = True
@@ -405,32 +411,23 @@ def _unplanned(document: Mapping[str, Any]) -> bool:
 
 
 def document_writes(state: JobState, doc_ids: Iterable[str]) -> list[Write]:
-    """The records of these documents as they stand: documents found in archives are
-    inserted, and the others updated in groups that share their values (a finished
-    one-page document looks like every other), since FerretDB scans its collection once per
-    update, however many records the update names."""
-    inserts: list[Write] = []
-    groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    """What these documents need stored, all inserts: the record of a document found in an
+    archive, a document's plan once it has one, and its final record once it is finished
+    (one per round). What is in between is in the job record (`documents_active`)."""
+    writes: list[Write] = []
     for doc_id in sorted(doc_ids):
         document = state.documents[doc_id]
-        key = document_key(state.job_id, doc_id)
-        fields = document.record_fields()
         if not document.stored:
-            record = {"_id": key, "job_id": state.job_id, "doc_id": doc_id, "blob": None, "filename": doc_id, **fields}
-            inserts.append(("documents", InsertOne(record)))
-        group = json.dumps(fields, sort_keys=True, default=str)
-        groups.setdefault(group, (fields, []))[1].append(key)
-    updates: list[Write] = [
-        ("documents", UpdateMany({"_id": {"$in": keys[first : first + _GROUP_MAX]}}, {"$set": fields}))
-        for fields, keys in groups.values()
-        for first in range(0, len(keys), _GROUP_MAX)
-    ]
-    return inserts + updates
-
-
-_GROUP_MAX = 200
-"""Records named by one update: FerretDB tests every record of the collection against the
-`$in` list, so a list of thousands makes one update take seconds."""
+            record: dict[str, Any] = {"_id": document_key(state.job_id, doc_id), "job_id": state.job_id}
+            record |= {"doc_id": doc_id, "blob": None, "filename": document.filename or doc_id}
+            writes.append(("documents", InsertOne(record)))
+        if document.planned and not document.plan_stored:
+            plan = document_progress_record(state.job_id, doc_id, PLAN_STAGE, document.plan_fields())
+            writes.append(("document_progress", InsertOne(plan)))
+        if document.finished and document.final_round != state.round:
+            final = document_progress_record(state.job_id, doc_id, state.round, document.record_fields())
+            writes.append(("document_progress", InsertOne(final)))
+    return writes
 
 
 def outcome_writes(report: PageDone | PageFailed) -> list[Write]:

@@ -66,8 +66,6 @@ class AggregatorSettings(BaseSettings):
     document_window: int = Field(default=4, gt=0)
     # Progress is written at most this often per job.
     flush_interval_s: float = Field(default=0.25, gt=0)
-    # ...and its documents' records at most this often (and when it finishes).
-    document_flush_interval_s: float = Field(default=2.0, gt=0)
     # Running jobs' tallies are compared with a recount this often (a check; drift is logged).
     check_interval_s: float = Field(default=300.0, gt=0)
     # A finished job's state leaves memory after this long without news.
@@ -141,7 +139,6 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
             publisher,
             windows,
             evict_after_s=settings.evict_after_s,
-            document_flush_interval_s=settings.document_flush_interval_s,
         )
         sweeper = Sweeper(store, jobs, session, nsq, settings.sweep_idle_s, settings.sweep_max_idle_s)
         retention = Retention(store, make_blob_store(blob, db), settings.retention_s)

@@ -42,6 +42,9 @@ class DocumentState:
     first_failure: str | None = None
     # False for a document found inside an archive until its record is written.
     stored: bool = True
+    # Whether its plan record is stored, and the round of its stored final record.
+    plan_stored: bool = False
+    final_round: int | None = None
 
     @property
     def expanded(self) -> bool:
@@ -84,6 +87,19 @@ class DocumentState:
         if self.filename is not None:
             fields["filename"] = self.filename
         return fields
+
+    @property
+    def planned(self) -> bool:
+        return self.pages is not None or bool(self.error or self.members or self.duplicate_of)
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in ("queued", "processing")
+
+    def plan_fields(self) -> dict[str, Any]:
+        """What the document's record shows as soon as it is planned, before any page is read."""
+        planned = DocumentState(self.pages, self.error, self.members, self.duplicate_of, self.filename)
+        return planned.record_fields()
 
     def progress_fields(self) -> dict[str, Any]:
         """What the document's record shows of its progress."""
@@ -157,7 +173,10 @@ class JobState:
     # What the flush must write: the job record, and these documents' records.
     dirty: bool = True
     dirty_documents: set[str] = field(default_factory=set)
-    documents_flushed_at: datetime | None = None
+    # Documents being read (some pages have an outcome, not all): shown live in the job record.
+    active: set[str] = field(default_factory=set)
+    # How many times its failed pages were replayed: a document's final record is per round.
+    round: int = 0
     applied_since_check: set[str] = field(default_factory=set)
 
     # --- documents -----------------------------------------------------------------------
@@ -213,7 +232,12 @@ class JobState:
         self.documents_out.discard(doc_id)
 
     def _moved(self, doc_id: str, before: str) -> None:
-        after = self.documents[doc_id].status
+        document = self.documents[doc_id]
+        after = document.status
+        if after == "processing" and document.done + document.failed:
+            self.active.add(doc_id)
+        else:
+            self.active.discard(doc_id)
         if after != before:
             self.status_counts[before] -= 1
             self.status_counts[after] += 1
@@ -375,6 +399,12 @@ class JobState:
             "documents_by_status": {status: self.status_counts[status] for status in DOCUMENT_STATUSES},
             "documents_failed": sorted(self.failed_documents)[:FAILED_DOCUMENTS_SHOWN],
             "documents_failed_total": len(self.failed_documents),
+            # A list, not a mapping keyed by document: FerretDB v1 can keep keys a $set drops.
+            "documents_active": [
+                {"doc_id": doc_id, **self.documents[doc_id].record_fields()}
+                for doc_id in sorted(self.active)[:ACTIVE_DOCUMENTS_SHOWN]
+            ],
+            "replays": self.round,
             "nodes": {
                 node_id: {
                     "pages_done": tally.pages_done,
@@ -386,6 +416,10 @@ class JobState:
             },
         }
 
+
+ACTIVE_DOCUMENTS_SHOWN = 200
+"""The job's record shows at most this many documents being read live (a window of pages
+out makes it rare to have more; the others show their plan until they finish)."""
 
 FAILED_DOCUMENTS_SHOWN = 100
 """The job's record names at most this many failed documents (the documents route has all)."""

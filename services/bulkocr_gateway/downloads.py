@@ -47,7 +47,7 @@ async def document_output(request: web.Request) -> web.Response:
     if job is None:
         return error_response(404, f"no job {request.match_info['job_id']}")
     doc_id, fmt = request.match_info["doc_id"], request.match_info["fmt"]
-    if await request.app[STORE].get_document(job["_id"], doc_id) is None:
+    if await request.app[STORE].uploaded_document(job["_id"], doc_id) is None:
         return error_response(404, f"no document {doc_id} in job {job['_id']}")
     try:
         data = await _outputs(request).get(job["_id"], doc_id, fmt, page=_page_param(request))

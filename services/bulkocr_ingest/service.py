@@ -166,7 +166,7 @@ async def _job_and_document(task: DocumentTask, deps: Deps) -> tuple[JobInfo, Do
         log.info("document_dropped", reason="job cancelled")
         return None
     info = JobInfo(task.job_id, JobOptions.model_validate(job["options"]))
-    document = await deps.store.get_document(task.job_id, task.doc_id)
+    document = await deps.store.uploaded_document(task.job_id, task.doc_id)
     if document is None or not document.get("blob"):
         # Announced as failed so the job still finishes, with the reason.
         await Plans(info, deps).announce(task.doc_id, task.doc_id, error="the job has no such uploaded document")
@@ -198,7 +198,7 @@ async def give_up_document(task: DocumentTask, cause: str, attempts: int, *, dep
     job = await deps.store.get_job(task.job_id)
     if job is None:
         return
-    document = await deps.store.get_document(task.job_id, task.doc_id) or {}
+    document = await deps.store.uploaded_document(task.job_id, task.doc_id) or {}
     plans = Plans(JobInfo(task.job_id, JobOptions.model_validate(job["options"])), deps)
     filename = str(document.get("filename") or task.doc_id)
     await plans.announce(task.doc_id, filename, error=f"could not be split: {cause}")

@@ -27,6 +27,7 @@ from bulkocr_gateway.app import create_app
 from bulkocr_gateway.keys import Deps
 from bulkocr_gateway.settings import GatewaySettings
 from tests.integration.conftest import GATEWAY_TOKENS
+from tests.progress import set_document
 from tests.waiting import eventually
 
 ALICE = {"Authorization": "Bearer alice-token"}
@@ -245,8 +246,8 @@ async def test_status_reports_progress_documents_nodes_and_eta(api, store):
         {"status": "processing", "pages_total": 4, "pages_done": 1, "pages_failed": 1, "started_at": started},
     )
     await store.set_job_fields(job_id, {"nodes": nodes})
-    await store.set_document_fields(job_id, "d0001", {"pages": 3, "status": "processing"})
-    await store.set_document_fields(job_id, "d0002", {"pages": 0, "status": "failed", "error": "not an image"})
+    await set_document(store, job_id, "d0001", pages=3, status="processing")
+    await set_document(store, job_id, "d0002", pages=0, status="failed", error="not an image", final=True)
     counts = {"documents_by_status": {"processing": 1, "failed": 1}, "documents_failed": ["d0002"]}
     await store.set_job_fields(job_id, {**counts, "documents_failed_total": 1})
 
@@ -327,7 +328,7 @@ async def test_text_joins_pages_in_order_with_form_feeds(api, store, blobs):
     """Pages come in page order split by \\f, a result kept in the blob store is loaded from
     there, a failed page is empty, and X-Bulkocr-Complete says whether more can arrive."""
     job_id = await submit(api, ("book.pdf", b"%PDF"))
-    await store.set_document_fields(job_id, "d0001", {"pages": 3, "status": "processing"})
+    await set_document(store, job_id, "d0001", pages=3, status="processing")
     await store.record_outcome(page_done(job_id, "d0001", 3, result=page_text("three", "end")))
     result_key = f"jobs/{job_id}/results/d0001/1.json"
     await blobs.put(result_key, page_text("one").model_dump_json().encode())
@@ -355,7 +356,7 @@ async def test_json_result_has_every_page_with_boxes_and_confidences(api, store)
     """The JSON route lists pages in order with the page model's blocks, lines and words;
     a page without an outcome yet is `pending`, a failed one carries its error."""
     job_id = await submit(api, ("book.pdf", b"%PDF"))
-    await store.set_document_fields(job_id, "d0001", {"pages": 3})
+    await set_document(store, job_id, "d0001", pages=3, status="processing")
     await store.record_outcome(page_done(job_id, "d0001", 1, result=page_text("hello")))
     failed = PageFailed(job_id=job_id, doc_id="d0001", page=2, node_id="n2", worker_id="w", attempts=5, error="boom")
     await store.record_outcome(failed)
@@ -454,7 +455,7 @@ async def finish_the_job_like_the_aggregator(store: JobStore) -> None:
     job_id = jobs[0]["_id"]
     await store.set_job_fields(job_id, {"status": "processing", "pages_total": 2, "started_at": utcnow()})
     for document in await store.get_documents(job_id):
-        await store.set_document_fields(job_id, document["doc_id"], {"pages": 1, "status": "done"})
+        await set_document(store, job_id, document["doc_id"], pages=1, status="completed", final=True)
         name = document["filename"].rsplit("/", 1)[-1]
         await store.record_outcome(page_done(job_id, document["doc_id"], 1, result=page_text(f"text of {name}")))
         await asyncio.sleep(0.1)  # let the CLI see progress move

@@ -49,6 +49,7 @@ from bulkocr_uploader.settings import UploaderSettings
 from tests.fakes.archipelago import PASSWORD, USER, FakeArchipelago
 from tests.integration.test_gateway import page_done, page_text
 from tests.ocr_quality import TEST_DATA
+from tests.progress import set_document
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -187,7 +188,7 @@ async def finished_job(
     options = JobOptions(language="en", auto_push=auto_push)
     await store.create_job(job_id, owner, options, refs)
     for ref in refs:
-        await store.set_document_fields(job_id, ref.doc_id, {"pages": 2, "status": "completed", "pages_done": 2})
+        await set_document(store, job_id, ref.doc_id, pages=2, status="completed", pages_done=2, final=True)
         for page in (1, 2):
             result = page_text(f"{ref.doc_id} page {page}")
             await store.record_outcome(page_done(job_id, ref.doc_id, page, result=result))
