@@ -189,3 +189,42 @@ async def test_document_counts_follow_the_documents_through_every_flush(
     saved = await store.get_job(job.job_id)
     assert saved is not None
     assert (saved["status"], {s: n for s, n in saved["documents_by_status"].items() if n}) == ("failed", {"failed": 1})
+
+
+async def test_a_document_reads_as_it_stands_from_plan_to_replay_without_updating_its_record(
+    store: JobStore, db: Database, jobs: Coordinator
+):
+    """A document shows its plan, then its live counts while its pages are read, then its
+    final state; a replay of its failed page shows it being read again and then completed.
+    Its upload record is never rewritten (FerretDB updates cost a scan of the collection)."""
+    job = await submit(store, db, {"a.pdf": b"%PDF", "b.pdf": b"%PDF b"})
+    uploaded = await store.uploaded_document(job.job_id, "d0001")
+
+    async def shown(doc_id: str = "d0001") -> tuple[str, int | None, int, int]:
+        await jobs.flush()
+        document = await store.get_document(job.job_id, doc_id)
+        assert document is not None
+        return document["status"], document["pages"], document["pages_done"], document["pages_failed"]
+
+    await jobs.submitted(job)
+    assert await shown() == ("queued", None, 0, 0)
+    await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=3))
+    await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0002", pages=1))
+    assert await shown() == ("processing", 3, 0, 0)
+    await store.add_page_tasks([task(job.job_id, page).model_dump(mode="json") for page in (1, 2, 3)])
+    await jobs.outcome(page_done(1, job_id=job.job_id, doc_id="d0001"))
+    assert await shown() == ("processing", 3, 1, 0)
+    await jobs.outcome(page_failed(2, job_id=job.job_id, doc_id="d0001"))
+    await jobs.outcome(page_done(3, job_id=job.job_id, doc_id="d0001"))
+    await jobs.outcome(page_done(1, job_id=job.job_id, doc_id="d0002"))
+    assert await shown() == ("partial", 3, 2, 1)
+    assert await shown("d0002") == ("completed", 1, 1, 0)
+    listed = await store.list_documents(job.job_id)
+    assert [(d["doc_id"], d["status"]) for d in listed] == [("d0001", "partial"), ("d0002", "completed")]
+
+    assert await jobs.replay_failed(job.job_id) == 1
+    await jobs.outcome(page_done(2, job_id=job.job_id, doc_id="d0001"))
+    assert await shown() == ("completed", 3, 3, 0)
+    assert await shown("d0002") == ("completed", 1, 1, 0)  # its final record of round 0 still stands
+    assert [d["status"] for d in await store.get_documents(job.job_id)] == ["completed", "completed"]
+    assert await store.uploaded_document(job.job_id, "d0001") == uploaded
