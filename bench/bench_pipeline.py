@@ -118,7 +118,9 @@ class Bench:
             if time.monotonic() - shown > 10:  # a long run shows it is moving (or not)
                 shown = time.monotonic()
                 progress = status["progress"]
-                print(f"  {job_id}: {status['status']}, {progress['pages_done']:,} of {progress['pages_total']:,} pages")
+                print(
+                    f"  {job_id}: {status['status']}, {progress['pages_done']:,} of {progress['pages_total']:,} pages"
+                )
             await asyncio.sleep(0.5)
         raise TimeoutError(f"job {job_id} not finished after {timeout_s}s")
 
