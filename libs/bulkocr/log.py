@@ -8,9 +8,12 @@ including lines from pynsq, tornado, aiohttp and pymongo.
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 from bulkocr.settings import LogSettings
 
@@ -29,7 +32,9 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        if console
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -41,7 +46,11 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.dict_tracebacks if not console else _keep,
+            # Tracebacks without frame locals: a local may hold a caller's token.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+            if not console
+            else _keep,
+            redact_secrets,  # last, so a rendered traceback is covered too
             renderer,
         ],
     )
@@ -60,3 +69,26 @@ def _keep(
     logger: structlog.types.WrappedLogger, name: str, event: structlog.types.EventDict
 ) -> structlog.types.EventDict:
     return event
+
+
+_SECRET_NAME = re.compile(r"token|password|passwd|secret|authorization|api_key|credential", re.IGNORECASE)
+_SECRET_IN_TEXT = re.compile(r"(?i)(bearer|basic)\s+[^\s,;'\"]+")
+REDACTED = "[redacted]"
+
+
+def redact_secrets(
+    logger: structlog.types.WrappedLogger, name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Blank every field named like a secret, and any `Bearer …`/`Basic …` credential inside
+    text, so no token or password reaches a log whatever a caller passes."""
+    return {key: _redacted(key, value) for key, value in event.items()}
+
+
+def _redacted(key: str, value: Any) -> Any:
+    if _SECRET_NAME.search(key) and value not in (None, "", 0, False):
+        return REDACTED
+    if isinstance(value, str):
+        return _SECRET_IN_TEXT.sub(lambda match: f"{match.group(1)} {REDACTED}", value)
+    if isinstance(value, dict):
+        return {k: _redacted(str(k), v) for k, v in value.items()}
+    return value

@@ -31,7 +31,8 @@ def parse_tokens(value: object) -> object:
 
 
 class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BULKOCR_", extra="ignore")
+    # hide_input_in_errors: a start-up error names the setting and why, never its value.
+    model_config = SettingsConfigDict(env_prefix="BULKOCR_", extra="ignore", hide_input_in_errors=True)
 
     # repr=False: settings may be logged, tokens must not be.
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
