@@ -351,7 +351,9 @@ class Consumer(Generic[M]):
                 await self._requeue(message, payload, cause, started)
         else:
             _respond(message, "finish")
-            log.info("message_done", seconds=_since(started))
+            # debug: one line per message is thousands a second on a busy cluster; services
+            # log what a message achieved (page_ocr_done, document_planned) themselves.
+            log.debug("message_done", seconds=_since(started))
         finally:
             keep_alive.cancel()
 

@@ -137,6 +137,7 @@ async def handle_document(task: DocumentTask, delivery: Delivery, *, deps: Deps)
             else:
                 await ingest_file(plans, task.doc_id, document["filename"], path)
     await deps.store.record_ingest(task.job_id, task.doc_id, plans=plans.announced or record["plans"], done=True)
+    log.info("document_split", plans=len(plans.announced or record["plans"]))
 
 
 @dataclass(frozen=True)
