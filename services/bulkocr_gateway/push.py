@@ -31,10 +31,12 @@ _MAX_BODY = 64 * 1024
 
 async def _push_body(request: web.Request) -> tuple[str, PushOptions]:
     if request.content_length is not None and request.content_length > _MAX_BODY:
-        fail(web.HTTPRequestEntityTooLarge, "the request body is too large")
+        reason = json.dumps({"error": f"the request body is larger than {_MAX_BODY} bytes"})
+        size = request.content_length
+        raise web.HTTPRequestEntityTooLarge(_MAX_BODY, size, text=reason, content_type="application/json")
     try:
         body = json.loads(await request.read() or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         fail(web.HTTPBadRequest, 'send a JSON object: {"job_id": "...", ...options}')
     if not isinstance(body, dict) or not isinstance(body.get("job_id"), str) or not body["job_id"]:
         fail(web.HTTPBadRequest, 'send a JSON object with a "job_id" string')
@@ -59,9 +61,10 @@ async def _pushable_job(request: web.Request, job_id: str) -> Mapping[str, Any]:
 async def push_bulk_ami(request: web.Request) -> web.Response:
     """Queue a push of a finished job into Archipelago: 202 at once; progress shows in the
     job's status as `archipelago_result`."""
+    # A malformed request is the client's to fix whatever this gateway's configuration.
+    job_id, options = await _push_body(request)
     if not request.app[SETTINGS].archipelago_url:
         fail(web.HTTPServiceUnavailable, "Archipelago is not configured here (BULKOCR_ARCHIPELAGO_URL is not set)")
-    job_id, options = await _push_body(request)
     await _pushable_job(request, job_id)
     message_options = options.as_message_options()
     # Recorded before it is published, so the uploader always finds the request it serves.

@@ -213,9 +213,13 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 def _positive_int(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name, str(default))
-    if not raw.isdigit() or int(raw) < 1:
-        fail(web.HTTPBadRequest, f"{name} must be a whole number of at least 1, not {raw!r}")
+    # At most 9 digits: larger numbers overflow what the database takes as a skip.
+    if not raw.isdigit() or len(raw) > _MAX_DIGITS or int(raw) < 1:
+        fail(web.HTTPBadRequest, f"{name} must be a whole number from 1 to {10**_MAX_DIGITS - 1}, not {raw[:20]!r}")
     return int(raw)
+
+
+_MAX_DIGITS = 9
 
 
 @routes.get("/api/nodes")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from bulkocr.blobs import BlobStore
 from bulkocr.contracts import DocumentRef, document_id
@@ -141,6 +142,6 @@ async def receive_form(
             if not isinstance(part, BodyPartReader):
                 raise UploadRejected(400, "nested multipart parts are not supported")
             await receiver.part(part)
-    except ValueError as error:  # aiohttp's word for a malformed multipart body
+    except (ValueError, BadHttpMessage) as error:  # a malformed multipart body (LineTooLong: a header over 8 KiB)
         raise UploadRejected(400, f"malformed multipart body: {error}") from None
     return receiver.form

@@ -443,6 +443,37 @@ async def test_unknown_routes_and_methods_answer_json_errors(api):
     assert await wrong.json() == {"error": "method not allowed"}
 
 
+def _multipart_with_a_long_part_header() -> tuple[bytes, str]:
+    boundary = "hostile"
+    header = f'Content-Disposition: form-data; name="files"; filename="{"x" * 9000}.png"'
+    body = f"--{boundary}\r\n{header}\r\n\r\npng\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+_HOSTILE = {
+    "push body over its limit": ("POST", "/api/archipelago/push-bulk-ami", b'{"job_id": "' + b"x" * 70_000 + b'"}'),
+    "JSON nested 60,000 deep": ("POST", "/api/archipelago/push-bulk-ami", b"[" * 60_000),
+    "page of 5,000 digits": ("GET", "/api/bulk/jobs/{job_id}/documents?page=" + "9" * 5000, None),
+    "page past the database's integers": ("GET", "/api/bulk/jobs/{job_id}/documents?page=" + "9" * 30, None),
+    "jobs page past the database's integers": ("GET", "/api/bulk/jobs?page=" + "9" * 30, None),
+    "part header over 8 KiB": ("POST", "/api/bulk/jobs", "multipart"),
+}
+
+
+@pytest.mark.parametrize("case", list(_HOSTILE))
+async def test_hostile_requests_answer_4xx_with_a_json_reason(api, case: str):
+    """Client mistakes found by review that answered 500 get a 4xx with a JSON reason."""
+    method, url, body = _HOSTILE[case]
+    headers = dict(ALICE)
+    if body == "multipart":
+        body, headers["Content-Type"] = _multipart_with_a_long_part_header()
+    if "{job_id}" in url:
+        url = url.format(job_id=await submit(api, ("a.png", b"png")))
+    response = await api.request(method, url, data=body, headers=headers)
+    assert 400 <= response.status < 500
+    assert (await response.json())["error"]
+
+
 async def finish_the_job_like_the_aggregator(store: JobStore) -> None:
     """Wait for the CLI's job, then record one page per document and complete the job."""
     jobs: list[Document] = []
