@@ -154,6 +154,12 @@ def outcome_records(report: PageDone | PageFailed) -> list[tuple[str, Document]]
     return [("pages", {"_id": key, **attempt_fields(report, "failed")})]
 
 
+def idempotency_claim_id(owner: str, key: str) -> str:
+    """The claim's key, prefixed with the owner's length: owners and keys may both hold `/`,
+    and `a/b` + `c` must not be the same claim as `a` + `b/c`."""
+    return f"{len(owner)}:{owner}/{key}"
+
+
 PLAN_STAGE = "plan"
 """The stage of a document's progress record written when ingest has planned it; its final
 records are staged by round (0, then one more for each replay of the job's failed pages)."""
@@ -280,15 +286,16 @@ class JobStore:
         """Claim `key` for `job_id` unless another request holds it; return the holder's job id.
         A unique `_id` makes the claim atomic on FerretDB and MongoDB alike."""
         try:
-            await self.db["idempotency_keys"].insert_one({"_id": f"{owner}/{key}", "job_id": job_id, "at": utcnow()})
+            claim = {"_id": idempotency_claim_id(owner, key), "job_id": job_id, "at": utcnow()}
+            await self.db["idempotency_keys"].insert_one(claim)
         except DuplicateKeyError:
-            held = await self.db["idempotency_keys"].find_one({"_id": f"{owner}/{key}"})
+            held = await self.db["idempotency_keys"].find_one({"_id": idempotency_claim_id(owner, key)})
             return str(held["job_id"]) if held else job_id
         return job_id
 
     async def release_idempotency_key(self, owner: str, key: str, job_id: str) -> None:
         """Give the key back when the request it was claimed for made no job."""
-        await self.db["idempotency_keys"].delete_one({"_id": f"{owner}/{key}", "job_id": job_id})
+        await self.db["idempotency_keys"].delete_one({"_id": idempotency_claim_id(owner, key), "job_id": job_id})
 
     async def find_job_by_idempotency_key(self, owner: str, key: str) -> Document | None:
         return await self.jobs.find_one({"owner": owner, "idempotency_key": key})

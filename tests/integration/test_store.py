@@ -86,3 +86,10 @@ async def test_jobs_are_created_once(store: JobStore):
     job = await store.get_job("job-9")
     assert job is not None
     assert job["owner"] == "alice"
+
+
+async def test_idempotency_keys_of_different_owners_never_collide(store: JobStore):
+    """Owner `a/b` with key `c` and owner `a` with key `b/c` each hold their own claim."""
+    assert await store.claim_idempotency_key("a/b", "c", "job-of-ab") == "job-of-ab"
+    assert await store.claim_idempotency_key("a", "b/c", "job-of-a") == "job-of-a"
+    assert await store.claim_idempotency_key("a", "b/c", "a-retry") == "job-of-a"
