@@ -8,6 +8,7 @@ manifest. Heavy formats come from the blob-store cache when the output builder m
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import zipfile
@@ -97,7 +98,12 @@ def _bundle_formats(request: web.Request, job: Mapping[str, Any]) -> list[str] |
     unknown = [name for name in names if name not in ALIASES]
     if unknown:
         return error_response(400, f"unknown formats {unknown}; known: {', '.join(sorted(ALIASES))}")
-    return names
+    # Each format once, however often it is named (txt and text are one): a repeated list
+    # would multiply the bundle's size.
+    kept: dict[str, str] = {}
+    for name in names:
+        kept.setdefault(ALIASES[name], name)
+    return list(kept.values())
 
 
 async def _bundle_document(
@@ -119,7 +125,8 @@ async def _bundle_document(
             entry.setdefault("missing", {})[fmt] = str(error)
             continue
         name = f"{doc_id}/{doc_id}{output_format(fmt).extension}"
-        archive.writestr(name, data)
+        # Compressing is CPU work: off the event loop, so health checks and other requests flow.
+        await asyncio.to_thread(archive.writestr, name, data)
         entry["files"][fmt] = name
     return entry
 

@@ -92,6 +92,20 @@ async def test_bundle_holds_every_document_in_every_format_with_a_manifest(api, 
         assert bundle.read(files["pdf"]).startswith(b"%PDF")
 
 
+async def test_a_bundle_holds_each_format_once_however_often_it_is_named(api, store, blobs, jobs):
+    """`formats=pdf,pdf,…,txt,text` gives one PDF and one text per document, not forty."""
+    job_id = await finished_job(api, store, blobs, jobs)
+    named = ",".join(["pdf"] * 40 + ["txt", "text"])
+    response = await api.get(f"/api/bulk/jobs/{job_id}/bundle.zip?formats={named}", headers=ALICE)
+    assert response.status == 200
+    with zipfile.ZipFile(io.BytesIO(await response.read())) as bundle:
+        names = bundle.namelist()
+        assert len(names) == len(set(names))
+        files = json.loads(bundle.read("manifest.json"))["documents"][0]["files"]
+    assert set(files) == {"pdf", "txt"}
+    assert sorted(names) == sorted([*files.values(), "manifest.json"])
+
+
 async def test_builder_caches_the_pdf_once_and_downloads_use_it(api, store, blobs, jobs):
     """On job completion the builder renders the requested PDF into the blob store (once, even if
     the event is redelivered) and records it ready; the download then serves that copy."""
