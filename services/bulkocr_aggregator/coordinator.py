@@ -340,7 +340,10 @@ class Coordinator:
             updated_at=now,
         )
         # Document records first: the job is never announced finished before its documents.
-        writes = document_writes(state, dirty_documents)
+        # What is written is what the state was now: outcomes arriving during the write are
+        # the next flush's (marking them stored after the await would lose their records).
+        written_finished, written_round = state.finished, state.round
+        writes, written = document_writes(state, dirty_documents)
         writes.append(("jobs", UpdateOne({"_id": state.job_id}, {"$set": fields})))
         try:
             await self.writer.write(*writes)
@@ -348,13 +351,15 @@ class Coordinator:
             state.dirty = True
             state.dirty_documents |= dirty_documents
             raise
-        for doc_id in dirty_documents:
+        for doc_id, record in written:
             document = state.documents[doc_id]
-            document.stored = True
-            document.plan_stored = document.plan_stored or document.planned
-            if document.finished:
-                document.final_round = state.round
-        if state.finished and not state.completed_event_sent:
+            if record == "document":
+                document.stored = True
+            elif record == "plan":
+                document.plan_stored = True
+            else:
+                document.final_round = written_round
+        if written_finished and not state.completed_event_sent:
             await self.publisher.publish(JOB_COMPLETED, JobCompleted(job_id=state.job_id, status=state.status))
             state.completed_event_sent = True
             await self.store.set_job_fields(state.job_id, {"completed_event_sent": True})
@@ -410,24 +415,29 @@ def _unplanned(document: Mapping[str, Any]) -> bool:
     return document.get("blob") is not None and document.get("pages") is None and not document.get("error")
 
 
-def document_writes(state: JobState, doc_ids: Iterable[str]) -> list[Write]:
+def document_writes(state: JobState, doc_ids: Iterable[str]) -> tuple[list[Write], list[tuple[str, str]]]:
     """What these documents need stored, all inserts: the record of a document found in an
     archive, a document's plan once it has one, and its final record once it is finished
-    (one per round). What is in between is in the job record (`documents_active`)."""
+    (one per round). What is in between is in the job record (`documents_active`). Returns
+    the writes and which records they are (document id, "document" | "plan" | "final")."""
     writes: list[Write] = []
+    written: list[tuple[str, str]] = []
     for doc_id in sorted(doc_ids):
         document = state.documents[doc_id]
         if not document.stored:
             record: dict[str, Any] = {"_id": document_key(state.job_id, doc_id), "job_id": state.job_id}
             record |= {"doc_id": doc_id, "blob": None, "filename": document.filename or doc_id}
             writes.append(("documents", InsertOne(record)))
+            written.append((doc_id, "document"))
         if document.planned and not document.plan_stored:
             plan = document_progress_record(state.job_id, doc_id, PLAN_STAGE, document.plan_fields())
             writes.append(("document_progress", InsertOne(plan)))
+            written.append((doc_id, "plan"))
         if document.finished and document.final_round != state.round:
             final = document_progress_record(state.job_id, doc_id, state.round, document.record_fields())
             writes.append(("document_progress", InsertOne(final)))
-    return writes
+            written.append((doc_id, "final"))
+    return writes, written
 
 
 def outcome_writes(report: PageDone | PageFailed) -> list[Write]:

@@ -228,3 +228,23 @@ async def test_a_document_reads_as_it_stands_from_plan_to_replay_without_updatin
     assert await shown("d0002") == ("completed", 1, 1, 0)  # its final record of round 0 still stands
     assert [d["status"] for d in await store.get_documents(job.job_id)] == ["completed", "completed"]
     assert await store.uploaded_document(job.job_id, "d0001") == uploaded
+
+
+async def test_a_document_finishing_while_progress_is_written_gets_its_final_record(
+    store: JobStore, db: Database, jobs: Coordinator
+):
+    """The last outcome of a document can land while a flush is writing: the next flush
+    still stores the document's final state (the flush marks only what it wrote)."""
+    job = await submit(store, db, {"a.pdf": b"%PDF"})
+    await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=2))
+    await jobs.flush()
+    await jobs.outcome(page_done(1, job_id=job.job_id, doc_id="d0001"))  # the document moved: due
+    # Both writes go in one round of the batch writer; the outcome is counted first.
+    await asyncio.gather(jobs.outcome(page_done(2, job_id=job.job_id, doc_id="d0001")), jobs.flush())
+    await jobs.flush()
+    document = await store.get_document(job.job_id, "d0001")
+    assert document is not None
+    assert (document["status"], document["pages_done"]) == ("completed", 2)
+    saved = await store.get_job(job.job_id)
+    assert saved is not None
+    assert saved["status"] == "completed"
