@@ -9,9 +9,12 @@ is retried through NSQ.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import io
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -37,7 +40,21 @@ _engines: dict[str, OcrEngine] = {}
 _settings: EngineSettings = {}
 
 
-def _start_process(settings: EngineSettings, preload: str, max_page_pixels: int) -> None:
+def _die_with(parent: int) -> None:
+    """Ask Linux to kill this process when the worker that started it dies, however it dies
+    (a SIGKILL leaves no chance to clean up); exit now if it is already gone."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _start_process(settings: EngineSettings, preload: str, max_page_pixels: int, parent: int) -> None:
+    _die_with(parent)
     # Ingest already refused pages over this limit; Pillow's own (89.5 MP) must not refuse the rest.
     Image.MAX_IMAGE_PIXELS = max_page_pixels
     _settings.update(settings)
@@ -89,7 +106,7 @@ class OcrPool:
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_process,
-            initargs=(self._engine_settings, self._preload, self._max_page_pixels),
+            initargs=(self._engine_settings, self._preload, self._max_page_pixels, os.getpid()),
         )
 
     async def read(self, png: bytes, *, engine: str, language: str | None, dpi: int) -> tuple[str, float]:

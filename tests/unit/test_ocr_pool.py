@@ -1,0 +1,51 @@
+"""OCR pool processes never outlive their worker, even one killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.waiting import eventually
+
+# A worker's pool with a slow engine, so pages go to pool processes; prints their pids.
+WORKER = """
+import asyncio, io
+from PIL import Image
+from bulkocr_ocr_worker.pool import OcrPool
+
+async def main():
+    pool = OcrPool(2, {"null": {"seconds_per_page": 0.01}}, preload="")
+    buffer = io.BytesIO()
+    Image.new("L", (20, 20), 255).save(buffer, format="PNG")
+    await asyncio.gather(*(pool.read(buffer.getvalue(), engine="null", language=None, dpi=300) for _ in range(4)))
+    print(" ".join(map(str, pool.pids())), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\nState:\tZ" not in status.read_text()  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+async def test_pool_processes_die_with_a_worker_killed_by_sigkill():
+    """SIGKILL gives the worker no chance to stop its pool; its pool processes go anyway."""
+    with subprocess.Popen([sys.executable, "-c", WORKER], stdout=subprocess.PIPE, text=True) as worker:
+        try:
+            assert worker.stdout is not None
+            pids = [int(pid) for pid in worker.stdout.readline().split()]
+            assert pids
+            assert all(alive(pid) for pid in pids)
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+            await eventually(lambda: not any(alive(pid) for pid in pids), what="the pool processes to exit")
+        finally:
+            worker.kill()
