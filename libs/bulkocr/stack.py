@@ -124,10 +124,11 @@ class LocalStack:
         env["BULKOCR_PORT"] = str(self.port)
         env.setdefault("BULKOCR_LOG_FORMAT", "json")
         # One host: blobs in a folder. GridFS (the default elsewhere, so Swarm nodes need no
-        # shared volume) is about 3x slower on FerretDB, which scans its collections.
-        if "BULKOCR_BLOB_BACKEND" not in self.environment:
-            env["BULKOCR_BLOB_BACKEND"] = "directory"
-            env["BULKOCR_BLOB_DIRECTORY"] = str(self.state_dir / "blobs")
+        # shared volume) is about 3x slower on FerretDB, which scans its collections. The
+        # folder is in this stack's state, never the services' working directory.
+        env.setdefault("BULKOCR_BLOB_BACKEND", "directory")
+        if env["BULKOCR_BLOB_BACKEND"] == "directory":
+            env.setdefault("BULKOCR_BLOB_DIRECTORY", str(self.state_dir / "blobs"))
         if node and "BULKOCR_NODE_ID" not in self.environment:
             env["BULKOCR_NODE_ID"] = node
         return env
