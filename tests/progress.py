@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bulkocr.mongo import PLAN_STAGE, JobStore, document_progress_record
+from bulkocr.mongo import PLAN_STAGE, JobStore, document_progress_record, insert_ignoring_duplicates
 
 
 async def set_document(store: JobStore, job_id: str, doc_id: str, *, final: bool = False, **fields: Any) -> None:
     """Store a document's plan (pages, error, status …) or, with `final`, its final record."""
     stage = 0 if final else PLAN_STAGE
-    await store.record_document_progress([document_progress_record(job_id, doc_id, stage, fields)])
+    await insert_ignoring_duplicates(store.document_progress, [document_progress_record(job_id, doc_id, stage, fields)])

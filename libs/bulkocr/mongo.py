@@ -332,14 +332,13 @@ class JobStore:
         """The job's first `limit` documents in upload order (an archive's members after it),
         read by key: what a status shows costs the same on a full database."""
         uploaded = [document_id(index) for index in range(1, min(documents_total, limit) + 1)]
-        found = await asyncio.gather(*(self.get_document(job_id, doc_id) for doc_id in uploaded))
         shown: list[Document] = []
-        for document in found:
-            if document is None or len(shown) >= limit:
-                continue
+        for document in await self.documents_by_id(job_id, uploaded):
+            if len(shown) >= limit:
+                break
             shown.append(document)
             members = list(document.get("members") or [])[: limit - len(shown)]
-            shown += [m for m in await asyncio.gather(*(self.document(job_id, d) for d in members)) if m]
+            shown += await self.documents_by_id(job_id, members)
         return shown[:limit]
 
     async def count_documents(self, job_id: str) -> int:
@@ -347,26 +346,24 @@ class JobStore:
 
     async def documents_by_id(self, job_id: str, doc_ids: Sequence[str]) -> list[Document]:
         """These documents of the job as they stand, by their ids (lookups by key: no scan)."""
-        found = await asyncio.gather(*(self.document(job_id, doc_id) for doc_id in doc_ids))
-        return [document for document in found if document is not None]
+        if not doc_ids:
+            return []
+        found = await asyncio.gather(*(self.uploaded_document(job_id, doc_id) for doc_id in doc_ids))
+        return await self._as_they_stand(job_id, [document for document in found if document is not None])
 
     async def get_document(self, job_id: str, doc_id: str) -> Document | None:
         """The document as it stands: its upload merged with its progress."""
-        return await self.document(job_id, doc_id)
+        found = await self.documents_by_id(job_id, [doc_id])
+        return found[0] if found else None
 
     async def uploaded_document(self, job_id: str, doc_id: str) -> Document | None:
         """The document's own record (its file, name and checksum), without its progress."""
         return await self.documents.find_one({"_id": document_key(job_id, doc_id)})
 
-    async def document(self, job_id: str, doc_id: str) -> Document | None:
-        uploaded = await self.uploaded_document(job_id, doc_id)
-        if uploaded is None:
-            return None
-        return (await self._as_they_stand(job_id, [uploaded]))[0]
-
     async def _as_they_stand(self, job_id: str, uploaded: list[Document]) -> list[Document]:
-        """Merge each document with its progress, read by key: the job record's live entries,
-        then its final record (the latest round first), else its plan."""
+        """Merge each document with its progress, read by key (one read of the job for all):
+        its final record (the latest round first), else its plan, and the job record's live
+        entries."""
         job = await self.get_job(job_id) or {}
         rounds = range(int(job.get("replays") or 0), -1, -1)
 
@@ -381,11 +378,6 @@ class JobStore:
         found = await asyncio.gather(*(progress_of(document) for document in uploaded))
         active = _active(job)
         return [_merged(document, job, active, progress) for document, progress in zip(uploaded, found, strict=True)]
-
-    async def record_document_progress(self, records: list[Document]) -> None:
-        """Insert documents' plan or final records (see `document_progress_record`); a repeat
-        changes nothing."""
-        await insert_ignoring_duplicates(self.document_progress, records)
 
     async def ingest_record(self, job_id: str, doc_id: str, *, batch: int) -> Document:
         """Ingest's own record of a document (its own collection, insert-only): `plans` it

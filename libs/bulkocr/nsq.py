@@ -352,7 +352,7 @@ class Consumer(Generic[M]):
         else:
             _respond(message, "finish")
             # debug: one line per message is thousands a second on a busy cluster; services
-            # log what a message achieved (page_ocr_done, document_planned) themselves.
+            # log what a message achieved (page_ocr_done, document_split) themselves.
             log.debug("message_done", seconds=_since(started))
         finally:
             keep_alive.cancel()

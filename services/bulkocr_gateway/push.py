@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from bulkocr.ami import ami_csv, ami_rows, not_pushable_reason
 from bulkocr.contracts import ARCHIPELAGO_PUSH, ArchipelagoPush, PushOptions
 from bulkocr.errors import PublishError
-from bulkocr_gateway.http import fail, json_response
+from bulkocr_gateway.http import JSON, fail, json_response
 from bulkocr_gateway.keys import ARCHIPELAGO, OWNER, PUBLISHER, SETTINGS, STORE
 from bulkocr_gateway.models import Accepted, ArchipelagoResult
 from bulkocr_gateway.views import archipelago_view, status_url
@@ -33,7 +33,7 @@ async def _push_body(request: web.Request) -> tuple[str, PushOptions]:
     if request.content_length is not None and request.content_length > _MAX_BODY:
         reason = json.dumps({"error": f"the request body is larger than {_MAX_BODY} bytes"})
         size = request.content_length
-        raise web.HTTPRequestEntityTooLarge(_MAX_BODY, size, text=reason, content_type="application/json")
+        raise web.HTTPRequestEntityTooLarge(_MAX_BODY, size, text=reason, content_type=JSON)
     try:
         body = json.loads(await request.read() or b"{}")
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes

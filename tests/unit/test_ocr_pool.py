@@ -12,7 +12,7 @@ from tests.waiting import eventually
 
 # A worker's pool with a slow engine, so pages go to pool processes; prints their pids.
 WORKER = """
-import asyncio, io
+import asyncio, io, sys
 from PIL import Image
 from bulkocr_ocr_worker.pool import OcrPool
 
@@ -22,7 +22,7 @@ async def main():
     Image.new("L", (20, 20), 255).save(buffer, format="PNG")
     await asyncio.gather(*(pool.read(buffer.getvalue(), engine="null", language=None, dpi=300) for _ in range(4)))
     print(" ".join(map(str, pool.pids())), flush=True)
-    await asyncio.sleep(3600)
+    sys.stdin.readline()  # lives until the test is done with it (or kills it)
 
 asyncio.run(main())
 """
@@ -38,7 +38,8 @@ def alive(pid: int) -> bool:
 
 async def test_pool_processes_die_with_a_worker_killed_by_sigkill():
     """SIGKILL gives the worker no chance to stop its pool; its pool processes go anyway."""
-    with subprocess.Popen([sys.executable, "-c", WORKER], stdout=subprocess.PIPE, text=True) as worker:
+    command = [sys.executable, "-c", WORKER]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as worker:
         try:
             assert worker.stdout is not None
             pids = [int(pid) for pid in worker.stdout.readline().split()]
