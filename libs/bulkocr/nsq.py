@@ -5,9 +5,11 @@
 - `consuming(...)`: runs a handler per message. Success means FIN; `PermanentError`, an
   undecodable body or the last allowed attempt means the message goes to the topic's
   dead-letter topic with its cause (then FIN); any other exception means REQ with
-  exponential backoff. Long handlers are TOUCHed automatically. Leaving the block drains:
-  no new messages, in-flight handlers finish (or are given back), then the connections
-  close without pynsq's reconnect noise.
+  exponential backoff. A message delivered more often than the attempts allowed (its
+  earlier deliveries crashed or hung their consumer) is dead-lettered before it runs.
+  Long handlers are TOUCHed automatically. Leaving the block drains: no new messages,
+  in-flight handlers finish (or are given back), then the connections close without
+  pynsq's reconnect noise.
 - `NsqAdmin`: nsqd's HTTP API (create topics and channels up front, read stats).
 
 pynsq objects bind to the running loop when built, so everything here is created inside
@@ -328,6 +330,18 @@ class Consumer(Generic[M]):
                 await self._dead_letter(message, None, str(error), started)
                 return
             with structlog.contextvars.bound_contextvars(**_log_context(payload)):
+                if delivery.attempts > self.settings.max_attempts:
+                    # Every failure that raises is counted below, so a delivery past the last
+                    # attempt means earlier ones never answered: the handler crashed its process
+                    # (out of memory, a native crash) or hung past nsqd's timeout. Running it again
+                    # would do the same, for ever.
+                    cause = (
+                        f"delivered {delivery.attempts} times, more than the {self.settings.max_attempts} "
+                        "attempts allowed: earlier deliveries never answered (their consumer crashed "
+                        "or hung)"
+                    )
+                    await self._dead_letter(message, payload, cause, started)
+                    return
                 await self._run_handler(message, delivery, payload, started)
 
     async def _run_handler(self, message: Any, delivery: Delivery, payload: M, started: float) -> None:
@@ -370,13 +384,7 @@ class Consumer(Generic[M]):
 
     async def _dead_letter(self, message: Any, payload: M | None, cause: str, started: float) -> None:
         attempts = int(message.attempts)
-        letter = DeadLetter(
-            topic=self.topic.name,
-            channel=self.channel,
-            body=message.body.decode(errors="replace"),
-            cause=cause,
-            attempts=attempts,
-        )
+        letter = DeadLetter.of(self.topic.name, self.channel, bytes(message.body), cause, attempts)
         try:
             if payload is not None and self.on_give_up is not None:
                 await self.on_give_up(payload, cause, attempts)

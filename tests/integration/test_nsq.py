@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -14,12 +19,17 @@ from bulkocr.errors import PermanentError, PublishError
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.servers import LocalServers
 from bulkocr.settings import NsqSettings
+from tests.fakes.crashing_consumer import Crash
 from tests.integration.conftest import nsq_settings_for
 from tests.waiting import eventually
 
 
 class Ping(Message):
     n: int
+
+
+class Text(Message):
+    text: str
 
 
 CHANNEL = "test"
@@ -100,6 +110,84 @@ async def test_exhausted_attempts_go_to_the_dead_letter_topic(ping_topic, publis
     assert "gave up after 3 attempts" in letter.cause
     assert "engine crashed" in letter.cause
     assert Ping.model_validate_json(letter.body) == Ping(n=7)
+
+
+async def test_a_message_that_kills_its_consumer_is_dead_lettered_before_it_runs_again(
+    topic_name, publisher, servers, nsq_admin, tmp_path
+):
+    """A message whose handler kills the process (no FIN, no REQ: nsqd just sees the connection
+    end) is delivered again to the restarted consumer; once it has been delivered more often
+    than the attempts allowed, it goes to the dead-letter topic, with its cause and the give-up
+    report, without running the handler again. Before, it was delivered for ever."""
+    await nsq_admin.create_channel(topic_name, CHANNEL)
+    await nsq_admin.create_channel(dead_letter_topic(topic_name).name, CHANNEL)
+    settings = nsq_settings_for(servers, max_attempts=3)
+    report = tmp_path / "report"
+    report.touch()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("BULKOCR_")}
+    env.update(servers.addresses.environment())
+    # nsqd hands a dead consumer's message out again once its timeout runs out.
+    env.update({"BULKOCR_NSQ_MAX_ATTEMPTS": "3", "BULKOCR_NSQ_MSG_TIMEOUT_S": "1"})
+    await publisher.publish(Topic(topic_name, Crash), Crash(n=1))
+    letters: list[DeadLetter] = []
+    dlq = asyncio.create_task(collect_dead_letters(Topic(topic_name, Ping), publisher, settings, letters))
+
+    def gave_up() -> bool:
+        return "gave up" in report.read_text()
+
+    def crashed_or_gave_up(consumer: subprocess.Popen[bytes]) -> bool:
+        return consumer.poll() is not None or gave_up()
+
+    for _ in range(5):  # a supervisor restarting the consumer, as Swarm does
+        consumer = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.crashing_consumer", topic_name, CHANNEL, str(report)],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+        )
+        try:
+            await eventually(functools.partial(crashed_or_gave_up, consumer), what="a crash or a give-up")
+        finally:
+            if consumer.poll() is None:
+                consumer.terminate()
+            await asyncio.to_thread(consumer.wait)
+        if gave_up():
+            break
+    await eventually(lambda: len(letters) == 1, what="the dead letter")
+    dlq.cancel()
+    lines = report.read_text().splitlines()
+    assert lines[:3] == ["attempt 1", "attempt 2", "attempt 3"]
+    assert len(lines) == 4
+    assert "delivered 4 times" in lines[3]
+    assert letters[0].attempts == 4
+    assert "never answered" in letters[0].cause
+    assert Crash.model_validate_json(letters[0].body) == Crash(n=1)
+
+
+async def test_a_dead_letter_too_big_for_nsqd_is_cut_to_fit_not_requeued_for_ever(
+    ping_topic, publisher, nsq_settings, nsq_admin
+):
+    """A message near nsqd's 1 MiB limit whose body JSON-escapes to more than that is still
+    dead-lettered: the letter keeps the start of the body, its size, and says it was cut."""
+    big = Topic(ping_topic.name, Text)
+    letters: list[DeadLetter] = []
+
+    async def refuses(message: Text, delivery: Delivery) -> None:
+        raise PermanentError("no")
+
+    body = Text(text='"' * 500_000)  # 1 MB as sent (each quote escaped), 2 MB escaped again in a letter
+    dlq = asyncio.create_task(collect_dead_letters(ping_topic, publisher, nsq_settings, letters))
+    async with consuming(big, CHANNEL, refuses, publisher=publisher, settings=nsq_settings):
+        await publisher.publish(big, body)
+        await eventually(lambda: len(letters) == 1, what="the dead letter")
+        stats = await nsq_admin.channel_stats(ping_topic.name, CHANNEL)
+    dlq.cancel()
+    assert stats is not None
+    assert stats["depth"] == stats["in_flight_count"] == stats["deferred_count"] == 0
+    letter = letters[0]
+    assert letter.truncated
+    assert letter.body_bytes == len(big.encode(body))
+    assert big.encode(body).decode().startswith(letter.body)
+    assert letter.cause == "PermanentError: no"
 
 
 async def test_permanent_error_is_dead_lettered_at_once_and_reported(ping_topic, publisher, nsq_settings):
