@@ -1,9 +1,15 @@
-"""Process plumbing shared by every service: the shutdown signal."""
+"""Process plumbing shared by every service: the shutdown signal, child processes that die
+with their service."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import signal
+import sys
+
+_PR_SET_PDEATHSIG = 1
 
 
 def shutdown_event() -> asyncio.Event:
@@ -14,3 +20,14 @@ def shutdown_event() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, event.set)
     return event
+
+
+def die_with_parent(parent: int) -> None:
+    """Call first thing in a child process: Linux kills it when the service that started it
+    dies, however it dies (a SIGKILL leaves no chance to clean up); exit now if it is already
+    gone."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)

@@ -5,17 +5,19 @@ pages and announce them (`job.planned`, so progress is honest from the start), t
 one page at a time (memory stays flat for a 1,000-page PDF), store each page image in the
 blob store, record the page tasks and announce them in batches (`pages.ready`; the
 aggregator queues them for OCR). Several documents are split at once, by one process or by
-several replicas. A document that cannot be
-read is announced with its cause while the job's other documents go on; so is a one-page
-document whose page cannot be produced (it is announced after that page is rendered). ZIP
-archives are expanded into documents of their own.
+several replicas; the parsing itself runs in split processes held to memory and time limits
+(`split_process.py`), so a hostile file fails its document, never ingest. A document that
+cannot be read is announced with its cause while the job's other documents go on; so is a
+one-page document whose page cannot be produced (it is announced after that page is
+rendered). ZIP archives are expanded into documents of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,11 +50,10 @@ from bulkocr_ingest.split import (
     PageFailure,
     PageImage,
     SplitLimits,
-    count_pages,
     detect_type,
     expand_zip,
-    iter_pages,
 )
+from bulkocr_ingest.split_process import ProcessLimits, SplitProcesses
 
 log = structlog.get_logger(__name__)
 
@@ -68,9 +69,18 @@ class IngestSettings(BaseSettings):
     zip_max_total_bytes: int = Field(default=4 << 30, gt=0)
     zip_max_members: int = Field(default=10_000, gt=0)
     publish_batch: int = Field(default=50, gt=0)
-    # Documents split at once by one ingest process (each in a thread; run more replicas for more).
+    # Documents split at once by one ingest process (each in a split process of its own; run
+    # more replicas for more).
     max_in_flight: int = Field(default=2, gt=0)
+    # Each split process's address space (RLIMIT_AS): a PDF page at the 80 MP pixel limit needs
+    # about 600 MB; a document that needs more fails with the cause instead of OOM-killing ingest.
+    split_memory_mb: int = Field(default=2048, ge=128)
+    # Longest a split process may take to count a document's pages or to produce one page.
+    split_timeout_s: float = Field(default=300.0, gt=0)
     work_dir: Path | None = None
+
+    def process_limits(self) -> ProcessLimits:
+        return ProcessLimits(memory_bytes=self.split_memory_mb << 20, call_timeout_s=self.split_timeout_s)
 
     def limits(self) -> SplitLimits:
         return SplitLimits(
@@ -87,6 +97,7 @@ class Deps:
     store: JobStore
     blobs: BlobStore
     publisher: NsqPublisher
+    splitters: SplitProcesses
 
 
 def page_image_key(job_id: str, doc_id: str, page: int) -> str:
@@ -214,7 +225,8 @@ async def ingest_file(plans: Plans, doc_id: str, filename: str, path: Path) -> N
         if kind is DocumentType.ZIP:
             await _ingest_archive(plans, doc_id, filename, path)
             return
-        pages = await asyncio.to_thread(count_pages, path, name=filename, limits=limits)
+        async with plans.deps.splitters.lease() as splitter:
+            pages = await splitter.count_pages(path, name=filename, limits=limits)
     except DocumentError as error:
         await plans.announce(doc_id, filename, error=str(error))
         log.warning("document_unreadable", error=str(error))
@@ -236,9 +248,10 @@ async def _ingest_one_page(plans: Plans, doc_id: str, filename: str, path: Path)
     says why it failed rather than showing a failed document with no error."""
     job, deps = plans.job, plans.deps
     first: PageImage | PageFailure | None = None
-    async for page in _rendered_pages(path, filename, job.options.dpi, deps.settings.limits()):
-        if first is None:
-            first = page
+    async with contextlib.aclosing(_rendered_pages(path, filename, job.options.dpi, deps)) as rendered:
+        async for page in rendered:
+            if first is None:
+                first = page
     if not isinstance(first, PageImage):
         cause = str(first.error) if first is not None else "corrupt document: its only page cannot be found"
         await plans.announce(doc_id, filename, error=cause)
@@ -295,15 +308,17 @@ async def _split_and_queue(
         batch.clear()
         return not await _cancelled(job.job_id, deps)
 
-    async for page in _rendered_pages(path, filename, job.options.dpi, deps.settings.limits(), first=first):
-        last = page.number
-        if isinstance(page, PageFailure):
-            last_error = str(page.error)
-            await _fail_page(job, doc_id, page.number, last_error, deps=deps)
-            continue
-        batch.append(await _stored_page(job, doc_id, page, deps))
-        if len(batch) >= deps.settings.publish_batch and not await queue():
-            return
+    # aclosing: leaving early gives the split process back now, not when the generator is collected.
+    async with contextlib.aclosing(_rendered_pages(path, filename, job.options.dpi, deps, first=first)) as rendered:
+        async for page in rendered:
+            last = page.number
+            if isinstance(page, PageFailure):
+                last_error = str(page.error)
+                await _fail_page(job, doc_id, page.number, last_error, deps=deps)
+                continue
+            batch.append(await _stored_page(job, doc_id, page, deps))
+            if len(batch) >= deps.settings.publish_batch and not await queue():
+                return
     if batch:
         await queue()
     # A document that broke part way yields no more pages: every page counted but not
@@ -335,26 +350,20 @@ async def _queue(job: JobInfo, doc_id: str, tasks: list[PageTask], deps: Deps) -
 
 
 async def _rendered_pages(
-    path: Path, filename: str, dpi: int, limits: SplitLimits, *, first: int = 1
-) -> AsyncIterator[PageImage | PageFailure]:
-    """Pages rendered one at a time in a thread, so the event loop keeps serving NSQ."""
-    pages = iter_pages(path, dpi=dpi, name=filename, limits=limits, first=first)
+    path: Path, filename: str, dpi: int, deps: Deps, *, first: int = 1
+) -> AsyncGenerator[PageImage | PageFailure, None]:
+    """Pages rendered one at a time in a split process, which this document holds meanwhile."""
     number = first - 1
-    try:
-        while True:
-            try:
-                page = await asyncio.to_thread(next, pages, None)
-            except DocumentError as error:
-                # The document broke part way: the next page fails with the cause.
-                yield PageFailure(number=number + 1, error=error)
-                return
-            if page is None:
-                return
-            number = page.number
-            yield page
-    finally:
-        # Closing waits for the PDFium lock another render may hold: not on the loop.
-        await asyncio.to_thread(pages.close)
+    async with deps.splitters.lease() as splitter:
+        try:
+            await splitter.open(path, dpi=dpi, name=filename, limits=deps.settings.limits(), first=first)
+            while (page := await splitter.next_page(number + 1)) is not None:
+                number = page.number
+                yield page
+        except DocumentError as error:
+            # The document broke part way (or went over the split process's limits): the
+            # next page fails with the cause.
+            yield PageFailure(number=number + 1, error=error)
 
 
 async def _fail_page(job: JobInfo, doc_id: str, page: int, error: str, *, deps: Deps) -> None:
@@ -382,28 +391,29 @@ async def _download(blobs: BlobStore, key: str, path: Path) -> None:
 
 async def run(settings: IngestSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
     stop = shutdown_event()
-    async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
-        store = JobStore(db)
-        await store.ensure_indexes()
-        deps = Deps(settings, store, make_blob_store(blob, db), publisher)
+    with SplitProcesses(settings.max_in_flight, settings.process_limits()) as splitters:
+        async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
+            store = JobStore(db)
+            await store.ensure_indexes()
+            deps = Deps(settings, store, make_blob_store(blob, db), publisher, splitters)
 
-        async def handler(task: DocumentTask, delivery: Delivery) -> None:
-            await handle_document(task, delivery, deps=deps)
+            async def handler(task: DocumentTask, delivery: Delivery) -> None:
+                await handle_document(task, delivery, deps=deps)
 
-        async def on_give_up(task: DocumentTask, cause: str, attempts: int) -> None:
-            await give_up_document(task, cause, attempts, deps=deps)
+            async def on_give_up(task: DocumentTask, cause: str, attempts: int) -> None:
+                await give_up_document(task, cause, attempts, deps=deps)
 
-        async with consuming(
-            DOCUMENT,
-            CHANNEL,
-            handler,
-            publisher=publisher,
-            settings=nsq,
-            max_in_flight=settings.max_in_flight,
-            on_give_up=on_give_up,
-        ):
-            log.info("service_started")
-            await stop.wait()
+            async with consuming(
+                DOCUMENT,
+                CHANNEL,
+                handler,
+                publisher=publisher,
+                settings=nsq,
+                max_in_flight=settings.max_in_flight,
+                on_give_up=on_give_up,
+            ):
+                log.info("service_started")
+                await stop.wait()
 
 
 def main() -> None:

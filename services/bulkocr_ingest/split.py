@@ -1,6 +1,6 @@
 """Split one uploaded document into page images, one page at a time.
 
-Pure and blocking: the ingest service calls these functions through its executor. Nothing
+Pure and blocking: the ingest service calls these functions in its split processes. Nothing
 here touches the network, the blob store or process-wide settings (Pillow's
 ``MAX_IMAGE_PIXELS`` and ``LOAD_TRUNCATED_IMAGES`` are left alone; sizes are checked here).
 
@@ -14,7 +14,7 @@ here touches the network, the blob store or process-wide settings (Pillow's
 Decisions, and why:
 
 - Pages are yielded as PNG bytes with their size and dpi, not as PIL images. The service
-  stores each page in the blob store straight away, so encoding here (inside the executor)
+  stores each page in the blob store straight away, so encoding here (inside the split process)
   keeps CPU work off the event loop, and the raw raster is freed before the next page is
   rendered. PNG is lossless, so OCR sees exactly the pixels that were rendered or decoded;
   JPEG would add artefacts around glyph edges, which is where OCR is most sensitive.
@@ -28,9 +28,10 @@ Decisions, and why:
   pages) raises a :class:`DocumentError` (a ``PermanentError``: retrying cannot help) before
   any page is produced. Something wrong with one page (too many pixels even at the minimum
   dpi, undecodable data) is yielded as a :class:`PageFailure`, and the other pages still come.
-- PDFium is not thread-safe, so every PDFium call here holds one module lock: the service
-  may split several documents in a thread pool, and their PDFium work is serialised while
-  PNG encoding (which releases the GIL) runs in parallel.
+- PDFium is not thread-safe, so every PDFium call here holds one module lock. The ingest
+  service calls these functions in split processes of their own (``split_process.py``, which
+  holds them to memory and time limits), one document per process; the lock keeps any
+  caller that uses threads safe.
 """
 
 from __future__ import annotations

@@ -9,12 +9,9 @@ is retried through NSQ.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import io
 import multiprocessing
 import os
-import signal
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,6 +19,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from bulkocr.runtime import die_with_parent
 from bulkocr_ocr_worker.engines import OcrEngine, make_engine, read_page
 
 EngineSettings = dict[str, dict[str, Any]]
@@ -40,21 +38,8 @@ _engines: dict[str, OcrEngine] = {}
 _settings: EngineSettings = {}
 
 
-def _die_with(parent: int) -> None:
-    """Ask Linux to kill this process when the worker that started it dies, however it dies
-    (a SIGKILL leaves no chance to clean up); exit now if it is already gone."""
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
 def _start_process(settings: EngineSettings, preload: str, max_page_pixels: int, parent: int) -> None:
-    _die_with(parent)
+    die_with_parent(parent)
     # Ingest already refused pages over this limit; Pillow's own (89.5 MP) must not refuse the rest.
     Image.MAX_IMAGE_PIXELS = max_page_pixels
     _settings.update(settings)

@@ -25,6 +25,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bulkocr.stack import SERVICES, LocalStack
+from tests.images import blank_png
 from tests.ocr_quality import TEST_DATA
 from tests.pdf_builder import make_pdf
 
@@ -320,7 +321,8 @@ async def test_a_decompression_bomb_page_is_rendered_under_the_pixel_limit(
     assert (page["status"], page["attempts"]) == ("done", 1)
     assert 72 <= page["dpi"] < 300
     assert page["width"] * page["height"] <= DEFAULT_MAX_PAGE_PIXELS
-    assert peak_rss(stack.processes["ingest"].pid) < INGEST_PEAK_RSS
+    ingest = stack.processes["ingest"].pid
+    assert max(peak_rss(pid) for pid in [ingest, *child_pids(ingest)]) < INGEST_PEAK_RSS
     assert_stack_alive(stack)
 
 
@@ -356,6 +358,33 @@ async def test_lowered_ingest_limits_fail_documents_with_their_causes(stack: Loc
     assert outcomes["trivial.pdf"] == ("completed", "")
     assert_all_pages_accounted_for(status)
     assert_stack_alive(stack)
+
+
+async def test_a_document_over_the_split_memory_limit_fails_alone_and_ingest_serves_on(
+    stack: LocalStack, http: aiohttp.ClientSession
+):
+    """With BULKOCR_INGEST_SPLIT_MEMORY_MB=200, a 64-megapixel page (under the pixel limit, but
+    256 MB to decode) fails its document with the cause and the limit; the job's other
+    documents complete, the ingest process itself lives on, and the next job is split."""
+    files = {
+        "big-map.png": blank_png(8000, 8000),
+        "trivial.pdf": (TEST_DATA / "trivial.pdf").read_bytes(),
+        "three-pages.pdf": many_pages_pdf(3),
+    }
+    async with ingest_with(stack, BULKOCR_INGEST_SPLIT_MEMORY_MB="200"):
+        ingest = stack.processes["ingest"].pid
+        status = await wait_finished(http, stack, await submit(http, stack, files))
+        outcomes = {name: (document["status"], document["error"]) for name, document in by_filename(status).items()}
+        assert outcomes == {
+            "big-map.png": ("failed", "needs more memory than the splitter may use (200 MB)"),
+            "trivial.pdf": ("completed", None),
+            "three-pages.pdf": ("completed", None),
+        }
+        assert_all_pages_accounted_for(status)
+        after = await wait_finished(http, stack, await submit(http, stack, {"again.pdf": many_pages_pdf(2)}))
+        assert after["status"] == "completed", after
+        assert stack.processes["ingest"].pid == ingest
+        assert_stack_alive(stack)
 
 
 async def test_the_real_engine_reads_the_largest_page_in_bounded_memory(stack: LocalStack, http: aiohttp.ClientSession):

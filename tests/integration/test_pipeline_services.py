@@ -7,9 +7,11 @@ import hashlib
 import io
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
+
+import pytest
 
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import (
@@ -33,6 +35,7 @@ from bulkocr.settings import BlobSettings, NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
 from bulkocr_ingest.service import Deps as IngestDeps
 from bulkocr_ingest.service import IngestSettings, handle_document
+from bulkocr_ingest.split_process import SplitProcesses
 from tests.integration.test_store import page_done, page_failed
 from tests.ocr_quality import TEST_DATA
 from tests.waiting import eventually
@@ -85,7 +88,22 @@ def tasks_of(ready: list[PagesReady]) -> list[PageTask]:
     return [task for message in ready for task in message.tasks]
 
 
-async def test_ingest_expands_archives_and_queues_one_task_per_page(store, db, publisher, nsq_settings, nsq_admin):
+@pytest.fixture
+def splitters() -> Iterator[SplitProcesses]:
+    settings = IngestSettings()
+    with SplitProcesses(settings.max_in_flight, settings.process_limits()) as processes:
+        yield processes
+
+
+def ingest_deps(
+    settings: IngestSettings, store: JobStore, db: Database, publisher: NsqPublisher, splitters: SplitProcesses
+) -> IngestDeps:
+    return IngestDeps(settings, store, make_blob_store(BlobSettings(), db), publisher, splitters)
+
+
+async def test_ingest_expands_archives_and_queues_one_task_per_page(
+    store, db, publisher, nsq_settings, nsq_admin, splitters
+):
     """A zip of a PNG, a 4-page PDF and a text file becomes two documents (1 + 4 pages) and one
     failed member with its cause; each page image is in the blob store; a redelivery queues no
     page again but repeats the same plans (in case the first ones were lost with nsqd)."""
@@ -97,7 +115,7 @@ async def test_ingest_expands_archives_and_queues_one_task_per_page(store, db, p
     job = await submit(
         store, db, {"batch.zip": archive.getvalue(), "invalid.pdf": (TEST_DATA / "invalid.pdf").read_bytes()}
     )
-    deps = IngestDeps(IngestSettings(), store, make_blob_store(BlobSettings(), db), publisher)
+    deps = ingest_deps(IngestSettings(), store, db, publisher, splitters)
     async with (
         collecting(DOCUMENT_PLANNED, nsq_admin, publisher, nsq_settings, job.job_id) as plans,
         collecting(PAGES_READY, nsq_admin, publisher, nsq_settings, job.job_id) as ready,
@@ -174,11 +192,11 @@ async def test_aggregator_counts_exactly_and_announces_completion_once(
     assert await store.pages.count_documents({"job_id": job.job_id, "status": "done"}) == 3
 
 
-async def test_identical_files_in_a_job_are_read_once(store, db, publisher, nsq_settings, nsq_admin):
+async def test_identical_files_in_a_job_are_read_once(store, db, publisher, nsq_settings, nsq_admin, splitters):
     """A file the gateway found identical to an earlier one is not read: it is announced as its duplicate."""
     scan = (TEST_DATA / "typewriter.png").read_bytes()
     job = await submit(store, db, {"a.png": scan, "copy-of-a.png": scan}, duplicates={"d0002": "d0001"})
-    deps = IngestDeps(IngestSettings(), store, make_blob_store(BlobSettings(), db), publisher)
+    deps = ingest_deps(IngestSettings(), store, db, publisher, splitters)
     async with (
         collecting(DOCUMENT_PLANNED, nsq_admin, publisher, nsq_settings, job.job_id) as plans,
         collecting(PAGES_READY, nsq_admin, publisher, nsq_settings, job.job_id) as ready,
@@ -195,12 +213,14 @@ async def test_identical_files_in_a_job_are_read_once(store, db, publisher, nsq_
     assert [task.doc_id for task in tasks] == ["d0001"]
 
 
-async def test_a_split_cut_short_resumes_after_the_last_batch_it_queued(store, db, publisher, nsq_settings, nsq_admin):
+async def test_a_split_cut_short_resumes_after_the_last_batch_it_queued(
+    store, db, publisher, nsq_settings, nsq_admin, splitters
+):
     """A document redelivered after its split was cut short (ingest killed, or nsqd's message
     timeout) announces the same plan and renders only the pages after its last checkpoint."""
     job = await submit(store, db, {"cardinal.pdf": (TEST_DATA / "cardinal.pdf").read_bytes()})
     settings = IngestSettings(publish_batch=2)
-    deps = IngestDeps(settings, store, make_blob_store(BlobSettings(), db), publisher)
+    deps = ingest_deps(settings, store, db, publisher, splitters)
     plan = DocumentPlanned(job_id=job.job_id, doc_id="d0001", filename="cardinal.pdf", pages=4)
     await store.record_ingest(job.job_id, "d0001", plans=[plan.model_dump(mode="json")])
     await store.record_ingest(job.job_id, "d0001", rendered=2)

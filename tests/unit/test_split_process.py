@@ -1,0 +1,119 @@
+"""The splitter's child processes: a document that goes over the memory or time limit, or
+whose split process dies, fails with the cause, and the next document is split as usual."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bulkocr_ingest.split import DEFAULT_LIMITS, PageImage
+from bulkocr_ingest.split_process import ProcessLimits, SplitProcess, SplitProcesses, SplitterBreach
+from tests.images import blank_png
+from tests.ocr_quality import TEST_DATA
+from tests.waiting import eventually
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def big_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 8000 x 8000 RGB page (64 MP, under the 80 MP pixel limit): 256 MB to decode."""
+    path = tmp_path_factory.mktemp("pages") / "big.png"
+    path.write_bytes(blank_png(8000, 8000))
+    return path
+
+
+@pytest.fixture
+def processes() -> Iterator[list[SplitProcess]]:
+    started: list[SplitProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def split_process(processes: list[SplitProcess], *, memory_mb: int = 2048, timeout_s: float = 60.0) -> SplitProcess:
+    process = SplitProcess(ProcessLimits(memory_bytes=memory_mb * MIB, call_timeout_s=timeout_s))
+    processes.append(process)
+    return process
+
+
+async def all_pages(process: SplitProcess, path: Path, *, dpi: int = 150) -> list[PageImage]:
+    await process.open(path, dpi=dpi, name=path.name, limits=DEFAULT_LIMITS, first=1)
+    pages: list[PageImage] = []
+    while (page := await process.next_page(len(pages) + 1)) is not None:
+        assert isinstance(page, PageImage), page
+        pages.append(page)
+    return pages
+
+
+async def test_pages_come_from_the_child_as_they_would_in_process(processes):
+    """A 4-page PDF is counted and split in the child: four PNG pages, numbered in order."""
+    process = split_process(processes)
+    path = TEST_DATA / "cardinal.pdf"
+    assert await process.count_pages(path, name=path.name, limits=DEFAULT_LIMITS) == 4
+    pages = await all_pages(process, path)
+    assert [page.number for page in pages] == [1, 2, 3, 4]
+    assert all(page.png.startswith(b"\x89PNG") for page in pages)
+
+
+async def test_a_page_over_the_memory_limit_fails_with_the_cause_and_the_next_document_is_read(processes, big_page):
+    """Decoding the 64 MP page needs more than a 200 MB address space: the call fails with a
+    SplitterBreach that names the limit, the child is replaced, and the next document is read."""
+    process = split_process(processes, memory_mb=200)
+    assert await process.count_pages(big_page, name=big_page.name, limits=DEFAULT_LIMITS) == 1
+    first_pid = process.pid()
+    with pytest.raises(SplitterBreach, match=r"needs more memory than the splitter may use \(200 MB\)"):
+        await all_pages(process, big_page)
+    pages = await all_pages(process, TEST_DATA / "typewriter.png")
+    assert len(pages) == 1
+    assert process.pid() not in (None, first_pid)
+
+
+async def test_a_page_over_the_time_limit_fails_with_the_cause(processes, big_page, tmp_path):
+    """Producing the 64 MP page takes over a second: with a 0.5 s limit the child is killed, the
+    call fails with the limit and the page named, and a fresh child reads the next document."""
+    process = split_process(processes, timeout_s=0.5)
+    await process.open(big_page, dpi=150, name=big_page.name, limits=DEFAULT_LIMITS, first=1)
+    first_pid = process.pid()
+    with pytest.raises(SplitterBreach, match=r"took longer than 0\.5 s reading page 1, its time limit"):
+        await process.next_page(1)
+    small = tmp_path / "small.png"
+    small.write_bytes(blank_png(100, 100))  # milliseconds to split, however busy the machine
+    assert len(await all_pages(process, small)) == 1
+    assert process.pid() not in (None, first_pid)
+
+
+async def test_a_split_process_killed_mid_page_fails_the_document_not_the_service(processes, big_page):
+    """A child killed while rendering (as the kernel's OOM killer would) fails that call with
+    the signal named; the next call starts a fresh child."""
+    process = split_process(processes)
+    await process.open(big_page, dpi=150, name=big_page.name, limits=DEFAULT_LIMITS, first=1)
+    pid = process.pid()
+    assert pid is not None
+    rendering = asyncio.create_task(process.next_page(1))
+    await asyncio.sleep(0)  # the request is sent; decoding the page takes far longer than this
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(SplitterBreach, match=r"the splitter died reading page 1 \(killed by SIGKILL"):
+        await rendering
+    assert len(await all_pages(process, TEST_DATA / "typewriter.png")) == 1
+
+
+async def test_documents_wait_for_a_free_split_process_and_processes_end_with_the_pool():
+    """Two processes serve three documents: the third waits for a lease; leaving the pool
+    ends every child."""
+    with SplitProcesses(2, ProcessLimits(memory_bytes=2048 * MIB, call_timeout_s=60)) as pool:
+        path = TEST_DATA / "typewriter.png"
+
+        async def count() -> int:
+            async with pool.lease() as process:
+                return await process.count_pages(path, name=path.name, limits=DEFAULT_LIMITS)
+
+        assert list(await asyncio.gather(count(), count(), count())) == [1, 1, 1]
+        pids = pool.pids()
+        assert len(pids) == 2
+    await eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), what="the children to end")
