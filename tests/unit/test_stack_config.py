@@ -1,0 +1,167 @@
+"""The Swarm stack as Docker itself reads it (`docker stack config`, which needs no engine):
+only the gateway is published, MongoDB demands a password that comes from a secret, every
+service has a memory limit, and the images run as a non-root user."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+STACK = "swarm-stack.yml"
+GIB = 1 << 30
+
+# The stack's own bulkocr services (python -m bulkocr_*) and the servers they use.
+BULKOCR_SERVICES = {"gateway", "ingest", "aggregator", "outputs", "uploader", "ocr-worker"}
+INFRASTRUCTURE = {"nsqlookupd", "nsqd", "nsqadmin", "mongo"}
+
+Config = dict[str, Any]
+
+
+def docker_stack_config(*files: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`docker stack config` over the files, with only `env` for BULKOCR_* variables."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.fail(
+            "the `docker` client is not on PATH: these tests read the stack with `docker stack config` "
+            "(the client alone, no engine); install Docker's CLI"
+        )
+    # The caller's BULKOCR_* variables would be interpolated into the stack: leave them out.
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("BULKOCR_")}
+    arguments = [arg for name in files for arg in ("-c", str(REPO / name))]
+    return subprocess.run(
+        [docker, "stack", "config", *arguments],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=60,
+        check=False,
+    )
+
+
+def stack_config(*files: str, **env: str) -> Config:
+    """The merged, interpolated stack as `docker stack deploy` would get it."""
+    result = docker_stack_config(*files, **env)
+    assert result.returncode == 0, f"docker stack config failed: {result.stderr}"
+    loaded = yaml.safe_load(result.stdout)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def stack() -> Config:
+    return stack_config(STACK)
+
+
+def published_ports(service: Config) -> list[int]:
+    return [int(port["published"]) for port in service.get("ports") or [] if port.get("published")]
+
+
+def secret_names(service: Config) -> set[str]:
+    return {entry["source"] for entry in service.get("secrets") or []}
+
+
+def memory_limit(service: Config) -> int:
+    limits = ((service.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+    return int(limits.get("memory") or 0)
+
+
+def test_the_servers_behind_the_services_are_never_published(stack):
+    """nsqd, nsqlookupd, nsqadmin (no login; it can delete topics) and MongoDB are reachable
+    only on the encrypted overlay network."""
+    assert set(stack["services"]) >= INFRASTRUCTURE
+    for name in INFRASTRUCTURE:
+        assert published_ports(stack["services"][name]) == [], f"{name} is published"
+    assert stack["networks"]["bulkocr"]["driver_opts"]["encrypted"] == "true"
+
+
+def test_only_the_gateway_is_published_in_the_plain_stack(stack):
+    """Without TLS the gateway's 8080 is the stack's one way in."""
+    published = {name: published_ports(service) for name, service in stack["services"].items()}
+    assert {name: ports for name, ports in published.items() if ports} == {"gateway": [8080]}
+
+
+def test_mongo_demands_a_root_password_read_from_a_secret(stack):
+    """The image starts mongod with --auth when it has a root user and a password, and the
+    password is a file under /run/secrets from an external secret, never a plain variable."""
+    mongo = stack["services"]["mongo"]
+    environment = mongo["environment"]
+    assert environment["MONGO_INITDB_ROOT_USERNAME"]
+    assert "MONGO_INITDB_ROOT_PASSWORD" not in environment
+    password_file = environment["MONGO_INITDB_ROOT_PASSWORD_FILE"]
+    secret = password_file.removeprefix("/run/secrets/")
+    assert password_file == f"/run/secrets/{secret}"
+    assert secret in secret_names(mongo)
+    assert stack["secrets"][secret]["external"] is True
+
+
+def test_mongo_cache_fits_inside_its_memory_limit(stack):
+    """The WiredTiger cache is set explicitly (MongoDB would size it from the node's memory)
+    and follows MongoDB's own rule within the limit: at most half of (limit - 1 GiB)."""
+    mongo = stack["services"]["mongo"]
+    command = " ".join(mongo["command"])
+    found = re.search(r"--wiredTigerCacheSizeGB[ =]([0-9.]+)", command)
+    assert found, f"mongo's command sets no cache size: {command}"
+    assert command.startswith("mongod "), "the image reads the *_FILE variables only for mongod"
+    assert float(found.group(1)) * GIB <= (memory_limit(mongo) - GIB) / 2
+
+
+def test_every_bulkocr_service_reads_the_mongo_url_from_its_secret(stack):
+    """The URL carries the password, so it is the secret bulkocr_mongo_url for every bulkocr
+    service, and no BULKOCR_MONGO_URL variable (which would win over the file) is left."""
+    services = stack["services"]
+    running_bulkocr = {name for name, service in services.items() if "bulkocr_" in " ".join(service["command"])}
+    assert running_bulkocr == BULKOCR_SERVICES
+    for name in BULKOCR_SERVICES:
+        assert "bulkocr_mongo_url" in secret_names(services[name]), f"{name} lacks the secret bulkocr_mongo_url"
+        assert "BULKOCR_MONGO_URL" not in (services[name].get("environment") or {}), name
+    assert stack["secrets"]["bulkocr_mongo_url"]["external"] is True
+    assert "BULKOCR_MONGO_URL" not in (REPO / STACK).read_text()
+
+
+def test_every_service_has_a_memory_limit(stack):
+    """A leaking or overloaded service is killed and restarted alone instead of starving its
+    node."""
+    unlimited = [name for name, service in stack["services"].items() if memory_limit(service) <= 0]
+    assert unlimited == []
+
+
+# --- the images ---------------------------------------------------------------------------
+
+
+def dockerfile_users(path: Path) -> dict[str, str | None]:
+    """Each stage's effective USER (None: the base image's, root for python:*), following
+    `FROM <stage>` inheritance."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    users: dict[str, str | None] = {}
+    stage: str | None = None
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        instruction = words[0].upper()
+        if instruction == "FROM":
+            parent = words[1]
+            stage = words[3] if len(words) >= 4 and words[2].upper() == "AS" else f"#{len(users)}"
+            users[stage] = users.get(parent)
+        elif instruction == "USER" and stage is not None:
+            users[stage] = words[1]
+    return users
+
+
+def test_the_stack_images_run_as_a_non_root_user(stack):
+    """Every bulkocr image the stack runs is a Dockerfile target whose last USER is an
+    unprivileged account, so a hostile upload that exploits a parser gets no root."""
+    users = dockerfile_users(REPO / "deploy" / "Dockerfile")
+    targets = {stack["services"][name]["image"].rpartition(":")[2] for name in BULKOCR_SERVICES}
+    assert targets == {"app", "ocr"}
+    for target in targets:
+        user = users[target] or "root"
+        assert user.partition(":")[0] not in ("root", "0"), f"target {target} runs as {user}"
