@@ -1,6 +1,7 @@
 """The Swarm stack as Docker itself reads it (`docker stack config`, which needs no engine):
-only the gateway is published, MongoDB demands a password that comes from a secret, every
-service has a memory limit, and the images run as a non-root user."""
+only the gateway (or, with the TLS overlay, the proxy) is published, MongoDB demands a
+password that comes from a secret, every service has a memory limit, and the images run
+as a non-root user."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
+from bulkocr_gateway.settings import GatewaySettings
+
 REPO = Path(__file__).resolve().parents[2]
 STACK = "swarm-stack.yml"
+TLS_OVERLAY = "deploy/swarm-tls.yml"
+DOMAIN = "ocr.example.org"
 GIB = 1 << 30
 
 # The stack's own bulkocr services (python -m bulkocr_*) and the servers they use.
@@ -60,6 +65,11 @@ def stack() -> Config:
     return stack_config(STACK)
 
 
+@pytest.fixture(scope="module")
+def tls_stack() -> Config:
+    return stack_config(STACK, TLS_OVERLAY, BULKOCR_DOMAIN=DOMAIN)
+
+
 def published_ports(service: Config) -> list[int]:
     return [int(port["published"]) for port in service.get("ports") or [] if port.get("published")]
 
@@ -73,12 +83,13 @@ def memory_limit(service: Config) -> int:
     return int(limits.get("memory") or 0)
 
 
-def test_the_servers_behind_the_services_are_never_published(stack):
+def test_the_servers_behind_the_services_are_never_published(stack, tls_stack):
     """nsqd, nsqlookupd, nsqadmin (no login; it can delete topics) and MongoDB are reachable
-    only on the encrypted overlay network."""
+    only on the encrypted overlay network, with or without the TLS overlay."""
     assert set(stack["services"]) >= INFRASTRUCTURE
-    for name in INFRASTRUCTURE:
-        assert published_ports(stack["services"][name]) == [], f"{name} is published"
+    for config in (stack, tls_stack):
+        for name in INFRASTRUCTURE:
+            assert published_ports(config["services"][name]) == [], f"{name} is published"
     assert stack["networks"]["bulkocr"]["driver_opts"]["encrypted"] == "true"
 
 
@@ -126,11 +137,44 @@ def test_every_bulkocr_service_reads_the_mongo_url_from_its_secret(stack):
     assert "BULKOCR_MONGO_URL" not in (REPO / STACK).read_text()
 
 
-def test_every_service_has_a_memory_limit(stack):
+@pytest.mark.parametrize("which", ["stack", "tls_stack"])
+def test_every_service_has_a_memory_limit(which, request):
     """A leaking or overloaded service is killed and restarted alone instead of starving its
-    node."""
-    unlimited = [name for name, service in stack["services"].items() if memory_limit(service) <= 0]
+    node (the proxy of the TLS overlay included)."""
+    config = request.getfixturevalue(which)
+    unlimited = [name for name, service in config["services"].items() if memory_limit(service) <= 0]
     assert unlimited == []
+
+
+def test_tls_overlay_publishes_80_and_443_on_a_proxy_to_the_gateway(tls_stack):
+    """The overlay adds Caddy with its Caddyfile as a Docker config, on the stack's network,
+    publishing HTTP (for the redirect and ACME) and HTTPS."""
+    proxy = tls_stack["services"]["proxy"]
+    assert proxy["image"].startswith("caddy:2")
+    assert sorted(published_ports(proxy)) == [80, 443]
+    assert "bulkocr" in proxy["networks"]
+    assert proxy["environment"]["BULKOCR_DOMAIN"] == DOMAIN
+    (mounted,) = proxy["configs"]
+    assert mounted["target"] == "/etc/caddy/Caddyfile"
+    assert Path(tls_stack["configs"][mounted["source"]]["file"]) == REPO / "deploy" / "Caddyfile"
+
+
+def test_caddyfile_serves_the_domain_and_lets_the_largest_upload_through():
+    """The site is the domain from the variable, requests go to gateway:8080, and the body
+    limit is above the gateway's own (2 GiB), so the gateway's 413 is the one clients see."""
+    caddyfile = (REPO / "deploy" / "Caddyfile").read_text()
+    assert re.search(r"^\{\$BULKOCR_DOMAIN\} \{$", caddyfile, re.MULTILINE)
+    assert re.search(r"^\s*reverse_proxy gateway:8080$", caddyfile, re.MULTILINE)
+    size = re.search(r"max_size (\d+)MiB", caddyfile)
+    assert size, "the Caddyfile sets no request body limit"
+    assert int(size.group(1)) << 20 > GatewaySettings().max_upload_bytes >= 2 * GIB
+
+
+def test_tls_overlay_refuses_to_deploy_without_a_domain():
+    """No BULKOCR_DOMAIN, no stack: Caddy would otherwise serve a site with no name."""
+    result = docker_stack_config(STACK, TLS_OVERLAY)
+    assert result.returncode != 0
+    assert "BULKOCR_DOMAIN" in result.stderr
 
 
 # --- the images ---------------------------------------------------------------------------
