@@ -137,6 +137,15 @@ def test_every_bulkocr_service_reads_the_mongo_url_from_its_secret(stack):
     assert "BULKOCR_MONGO_URL" not in (REPO / STACK).read_text()
 
 
+def test_a_rotated_secret_is_named_by_a_variable():
+    """After a rotation (docs/security.md) later deploys mount the new version: each secret's
+    Docker name follows its variable, while services keep the key, so the file name."""
+    rotated = stack_config(STACK, BULKOCR_SECRET_API_TOKENS="bulkocr_api_tokens_2", BULKOCR_SECRET_MONGO_URL="url_2")
+    assert rotated["secrets"]["bulkocr_api_tokens"]["name"] == "bulkocr_api_tokens_2"
+    assert rotated["secrets"]["bulkocr_mongo_url"]["name"] == "url_2"
+    assert "bulkocr_mongo_url" in secret_names(rotated["services"]["gateway"])
+
+
 @pytest.mark.parametrize("which", ["stack", "tls_stack"])
 def test_every_service_has_a_memory_limit(which, request):
     """A leaking or overloaded service is killed and restarted alone instead of starving its
