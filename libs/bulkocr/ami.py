@@ -99,6 +99,13 @@ class AmiRow:
 
 AMI_COLUMNS = tuple(field.name for field in fields(AmiRow))
 
+# A spreadsheet runs a cell that begins with one of these as a formula (OWASP, "CSV Injection").
+_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# Cells holding what people typed: a file name as the label, a push's label and type. The
+# others are UUIDs, generated ids and file names made of [A-Za-z0-9._-] after the document
+# id, which begin with none of the triggers and which Archipelago must read exactly as written.
+_FREE_TEXT_COLUMNS = frozenset({"type", "label"})
+
 
 def ami_rows(
     job_id: str, documents: Iterable[Stored], options: PushOptions, *, include_collection: bool
@@ -129,9 +136,22 @@ def ami_rows(
     return rows
 
 
+def spreadsheet_text(text: str) -> str:
+    """`text` as a cell a spreadsheet shows but never runs: a formula trigger at its start
+    gets a single quote before it (OWASP's advice); anything else is left as it is."""
+    return f"'{text}" if text.startswith(_FORMULA_TRIGGERS) else text
+
+
 def ami_csv(rows: Iterable[AmiRow]) -> str:
+    """The spreadsheet of `rows`. Curators open it in spreadsheet programs, so free-text cells
+    are written with `spreadsheet_text`: a file named `=HYPERLINK(...).pdf` stays text."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF (RFC 4180): the writer quotes a cell holding any character of the line terminator,
+    # so a carriage return inside a file name stays in its cell instead of starting a row
+    # (whose first cell could be a formula); with "\n" alone it went out unquoted.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(AMI_COLUMNS)
-    writer.writerows(astuple(row) for row in rows)
+    for row in rows:
+        cells = zip(AMI_COLUMNS, astuple(row), strict=True)
+        writer.writerow(spreadsheet_text(value) if column in _FREE_TEXT_COLUMNS else value for column, value in cells)
     return out.getvalue()

@@ -53,9 +53,10 @@ class NsqSettings(BaseSettings):
 
 
 class MongoSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BULKOCR_MONGO_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BULKOCR_MONGO_", extra="ignore", hide_input_in_errors=True)
 
-    url: str = "mongodb://127.0.0.1:27017"
+    # repr=False: the URL carries the database password (on Swarm, the secret bulkocr_mongo_url).
+    url: str = Field(default="mongodb://127.0.0.1:27017", repr=False)
     database: str = "bulkocr"
     timeout_s: float = Field(default=10.0, gt=0)
 

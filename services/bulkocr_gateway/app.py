@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from aiohttp import web
 
 from bulkocr.mongo import ArchipelagoStore
@@ -11,9 +9,11 @@ from bulkocr_gateway.auth import auth_middleware
 from bulkocr_gateway.control import control_routes
 from bulkocr_gateway.downloads import download_routes
 from bulkocr_gateway.http import json_errors_middleware
-from bulkocr_gateway.keys import ARCHIPELAGO, BLOBS, INDEX_HTML, OWNERS_BY_TOKEN, PUBLISHER, SETTINGS, STORE, Deps
+from bulkocr_gateway.keys import ARCHIPELAGO, BLOBS, OWNERS_BY_TOKEN, PAGE_FILES, PUBLISHER, SETTINGS, STORE, Deps
+from bulkocr_gateway.page import page_routes, read_page_files
 from bulkocr_gateway.push import push_routes
 from bulkocr_gateway.routes import routes
+from bulkocr_gateway.security import add_security_headers
 
 
 def create_app(deps: Deps) -> web.Application:
@@ -25,7 +25,10 @@ def create_app(deps: Deps) -> web.Application:
     app[BLOBS] = deps.blobs
     app[PUBLISHER] = deps.publisher
     app[OWNERS_BY_TOKEN] = deps.settings.owners_by_token()
-    app[INDEX_HTML] = files("bulkocr_gateway").joinpath("index.html").read_bytes()
+    app[PAGE_FILES] = read_page_files()
+    # On every response, errors and streamed downloads included (security.py says why a hook).
+    app.on_response_prepare.append(add_security_headers)
+    app.add_routes(page_routes)
     app.add_routes(routes)
     app.add_routes(control_routes)
     app.add_routes(download_routes)

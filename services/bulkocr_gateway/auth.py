@@ -9,9 +9,10 @@ from aiohttp.typedefs import Handler
 
 from bulkocr_gateway.http import fail
 from bulkocr_gateway.keys import OWNER, OWNERS_BY_TOKEN
+from bulkocr_gateway.page import PAGE
 
-# The web page holds no data (it asks for a token itself); /health is for load balancers.
-PUBLIC_PATHS = frozenset({"/", "/health"})
+# The web page and its files hold no data (it asks for a token itself); /health is for load balancers.
+PUBLIC_PATHS = frozenset({*PAGE, "/health"})
 
 
 def owner_for(token: str, owners_by_token: dict[str, str]) -> str | None:

@@ -26,7 +26,8 @@ ARCHIPELAGO = web.AppKey("archipelago", ArchipelagoStore)
 BLOBS = web.AppKey("blobs", BlobStore)
 PUBLISHER = web.AppKey("publisher", NsqPublisher)
 OWNERS_BY_TOKEN = web.AppKey("owners_by_token", dict[str, str])
-INDEX_HTML = web.AppKey("index_html", bytes)
+PAGE_FILES = web.AppKey("page_files", dict[str, bytes])
+"""The web page and the files it loads, by path (page.py)."""
 
 OWNER = web.RequestKey("owner", str)
 """The owner whose token authenticated the request (set by the auth middleware)."""

@@ -18,7 +18,7 @@ from bulkocr.documents import page_numbers, page_result
 from bulkocr.errors import PublishError
 from bulkocr.mongo import Document, OutputStore
 from bulkocr_gateway.http import error_response, fail, json_response
-from bulkocr_gateway.keys import BLOBS, INDEX_HTML, OWNER, PUBLISHER, SETTINGS, STORE
+from bulkocr_gateway.keys import BLOBS, OWNER, PUBLISHER, SETTINGS, STORE
 from bulkocr_gateway.models import Accepted, DocumentResult, Health
 from bulkocr_gateway.options import InvalidOptions, parse_options
 from bulkocr_gateway.push import archipelago_result
@@ -53,11 +53,6 @@ Stored = Mapping[str, Any]
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     return json_response(Health(status="healthy", service="gateway", version=__version__))
-
-
-@routes.get("/")
-async def index(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[INDEX_HTML], content_type="text/html", charset="utf-8")
 
 
 # --- submitting a job ------------------------------------------------------------------

@@ -420,16 +420,21 @@ async def test_health_needs_no_token(api):
     assert await response.json() == {"status": "healthy", "service": "gateway", "version": __version__}
 
 
-async def test_the_web_page_is_served_self_contained(api):
-    """/ serves the HTML page without a token, and it loads nothing from elsewhere."""
+async def test_the_web_page_is_served_with_only_its_own_files(api):
+    """/ serves the HTML page without a token; it loads its script and stylesheet from the
+    gateway (public too) and nothing from elsewhere."""
     response = await api.get("/")
     assert response.status == 200
     assert response.content_type == "text/html"
     page = await response.text()
-    assert "<script>" in page
-    assert "/api/bulk/jobs" in page
-    assert "src=" not in page
-    assert "<link" not in page
+    assert '<script src="/page.js"></script>' in page
+    assert '<link rel="stylesheet" href="/page.css">' in page
+    assert "//" not in page
+    script = await api.get("/page.js")
+    assert (script.status, script.content_type) == (200, "text/javascript")
+    assert "/api/bulk/jobs" in await script.text()
+    styles = await api.get("/page.css")
+    assert (styles.status, styles.content_type) == (200, "text/css")
 
 
 async def test_unknown_routes_and_methods_answer_json_errors(api):

@@ -30,6 +30,17 @@ def test_secret_files_fill_settings_and_the_environment_wins(monkeypatch: pytest
     assert settings.database == "from-env"
 
 
+def test_the_mongo_url_and_its_password_stay_out_of_the_settings_repr(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """The URL from the secret carries the password: it is used, but a logged or printed
+    settings object does not show it."""
+    (tmp_path / "bulkocr_mongo_url").write_text("mongodb://bulkocr:s3cret-pw@mongo:27017/?authSource=admin\n")
+    monkeypatch.setenv("BULKOCR_SECRETS_DIR", str(tmp_path))
+    settings = load(MongoSettings)
+    assert settings.url == "mongodb://bulkocr:s3cret-pw@mongo:27017/?authSource=admin"
+    assert "s3cret-pw" not in repr(settings)
+    assert "s3cret-pw" not in str(settings)
+
+
 def test_missing_secrets_folder_is_fine(monkeypatch: pytest.MonkeyPatch):
     """Outside Docker there is no /run/secrets; defaults apply without a warning."""
     monkeypatch.setenv("BULKOCR_SECRETS_DIR", "/definitely/not/here")

