@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import structlog
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -257,6 +257,7 @@ class JobStore:
             "updated_at": now,
             "status": "queued",
             "documents_total": len(documents),
+            "upload_bytes": sum(document.size for document in documents),
             "pages_total": 0,
             "pages_done": 0,
             "pages_failed": 0,
@@ -485,8 +486,27 @@ class JobStore:
             await self.pages.delete_many({"_id": {"$in": replayable}, "status": "failed"})
         return replayable
 
+    async def stored_bytes(self, owner: str) -> int:
+        """Bytes of uploads the owner's jobs keep (counted when a job is accepted, given back
+        when retention removes it)."""
+        record = await self.db["owners"].find_one({"_id": owner})
+        return int(record["stored_bytes"]) if record else 0
+
+    async def add_stored_bytes(self, owner: str, delta: int) -> int:
+        """Count `delta` more bytes for the owner (less, if negative); the new total."""
+        owners, update, after = self.db["owners"], {"$inc": {"stored_bytes": delta}}, ReturnDocument.AFTER
+        try:
+            record = await owners.find_one_and_update({"_id": owner}, update, upsert=True, return_document=after)
+        except DuplicateKeyError:
+            # Two first counts raced to insert the record: the loser's $inc finds it now.
+            record = await owners.find_one_and_update({"_id": owner}, update, return_document=after)
+        assert record is not None
+        return int(record["stored_bytes"])
+
     async def delete_job(self, job_id: str) -> dict[str, int]:
-        """Remove a job's records from every collection; return how many of each."""
+        """Remove a job's records from every collection (and give its uploads' bytes back to
+        its owner's count); return how many of each."""
+        job = await self.jobs.find_one({"_id": job_id}, {"owner": 1, "upload_bytes": 1})
         removed: dict[str, int] = {}
         by_field = (
             "pages",
@@ -505,6 +525,9 @@ class JobStore:
         for name in ("archipelago_requests", "archipelago"):
             removed[name] = (await self.db[name].delete_many({"_id": job_id})).deleted_count
         removed["jobs"] = (await self.jobs.delete_one({"_id": job_id})).deleted_count
+        # After the job record is gone: a removal run again never gives the bytes back twice.
+        if removed["jobs"] and job is not None and job.get("upload_bytes"):
+            await self.add_stored_bytes(job["owner"], -int(job["upload_bytes"]))
         return removed
 
     async def finished_jobs_before(self, cutoff: datetime, statuses: tuple[JobStatus, ...]) -> list[str]:

@@ -22,7 +22,8 @@ from bulkocr_gateway.keys import BLOBS, OWNER, PUBLISHER, SETTINGS, STORE
 from bulkocr_gateway.models import Accepted, DocumentResult, Health
 from bulkocr_gateway.options import InvalidOptions, parse_options
 from bulkocr_gateway.push import archipelago_result
-from bulkocr_gateway.upload import UploadRejected, job_blob_prefix, receive_form
+from bulkocr_gateway.settings import GatewaySettings
+from bulkocr_gateway.upload import UploadLimit, UploadRejected, job_blob_prefix, receive_form
 from bulkocr_gateway.views import (
     document_complete,
     document_list,
@@ -65,9 +66,9 @@ async def submit_job(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     if key is not None and (first := await store.find_job_by_idempotency_key(owner, key)):
         return await _replay(request, first)
-    max_bytes = request.app[SETTINGS].max_upload_bytes
-    if request.content_length is not None and request.content_length > max_bytes:
-        return error_response(413, f"upload is larger than the limit of {max_bytes} bytes")
+    limit = await _upload_limit(request, owner)
+    if request.content_length is not None and request.content_length > limit.limit:
+        return error_response(413, limit.refusal)
     job_id = uuid.uuid4().hex
     if key is not None and (holder := await store.claim_idempotency_key(owner, key, job_id)) != job_id:
         # A concurrent request with the same key claimed it first: its job, or ask to try again.
@@ -75,7 +76,7 @@ async def submit_job(request: web.Request) -> web.Response:
             return await _replay(request, first)
         return error_response(409, "a request with this Idempotency-Key is still being received; send it again")
     try:
-        received = await _receive_job(request, job_id, owner)
+        received = await _receive_job(request, job_id, owner, limit)
     except BaseException as error:
         if key is not None:
             await asyncio.shield(store.release_idempotency_key(owner, key, job_id))
@@ -101,14 +102,40 @@ class ReceivedJob:
     options: JobOptions
 
 
-async def _receive_job(request: web.Request, job_id: str, owner: str) -> ReceivedJob:
-    """The job as submitted; whatever went wrong, none of its uploads are left behind."""
-    settings, blobs = request.app[SETTINGS], request.app[BLOBS]
+async def _upload_limit(request: web.Request, owner: str) -> UploadLimit:
+    """What this upload may bring: the per-upload limit, or less when the owner's stored
+    uploads come near their quota."""
+    settings = request.app[SETTINGS]
+    used = await request.app[STORE].stored_bytes(owner)
+    room = settings.max_bytes_per_owner - used
+    if room < settings.max_upload_bytes:
+        return UploadLimit(max(room, 0), _over_quota(owner, used, settings))
+    limit = settings.max_upload_bytes
+    return UploadLimit(limit, f"upload is larger than the limit of {limit} bytes")
+
+
+def _over_quota(owner: str, used: int, settings: GatewaySettings) -> str:
+    return (
+        f"over the storage quota: {owner}'s jobs keep {used:,} bytes of uploads and the quota is"
+        f" {settings.max_bytes_per_owner:,}; finished jobs free theirs when retention removes them"
+    )
+
+
+async def _receive_job(request: web.Request, job_id: str, owner: str, limit: UploadLimit) -> ReceivedJob:
+    """The job as submitted, its bytes counted against the owner's quota; whatever went
+    wrong, none of its uploads are left behind."""
+    settings, blobs, store = request.app[SETTINGS], request.app[BLOBS], request.app[STORE]
     try:
-        form = await receive_form(request, job_id=job_id, blobs=blobs, settings=settings)
+        form = await receive_form(request, job_id=job_id, blobs=blobs, settings=settings, limit=limit)
         if not form.documents:
             raise UploadRejected(400, "no files: send one or more 'files' parts")
         options = parse_options(form.fields, settings)
+        # Counted atomically now the size is known: two uploads that each fit the room left
+        # cannot both be kept if together they do not.
+        size = sum(document.size for document in form.documents)
+        if (total := await store.add_stored_bytes(owner, size)) > settings.max_bytes_per_owner:
+            await store.add_stored_bytes(owner, -size)
+            raise UploadRejected(413, _over_quota(owner, total - size, settings))
     except InvalidOptions as invalid:
         await _delete_uploads(blobs, job_id)
         raise UploadRejected(400, str(invalid)) from None

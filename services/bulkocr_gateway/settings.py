@@ -42,6 +42,12 @@ class GatewaySettings(BaseSettings):
     max_upload_bytes: int = Field(default=2 << 30, gt=0)
     # Doc ids are d0001..d9999, so they sort in upload order as strings.
     max_files_per_job: int = Field(default=5_000, gt=0, le=9_999)
+    # A file name (its path, as sent) travels in messages and status rows: kept short enough
+    # that neither grows without bound. Archive members' names are held to ingest's copy of it.
+    max_filename_chars: int = Field(default=1024, gt=0)
+    # Uploads an owner's jobs may keep at once (until retention removes them): one department's
+    # backlog cannot fill the disk the others share.
+    max_bytes_per_owner: int = Field(default=200 << 30, gt=0)
     default_dpi: int = 300
     min_dpi: int = Field(default=72, ge=_DPI_FLOOR, le=_DPI_CEILING)
     max_dpi: int = Field(default=600, ge=_DPI_FLOOR, le=_DPI_CEILING)

@@ -50,17 +50,23 @@ def clean_filename(raw: str | None, fallback: str) -> str:
     return "/".join(parts) or fallback
 
 
-class _Budget:
-    """Bytes the request may still bring, across every part."""
+@dataclass
+class UploadLimit:
+    """Bytes one upload may bring, across every part, and what to say when it brings more."""
 
-    def __init__(self, limit: int) -> None:
+    limit: int
+    refusal: str
+
+
+class _Budget:
+    def __init__(self, limit: UploadLimit) -> None:
         self.limit = limit
         self.used = 0
 
     def take(self, size: int) -> None:
         self.used += size
-        if self.used > self.limit:
-            raise UploadRejected(413, f"upload is larger than the limit of {self.limit} bytes")
+        if self.used > self.limit.limit:
+            raise UploadRejected(413, self.limit.refusal)
 
 
 @dataclass
@@ -91,6 +97,13 @@ class _Receiver:
 
     async def _store_file(self, part: BodyPartReader) -> DocumentRef:
         doc_id = document_id(len(self.form.documents) + 1)
+        filename = clean_filename(part.filename, doc_id)
+        if len(filename) > self.settings.max_filename_chars:
+            raise UploadRejected(
+                400,
+                f"file name too long: {filename[:40]}... has {len(filename)} characters,"
+                f" the limit is {self.settings.max_filename_chars}",
+            )
         digest = hashlib.sha256()
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -102,7 +115,6 @@ class _Receiver:
 
         key = upload_key(self.job_id, doc_id)
         size = await self.blobs.put(key, chunks())
-        filename = clean_filename(part.filename, doc_id)
         sha256 = digest.hexdigest()
         duplicate_of = self.first_with_hash.setdefault(sha256, doc_id)
         return DocumentRef(
@@ -128,14 +140,14 @@ class _Receiver:
 
 
 async def receive_form(
-    request: web.Request, *, job_id: str, blobs: BlobStore, settings: GatewaySettings
+    request: web.Request, *, job_id: str, blobs: BlobStore, settings: GatewaySettings, limit: UploadLimit
 ) -> ReceivedForm:
     """Store every `files` part under the job's upload keys and collect the option fields.
 
     Raises `UploadRejected`; blobs already stored are the caller's to delete."""
     if request.content_type != "multipart/form-data":
         raise UploadRejected(400, "expected a multipart/form-data body with one or more 'files' parts")
-    receiver = _Receiver(job_id, blobs, settings, _Budget(settings.max_upload_bytes))
+    receiver = _Receiver(job_id, blobs, settings, _Budget(limit))
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:

@@ -479,6 +479,41 @@ async def test_hostile_requests_answer_4xx_with_a_json_reason(api, case: str):
     assert (await response.json())["error"]
 
 
+async def test_limits_refuse_an_upload_with_the_limit_named_and_keep_nothing(start_gateway, store, db):
+    """File name length, files per job and the owner's storage quota are settings: going over
+    one answers 4xx naming it, and keeps neither a job nor an upload."""
+    api = await start_gateway(max_filename_chars=20, max_files_per_job=2, max_bytes_per_owner=10_000)
+    refused = {
+        "file name": ((("a" * 21 + ".png", b"x"),), 400, "file name too long: aaaaaaaaaaaaaaaaaaaaa.png... has 25"),
+        "files": ((("a.png", b"x"), ("b.png", b"x"), ("c.png", b"x")), 400, "too many files: at most 2 per job"),
+        "quota": ((("big.png", b"x" * 12_000),), 413, "over the storage quota: alice's jobs keep 0 bytes"),
+    }
+    for case, (files, status, words) in refused.items():
+        response = await api.post("/api/bulk/jobs", data=files_form(*files), headers=ALICE)
+        assert response.status == status, case
+        assert words in (await response.json())["error"], case
+    assert await store.list_jobs("alice") == []
+    assert await stored_blob_count(db) == 0
+
+
+async def test_the_storage_quota_counts_kept_uploads_and_retention_gives_them_back(start_gateway, store, db):
+    """Two uploads that each fit the owner's quota but not together: one is kept, the other is
+    refused with 413 and leaves nothing. Another owner is not affected; once retention removes
+    the kept job, the owner's room is back."""
+    api = await start_gateway(max_bytes_per_owner=10_000)
+    first, second = await asyncio.gather(
+        *(api.post("/api/bulk/jobs", data=files_form((name, b"x" * 6_000)), headers=ALICE) for name in "ab")
+    )
+    assert sorted([first.status, second.status]) == [202, 413]
+    [kept] = [await r.json() for r in (first, second) if r.status == 202]
+    assert await store.stored_bytes("alice") == 6_000
+    assert await stored_blob_count(db) == 1
+    await submit(api, ("bob.png", b"x" * 6_000), headers=BOB)
+    await store.delete_job(kept["job_id"])
+    assert await store.stored_bytes("alice") == 0
+    await submit(api, ("again.png", b"x" * 6_000))
+
+
 async def finish_the_job_like_the_aggregator(store: JobStore) -> None:
     """Wait for the CLI's job, then record one page per document and complete the job."""
     jobs: list[Document] = []
