@@ -205,9 +205,11 @@ class JobState:
         filename: str | None = None,
     ) -> bool:
         """Apply ingest's plan of a document (`members`: an archive's documents, id -> file
-        name); False if it changes nothing (a repeat)."""
+        name; a big archive names them over several plans, so they add up); False if it
+        changes nothing (a repeat)."""
         document = self.add_document(doc_id)
-        listed = tuple(members or {})
+        known = set(document.members)
+        listed = document.members + tuple(member for member in members or {} if member not in known)
         new = (pages, error, listed, duplicate_of)
         if (document.pages, document.error, document.members, document.duplicate_of) == new:
             self._settled(doc_id)

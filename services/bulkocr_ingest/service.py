@@ -77,6 +77,9 @@ class IngestSettings(BaseSettings):
     split_memory_mb: int = Field(default=2048, ge=128)
     # Longest a split process may take to count a document's pages or to produce one page.
     split_timeout_s: float = Field(default=300.0, gt=0)
+    # An archive member's name (archive name / path inside it) is cut to this many characters:
+    # a ZIP may hold 64 KiB names, and names travel in messages and in one record per archive.
+    max_filename_chars: int = Field(default=255, ge=16)
     work_dir: Path | None = None
 
     def process_limits(self) -> ProcessLimits:
@@ -265,18 +268,51 @@ async def _ingest_archive(plans: Plans, doc_id: str, filename: str, path: Path) 
     out = path.with_name(f"{path.name}.members")
     out.mkdir(exist_ok=True)
     archive = await asyncio.to_thread(expand_zip, path, out, limits=plans.deps.settings.limits())
-    members = [(f"{doc_id}-{index:03d}", f"{filename}/{m.name}", m) for index, m in enumerate(archive.documents, 1)]
-    skipped = [
-        (f"{doc_id}-s{index:03d}", f"{filename}/{s.name}", s.reason) for index, s in enumerate(archive.skipped, 1)
+    limit = plans.deps.settings.max_filename_chars
+    members = [
+        (f"{doc_id}-{index:03d}", shortened(f"{filename}/{m.name}", limit), m)
+        for index, m in enumerate(archive.documents, 1)
     ]
-    listed = tuple(ArchiveMember(doc_id=i, filename=n) for i, n, *_ in [*members, *skipped])
-    await plans.announce(doc_id, filename, members=listed)
+    skipped = [
+        (f"{doc_id}-s{index:03d}", shortened(f"{filename}/{s.name}", limit), s.reason)
+        for index, s in enumerate(archive.skipped, 1)
+    ]
+    listed = [ArchiveMember(doc_id=i, filename=n) for i, n, *_ in [*members, *skipped]]
+    for part in _message_sized(listed):
+        await plans.announce(doc_id, filename, members=part)
     for member_id, name, reason in skipped:
         await plans.announce(member_id, name, error=f"not a supported document: {reason}")
     for member_id, name, member in members:
         with structlog.contextvars.bound_contextvars(doc_id=member_id):
             await ingest_file(plans, member_id, name, member.path)
         member.path.unlink(missing_ok=True)
+
+
+def shortened(name: str, limit: int) -> str:
+    """The name cut to `limit` characters in the middle, keeping its start (the archive) and
+    its end (the file's own name)."""
+    if len(name) <= limit:
+        return name
+    head = limit // 3
+    return f"{name[:head]}…{name[len(name) - (limit - head - 1) :]}"
+
+
+# Well under nsqd's 1 MiB message limit, whatever else the plan carries.
+_PLAN_MEMBERS_BYTES = 256 * 1024
+
+
+def _message_sized(members: list[ArchiveMember]) -> list[tuple[ArchiveMember, ...]]:
+    """An archive's members in parts small enough for one plan message each (at least one part)."""
+    parts: list[list[ArchiveMember]] = [[]]
+    size = 0
+    for member in members:
+        member_size = len(member.doc_id) + len(member.filename.encode()) + 64
+        if parts[-1] and size + member_size > _PLAN_MEMBERS_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(member)
+        size += member_size
+    return [tuple(part) for part in parts]
 
 
 async def _cancelled(job_id: str, deps: Deps) -> bool:

@@ -235,3 +235,30 @@ async def test_a_split_cut_short_resumes_after_the_last_batch_it_queued(
     assert [task.page for task in tasks_of(ready)] == [3, 4]
     record = await store.ingest_record(job.job_id, "d0001", batch=2)
     assert record["done"]
+
+
+async def test_an_archive_of_thousands_of_long_named_members_is_announced_in_parts_that_fit(
+    store, db, publisher, nsq_settings, nsq_admin, splitters
+):
+    """4,000 members with 256-character paths name over 1 MiB in all, more than one message
+    may carry: the archive's plan comes in parts that together name every member once, each
+    name cut to ingest's limit keeping its start and its end, and every member is announced."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for n in range(4_000):
+            bundle.writestr(f"{'box/' * 60}{n:05d}-notes.txt", "not a scan")
+    job = await submit(store, db, {"big.zip": archive.getvalue()})
+    deps = ingest_deps(IngestSettings(), store, db, publisher, splitters)
+    async with collecting(DOCUMENT_PLANNED, nsq_admin, publisher, nsq_settings, job.job_id) as plans:
+        await handle_document(DocumentTask(job_id=job.job_id, doc_id="d0001"), FIRST_DELIVERY, deps=deps)
+        await eventually(lambda: len(plans) > 4_001, timeout_s=60, what="the archive's parts and its members")
+    parts = [plan for plan in plans if plan.doc_id == "d0001"]
+    listed = [member for part in parts for member in part.members]
+    assert len(parts) > 1
+    assert len(listed) == len({member.doc_id for member in listed}) == 4_000
+    assert len({plan.doc_id for plan in plans} - {"d0001"}) == 4_000
+    for member in listed:
+        assert len(member.filename) == 255
+        assert member.filename.startswith("big.zip/box/box/")
+        assert member.filename.endswith("-notes.txt")
+        assert "…" in member.filename

@@ -111,6 +111,19 @@ def test_an_archive_adds_its_members_as_documents():
     assert state.status == "partial"
 
 
+def test_an_archive_named_over_several_plans_has_every_member_once():
+    """A big archive's members come in several plans: they add up, in order, and a plan
+    repeated (a redelivery) changes nothing."""
+    state = job(1)
+    first = {f"d0001-{n:03d}": f"a.zip/{n}.png" for n in range(1, 4)}
+    second = {f"d0001-{n:03d}": f"a.zip/{n}.png" for n in range(4, 6)}
+    assert state.plan("d0001", pages=0, error=None, members=first)
+    assert state.plan("d0001", pages=0, error=None, members=second)
+    assert not state.plan("d0001", pages=0, error=None, members=first)
+    assert state.documents["d0001"].members == tuple([*first, *second])
+    assert state.status_counts == Counter({"expanded": 1, "queued": 5})
+
+
 def test_pages_go_out_a_window_at_a_time_and_never_twice():
     """At most `page_window` pages are out; an outcome lets the next one go; a page queued
     again (a repeated announcement) or with an outcome is not sent again."""
