@@ -65,8 +65,12 @@ class OutcomeNotStored(Exception):
 
 @dataclass
 class Windows:
+    """How much of one job goes out at once (pages to OCR, documents to ingest), and the most
+    pages one job may have in all."""
+
     pages: int = 200
     documents: int = 4
+    max_job_pages: int = 100_000
 
 
 @dataclass
@@ -101,7 +105,12 @@ class Coordinator:
         job = await self.store.get_job(job_id)
         if job is None:
             return None
-        state = JobState(job_id, page_window=self.windows.pages, document_window=self.windows.documents)
+        state = JobState(
+            job_id,
+            page_window=self.windows.pages,
+            document_window=self.windows.documents,
+            max_pages=self.windows.max_job_pages,
+        )
         state.cancelled = job["status"] == "cancelled"
         state.started_at = job.get("started_at")
         state.finished_at = job.get("finished_at")

@@ -64,6 +64,9 @@ class AggregatorSettings(BaseSettings):
     # what a small job submitted behind a big one waits for.
     page_window: int = Field(default=200, gt=0)
     document_window: int = Field(default=4, gt=0)
+    # Most pages one job may have: a document that would take it over fails with the cause
+    # (the pages of one document have their own limit, BULKOCR_INGEST_MAX_PAGES).
+    max_job_pages: int = Field(default=100_000, gt=0)
     # Progress is written at most this often per job.
     flush_interval_s: float = Field(default=0.25, gt=0)
     # Running jobs' tallies are compared with a recount this often (a check; drift is logged).
@@ -132,7 +135,9 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
     ):
         store = JobStore(db)
         await store.ensure_indexes()
-        windows = Windows(pages=settings.page_window, documents=settings.document_window)
+        windows = Windows(
+            pages=settings.page_window, documents=settings.document_window, max_job_pages=settings.max_job_pages
+        )
         jobs = Coordinator(
             store,
             writer,

@@ -149,6 +149,7 @@ class JobState:
     job_id: str
     page_window: int
     document_window: int
+    max_pages: int = 100_000
     documents: dict[str, DocumentState] = field(default_factory=dict)
     outcomes: dict[str, PageOutcome] = field(default_factory=dict)
     nodes: dict[str, NodeTally] = field(default_factory=dict)
@@ -208,6 +209,7 @@ class JobState:
         name; a big archive names them over several plans, so they add up); False if it
         changes nothing (a repeat)."""
         document = self.add_document(doc_id)
+        error = error or self._over_page_limit(document, pages)
         known = set(document.members)
         listed = document.members + tuple(member for member in members or {} if member not in known)
         new = (pages, error, listed, duplicate_of)
@@ -228,6 +230,16 @@ class JobState:
                 self.dirty_documents.add(member)
         self._settled(doc_id)
         return True
+
+    def _over_page_limit(self, document: DocumentState, pages: int) -> str | None:
+        """Why the document's pages cannot be taken, if they would take the job over its limit."""
+        others = self.pages_total - (0 if document.error else document.pages or 0)
+        if others + pages <= self.max_pages:
+            return None
+        return (
+            f"too many pages for one job: this document has {pages}, the job's other documents {others},"
+            f" the limit is {self.max_pages}"
+        )
 
     def _settled(self, doc_id: str) -> None:
         """A dispatched document came back from ingest: let the next one go."""
@@ -336,6 +348,8 @@ class JobState:
             key = page_id(task.doc_id, task.page)
             if key in self.outcomes or key in self.pages_waiting or key in self.pages_out:
                 continue
+            if (document := self.documents.get(task.doc_id)) is not None and document.error:
+                continue  # refused as a whole (over the job's page limit): its pages are not read
             self.pages_waiting.add(key)
             self.page_queue.append(task)
 

@@ -124,6 +124,23 @@ def test_an_archive_named_over_several_plans_has_every_member_once():
     assert state.status_counts == Counter({"expanded": 1, "queued": 5})
 
 
+def test_a_document_that_would_take_the_job_over_its_page_limit_fails_and_its_pages_stay_unread():
+    """With a limit of 10 pages per job, a 5-page document after a 6-page one fails with the
+    figures, a 4-page one still fits, a repeated plan changes nothing, and the refused
+    document's pages are not queued for OCR."""
+    state = JobState("j", page_window=10, document_window=3, max_pages=10)
+    for doc_id, pages in (("d0001", 6), ("d0002", 5), ("d0003", 4)):
+        state.plan(doc_id, pages=pages, error=None)
+    assert state.documents["d0002"].error == (
+        "too many pages for one job: this document has 5, the job's other documents 6, the limit is 10"
+    )
+    assert not state.plan("d0001", pages=6, error=None)
+    assert state.pages_total == 10
+    state.queue_pages([task(1, "d0002"), task(1, "d0003")])
+    assert [(t.doc_id, t.page) for t in state.next_pages()] == [("d0003", 1)]
+    assert state.status_counts == Counter({"failed": 1, "processing": 2})
+
+
 def test_pages_go_out_a_window_at_a_time_and_never_twice():
     """At most `page_window` pages are out; an outcome lets the next one go; a page queued
     again (a repeated announcement) or with an outcome is not sent again."""
