@@ -37,7 +37,9 @@ async def run(settings: GatewaySettings, nsq: NsqSettings, mongo: MongoSettings,
         store = JobStore(db)
         await store.ensure_indexes()
         app = create_app(Deps(settings, store, make_blob_store(blob, db), publisher))
-        runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S)
+        # aiohttp's keep-alive timer runs from the connection's start and from each answer until a
+        # whole request has arrived: a client trickling its headers is cut off when it runs out.
+        runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, keepalive_timeout=settings.header_timeout_s)
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()

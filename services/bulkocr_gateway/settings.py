@@ -52,6 +52,11 @@ class GatewaySettings(BaseSettings):
     min_dpi: int = Field(default=72, ge=_DPI_FLOOR, le=_DPI_CEILING)
     max_dpi: int = Field(default=600, ge=_DPI_FLOOR, le=_DPI_CEILING)
     upload_chunk_bytes: int = Field(default=256 * 1024, ge=4096)
+    # A connection that has not sent a whole request's headers this long after it opened (or
+    # after its last answer) is closed; an upload that sends nothing for body_idle_timeout_s
+    # is answered 408. Slow clients cannot hold connections for ever.
+    header_timeout_s: float = Field(default=15.0, gt=0)
+    body_idle_timeout_s: float = Field(default=60.0, gt=0)
     # Where the uploader pushes to; empty means pushes are refused with 503.
     archipelago_url: str = ""
 

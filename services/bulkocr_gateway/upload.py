@@ -3,10 +3,12 @@ counted on the way, so neither a file nor the batch is ever held in memory."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
@@ -16,6 +18,8 @@ from bulkocr.blobs import BlobStore
 from bulkocr.contracts import DocumentRef, document_id
 from bulkocr_gateway.options import OPTION_FIELDS
 from bulkocr_gateway.settings import GatewaySettings
+
+T = TypeVar("T")
 
 FILES_FIELD = "files"
 _DRIVE = re.compile(r"[A-Za-z]:")
@@ -85,6 +89,16 @@ class _Receiver:
     # The first document of the job with each content hash: later copies are its duplicates.
     first_with_hash: dict[str, str] = field(default_factory=dict)
 
+    async def within_idle_timeout(self, read: Awaitable[T]) -> T:
+        """One read of the body, given up when the client sends nothing for the idle timeout:
+        a client that stalls must not hold a connection and an upload open for ever."""
+        seconds = self.settings.body_idle_timeout_s
+        try:
+            async with asyncio.timeout(seconds):
+                return await read
+        except TimeoutError:
+            raise UploadRejected(408, f"the upload stalled: nothing arrived for {seconds:g} s") from None
+
     async def part(self, part: BodyPartReader) -> None:
         if part.name == FILES_FIELD:
             if len(self.form.documents) >= self.settings.max_files_per_job:
@@ -108,7 +122,7 @@ class _Receiver:
 
         async def chunks() -> AsyncIterator[bytes]:
             # Hashing a chunk of a few hundred KiB takes well under a millisecond: no executor needed.
-            while chunk := await part.read_chunk(self.settings.upload_chunk_bytes):
+            while chunk := await self.within_idle_timeout(part.read_chunk(self.settings.upload_chunk_bytes)):
                 self.budget.take(len(chunk))
                 digest.update(chunk)
                 yield chunk
@@ -128,7 +142,7 @@ class _Receiver:
 
     async def _read_field(self, part: BodyPartReader) -> str:
         value = b""
-        while chunk := await part.read_chunk(_MAX_FIELD_BYTES):
+        while chunk := await self.within_idle_timeout(part.read_chunk(_MAX_FIELD_BYTES)):
             self.budget.take(len(chunk))
             value += chunk
             if len(value) > _MAX_FIELD_BYTES:
@@ -150,7 +164,7 @@ async def receive_form(
     receiver = _Receiver(job_id, blobs, settings, _Budget(limit))
     try:
         reader = await request.multipart()
-        while (part := await reader.next()) is not None:
+        while (part := await receiver.within_idle_timeout(reader.next())) is not None:
             if not isinstance(part, BodyPartReader):
                 raise UploadRejected(400, "nested multipart parts are not supported")
             await receiver.part(part)

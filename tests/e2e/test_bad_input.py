@@ -15,7 +15,7 @@ import io
 import os
 import zipfile
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,14 +170,14 @@ def stored_upload_count(stack: LocalStack) -> int:
 
 
 @asynccontextmanager
-async def ingest_with(stack: LocalStack, **settings: str) -> AsyncIterator[None]:
-    """Run the stack's ingest service with these settings inside the block, then as before."""
+async def service_with(stack: LocalStack, service: str, **settings: str) -> AsyncIterator[None]:
+    """Run one service of the stack with these settings inside the block, then as before."""
     original = stack.environment
 
     def restart(environment: Mapping[str, str]) -> None:
-        stack.stop_service("ingest")
+        stack.stop_service(service)
         stack.environment = environment
-        stack.start_service("ingest", SERVICES["ingest"][0])
+        stack.start_service(service, SERVICES[service][0])
         stack.wait_healthy()
 
     await asyncio.to_thread(restart, {**original, **settings})
@@ -185,6 +185,10 @@ async def ingest_with(stack: LocalStack, **settings: str) -> AsyncIterator[None]
         yield
     finally:
         await asyncio.to_thread(restart, original)
+
+
+def ingest_with(stack: LocalStack, **settings: str) -> AbstractAsyncContextManager[None]:
+    return service_with(stack, "ingest", **settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,6 +450,34 @@ async def test_a_declared_body_over_the_size_limit_gets_413_before_it_is_read(
         assert (response.status, response.content_type) == (413, "application/json")
         assert await response.json() == {"error": f"upload is larger than the limit of {MAX_UPLOAD_BYTES} bytes"}
     assert stored_upload_count(stack) == uploads_before
+
+
+async def test_slow_clients_are_cut_off_while_others_are_served(stack: LocalStack, http: aiohttp.ClientSession):
+    """With 2 s timeouts: a client that opens a connection and trickles part of its headers is
+    disconnected; one that sends its headers and part of an upload, then nothing, gets 408 with
+    a JSON reason; the gateway answers others meanwhile, and the stalled upload leaves nothing."""
+    host, port = stack.gateway_url.removeprefix("http://").rsplit(":", 1)
+    kept_before = stored_upload_count(stack)
+    async with service_with(stack, "gateway", BULKOCR_HEADER_TIMEOUT_S="2", BULKOCR_BODY_IDLE_TIMEOUT_S="2"):
+        trickle_reader, trickle = await asyncio.open_connection(host, int(port))
+        trickle.write(b"GET /api/bulk/jobs HTTP/1.1\r\nHost: gateway\r\n")
+        boundary = "bulkocr-test-boundary"
+        head = (
+            f"POST /api/bulk/jobs HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 100000\r\n\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        )
+        stall_reader, stall = await asyncio.open_connection(host, int(port))
+        stall.write(head.encode() + b"x" * 1000)
+        async with http.get(f"{stack.gateway_url}/health") as response:
+            assert response.status == 200
+        answer = await asyncio.wait_for(stall_reader.read(), timeout=20)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"the upload stalled: nothing arrived for 2 s" in answer
+        assert await asyncio.wait_for(trickle_reader.read(), timeout=20) == b""  # closed, nothing said
+        for writer in (trickle, stall):
+            writer.close()
+    assert stored_upload_count(stack) == kept_before
 
 
 async def test_a_request_without_files_gets_400_with_a_json_reason(stack: LocalStack, http: aiohttp.ClientSession):
