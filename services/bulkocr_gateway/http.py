@@ -39,6 +39,11 @@ async def json_errors_middleware(request: web.Request, handler: Handler) -> web.
         # aiohttp's own 404/405/413 carry plain text like "404: Not Found"; 405 keeps its Allow.
         kept = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
         return error_response(error.status, error.reason.lower(), kept)
+    except ConnectionResetError:
+        # The client went away mid-request (a dropped upload): nothing failed here, and the
+        # answer goes nowhere.
+        log.info("client_disconnected", method=request.method, path=request.path)
+        return error_response(400, "the client disconnected before the request was read")
     except Exception:
         log.exception("request_failed", method=request.method, path=request.path)
         return error_response(500, "internal error")

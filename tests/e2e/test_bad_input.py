@@ -28,6 +28,7 @@ from bulkocr.stack import SERVICES, LocalStack
 from tests.images import blank_png
 from tests.ocr_quality import TEST_DATA
 from tests.pdf_builder import make_pdf
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -478,6 +479,42 @@ async def test_slow_clients_are_cut_off_while_others_are_served(stack: LocalStac
         for writer in (trickle, stall):
             writer.close()
     assert stored_upload_count(stack) == kept_before
+
+
+async def test_no_token_reaches_any_log_whatever_the_client_does_wrong(stack: LocalStack, http: aiohttp.ClientSession):
+    """Error paths driven with the owner's token and with wrong ones (a refused token, Basic
+    credentials, an upload dropped half way, hostile bodies): no service's log
+    holds any of them, and the dropped upload is logged as a client that went away, not as a
+    server error."""
+    wrong = "wrong-token-7f3a9c1e5b"
+    basic = "YWxpY2U6czNjcjN0LXBhc3N3b3Jk"  # alice:s3cr3t-password
+    host, port = stack.gateway_url.removeprefix("http://").rsplit(":", 1)
+    for authorization in (f"Bearer {wrong}", f"Basic {basic}", wrong):
+        async with http.get(f"{stack.gateway_url}/api/bulk/jobs", headers={"Authorization": authorization}) as r:
+            assert r.status == 401
+    for body in ("[" * 60_000, '{"job_id": "' + "x" * 70_000 + '"}'):
+        async with http.post(f"{stack.gateway_url}/api/archipelago/push", data=body) as response:
+            assert 400 <= response.status < 500
+    async with http.get(f"{stack.gateway_url}/api/bulk/status/nope?page=9999999999999") as response:
+        assert 400 <= response.status < 500
+    boundary = "bulkocr-test-boundary"
+    head = (
+        f"POST /api/bulk/jobs HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 100000\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+    )
+    gateway_log = stack.state_dir / "gateway.log"
+    _, dropped = await asyncio.open_connection(host, int(port))
+    dropped.write(head.encode() + b"x" * 5000)
+    await dropped.drain()
+    dropped.transport.abort()
+    await eventually(lambda: "client_disconnected" in gateway_log.read_text(), what="the dropped upload's log line")
+
+    logs = {path.name: path.read_text(errors="replace") for path in stack.state_dir.rglob("*.log")}
+    assert {"gateway.log", "ingest.log", "aggregator.log"} <= set(logs)
+    for secret in (TOKEN, wrong, basic, "s3cr3t-password"):
+        assert not [name for name, text in logs.items() if secret in text], secret
+    assert "request_failed" not in logs["gateway.log"]
 
 
 async def test_a_request_without_files_gets_400_with_a_json_reason(stack: LocalStack, http: aiohttp.ClientSession):
