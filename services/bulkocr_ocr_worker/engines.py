@@ -248,7 +248,7 @@ def make_engine(name: str, **settings: Any) -> OcrEngine:
     try:
         factory = ENGINES[name]
     except KeyError:
-        raise ValueError(f"unknown OCR engine {name!r}; known: {', '.join(sorted(ENGINES))}") from None
+        raise EngineUnavailableError(f"unknown OCR engine {name!r}; known: {', '.join(sorted(ENGINES))}") from None
     return factory(**settings)
 
 

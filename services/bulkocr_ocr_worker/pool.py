@@ -9,9 +9,11 @@ is retried through NSQ.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +33,11 @@ class PageUnreadable(Exception):
 
 class OcrProcessDied(RuntimeError):
     """The process reading the page died; the page can be tried again."""
+
+
+class OcrTimedOut(RuntimeError):
+    """Reading the page outlasted the deadline; its process was killed and replaced, and the
+    page can be tried again."""
 
 
 # Per pool process, never in the service process: engines loaded on first use of each name.
@@ -72,9 +79,15 @@ class OcrPool:
     """A process pool of a fixed size; `read()` awaits one page."""
 
     def __init__(
-        self, processes: int, engine_settings: EngineSettings, preload: str, max_page_pixels: int = 80_000_000
+        self,
+        processes: int,
+        engine_settings: EngineSettings,
+        preload: str,
+        max_page_pixels: int = 80_000_000,
+        page_timeout_s: float = 600.0,
     ) -> None:
         self._max_page_pixels = max_page_pixels
+        self._page_timeout_s = page_timeout_s
         self.processes = processes
         self._engine_settings = engine_settings
         self._preload = preload
@@ -99,13 +112,28 @@ class OcrPool:
         if (inline := self._inline.get(engine)) is not None:
             return _read_with(inline, png, language, dpi)
         executor = self._executor
+        reading = asyncio.get_running_loop().run_in_executor(executor, _read, png, engine, language, dpi)
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, _read, png, engine, language, dpi)
+            return await asyncio.wait_for(reading, self._page_timeout_s)
         except BrokenProcessPool:
-            if executor is self._executor:
-                executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = self._new_executor()
+            self._replace(executor)
             raise OcrProcessDied("the OCR process died while reading the page") from None
+        except TimeoutError:
+            # A process cannot be told to stop one call: the pool is replaced, and pages the
+            # other processes were reading come back as OcrProcessDied, to be retried.
+            self._replace(executor)
+            raise OcrTimedOut(
+                f"reading the page took longer than {self._page_timeout_s:g} s: its OCR process was killed"
+            ) from None
+
+    def _replace(self, executor: ProcessPoolExecutor) -> None:
+        if executor is not self._executor:
+            return  # replaced already, by another page's failure
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._new_executor()
 
     def pids(self) -> list[int]:
         processes = getattr(self._executor, "_processes", None) or {}

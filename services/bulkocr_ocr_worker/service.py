@@ -49,6 +49,10 @@ log = structlog.get_logger(__name__)
 
 CHANNEL = "ocr"
 CANCEL_CHECK_S = 1.0
+# The page's own fault (its image cannot be decoded, its job names an engine this worker
+# lacks): trying again cannot help, so the page fails at once. Anything else (a dead or hung
+# OCR process, a bug) is tried again up to BULKOCR_PAGE_ATTEMPTS times.
+PAGE_FAULTS = (PageUnreadable, EngineUnavailableError)
 
 
 class WorkerSettings(BaseSettings):
@@ -73,6 +77,8 @@ class WorkerSettings(BaseSettings):
     # The same variable ingest reads: the largest page image a worker must accept.
     ingest_max_page_pixels: int = Field(default=80_000_000, gt=0)
     page_retry_delay_s: float = Field(default=5.0, ge=0)
+    # Longest one page may take; then its OCR process is killed and replaced, and the page is retried.
+    page_timeout_s: float = Field(default=600.0, gt=0)
 
     def engine_settings(self) -> EngineSettings:
         settings: EngineSettings = {
@@ -123,7 +129,7 @@ async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None
     deps.stats.in_flight += 1
     try:
         page_json, seconds = await deps.pool.read(png, engine=task.engine, language=task.language, dpi=task.dpi)
-    except (PageUnreadable, EngineUnavailableError, ValueError) as error:
+    except PAGE_FAULTS as error:
         raise PermanentError(str(error)) from error
     finally:
         deps.stats.in_flight -= 1
@@ -211,6 +217,7 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
         settings.engine_settings(),
         preload=settings.engine,
         max_page_pixels=settings.ingest_max_page_pixels,
+        page_timeout_s=settings.page_timeout_s,
     )
     try:
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:

@@ -61,8 +61,9 @@ def test_make_engine_builds_registered_engines() -> None:
 
 
 def test_make_engine_rejects_unknown_names() -> None:
-    """An unknown engine name fails with the list of known ones."""
-    with pytest.raises(ValueError, match="known: null, paddle, rapidocr"):
+    """An unknown engine name fails with the list of known ones, as an engine the worker lacks
+    (the page's own fault: it fails at once, without retries)."""
+    with pytest.raises(EngineUnavailableError, match="known: null, paddle, rapidocr"):
         make_engine("tesseract")
 
 

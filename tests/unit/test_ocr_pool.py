@@ -1,13 +1,20 @@
-"""OCR pool processes never outlive their worker, even one killed with SIGKILL."""
+"""OCR pool processes never outlive their worker, even one killed with SIGKILL, and a page
+that outlasts its deadline gets its process killed and replaced."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from PIL import Image
+
+from bulkocr_ocr_worker.pool import OcrPool, OcrTimedOut
 from tests.waiting import eventually
 
 # A worker's pool with a slow engine, so pages go to pool processes; prints their pids.
@@ -50,3 +57,26 @@ async def test_pool_processes_die_with_a_worker_killed_by_sigkill():
             await eventually(lambda: not any(alive(pid) for pid in pids), what="the pool processes to exit")
         finally:
             worker.kill()
+
+
+async def test_a_page_over_its_deadline_kills_its_process_and_the_pool_serves_on():
+    """A page that takes longer than the deadline fails with OcrTimedOut (retried through NSQ);
+    the page another process was reading comes back as OcrProcessDied (retried too); the old
+    processes are gone, and the next page is taken by a new process (and, as slow, timed out)."""
+    pool = OcrPool(2, {"null": {"seconds_per_page": 30}}, preload="", page_timeout_s=1.0)
+    try:
+        buffer = io.BytesIO()
+        Image.new("L", (20, 20), 255).save(buffer, format="PNG")
+        png = buffer.getvalue()
+        reading = asyncio.gather(
+            *(pool.read(png, engine="null", language=None, dpi=300) for _ in range(2)), return_exceptions=True
+        )
+        await eventually(lambda: len(pool.pids()) == 2, what="both pool processes")
+        old = pool.pids()
+        outcomes = sorted(type(outcome).__name__ for outcome in await reading)
+        assert outcomes in (["OcrTimedOut", "OcrTimedOut"], ["OcrProcessDied", "OcrTimedOut"])
+        await eventually(lambda: not any(alive(pid) for pid in old), what="the old processes to be killed")
+        with pytest.raises(OcrTimedOut, match="took longer than 1 s: its OCR process was killed"):
+            await pool.read(png, engine="null", language=None, dpi=300)
+    finally:
+        pool.close()
