@@ -25,6 +25,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bulkocr.stack import SERVICES, LocalStack
+from tests.e2e import client
 from tests.images import blank_png
 from tests.ocr_quality import TEST_DATA
 from tests.pdf_builder import make_pdf
@@ -41,7 +42,6 @@ MAX_UPLOAD_BYTES = 8 * MIB  # the stack's BULKOCR_MAX_UPLOAD_BYTES: small, so go
 DEFAULT_MAX_PAGES = 5_000  # ingest's defaults, which the stack keeps
 DEFAULT_MAX_PAGE_PIXELS = 80_000_000
 JOB_TIMEOUT_S = 60.0
-FINISHED = ("completed", "partial", "failed", "cancelled")
 # Peak resident memory allowed for the processes that handle hugemono.pdf's page (35000 x 35000
 # pixels as drawn, 80 megapixels as rendered). Measured: ingest ~630 MB, a rapidocr process
 # ~860 MB; rendering the page at the job's 300 dpi would need several GB.
@@ -104,37 +104,19 @@ def child_pids(pid: int) -> list[int]:
 
 
 def upload_form(files: Mapping[str, bytes], **fields: str) -> aiohttp.FormData:
-    form = aiohttp.FormData(fields, default_to_multipart=True)
-    for name, content in files.items():
-        form.add_field("files", io.BytesIO(content), filename=name, content_type="application/octet-stream")
-    return form
+    return client.upload_form(files, **fields)
 
 
 async def submit(http: aiohttp.ClientSession, stack: LocalStack, files: Mapping[str, bytes], **fields: str) -> str:
-    async with http.post(f"{stack.gateway_url}/api/bulk/jobs", data=upload_form(files, **fields)) as response:
-        assert response.status == 202, await response.text()
-        job_id: str = (await response.json())["job_id"]
-        return job_id
+    return await client.submit(http, stack.gateway_url, files, **fields)
 
 
 async def wait_finished(http: aiohttp.ClientSession, stack: LocalStack, job_id: str) -> Any:
     """The job's status once it has finished. A hang fails after JOB_TIMEOUT_S, a service
     that exits while the job runs fails at once."""
-
-    async def poll() -> Any:
-        while True:
-            async with http.get(f"{stack.gateway_url}/api/bulk/status/{job_id}") as response:
-                assert response.status == 200, await response.text()
-                status = await response.json()
-            if status["status"] in FINISHED:
-                return status
-            assert_stack_alive(stack)
-            await asyncio.sleep(0.2)
-
-    try:
-        return await asyncio.wait_for(poll(), JOB_TIMEOUT_S)
-    except TimeoutError:
-        raise AssertionError(f"job {job_id} not finished after {JOB_TIMEOUT_S}s; logs in {stack.state_dir}") from None
+    return await client.wait_finished(
+        http, stack.gateway_url, job_id, timeout_s=JOB_TIMEOUT_S, meanwhile=lambda: assert_stack_alive(stack)
+    )
 
 
 def by_filename(status: Any) -> dict[str, Any]:
@@ -147,15 +129,11 @@ def assert_all_pages_accounted_for(status: Any) -> None:
 
 
 async def document_pages(http: aiohttp.ClientSession, stack: LocalStack, job_id: str, doc_id: str) -> Any:
-    async with http.get(f"{stack.gateway_url}/api/bulk/jobs/{job_id}/documents/{doc_id}/json") as response:
-        assert response.status == 200, await response.text()
-        return (await response.json())["pages"]
+    return await client.document_pages(http, stack.gateway_url, job_id, doc_id)
 
 
 async def document_text(http: aiohttp.ClientSession, stack: LocalStack, job_id: str, doc_id: str) -> str:
-    async with http.get(f"{stack.gateway_url}/api/bulk/jobs/{job_id}/documents/{doc_id}/text") as response:
-        assert response.status == 200, await response.text()
-        return await response.text()
+    return await client.document_text(http, stack.gateway_url, job_id, doc_id)
 
 
 async def job_count(http: aiohttp.ClientSession, stack: LocalStack) -> int:

@@ -4,7 +4,6 @@ killer or `kill -9` would) while its OCR processes and ingest's split processes 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -16,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.e2e import client
 from tests.ocr_quality import TEST_DATA
 from tests.waiting import eventually
 
@@ -80,17 +80,10 @@ async def test_down_leaves_no_process_behind_after_a_worker_was_killed(tmp_path)
     assert started.returncode == 0, started.stderr
     try:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            form = aiohttp.FormData(default_to_multipart=True)
-            form.add_field("files", io.BytesIO((TEST_DATA / "cardinal.pdf").read_bytes()), filename="cardinal.pdf")
-            async with http.post(f"http://127.0.0.1:{port}/api/bulk/jobs", data=form) as response:
-                assert response.status == 202, await response.text()
-                status_url = f"http://127.0.0.1:{port}{(await response.json())['status_url']}"
-
-            async def completed() -> bool:
-                async with http.get(status_url) as response:
-                    return bool((await response.json())["status"] == "completed")
-
-            await eventually(completed, timeout_s=60, what="the job to complete")
+            gateway = f"http://127.0.0.1:{port}"
+            job_id = await client.submit(http, gateway, {"cardinal.pdf": (TEST_DATA / "cardinal.pdf").read_bytes()})
+            final = await client.wait_finished(http, gateway, job_id, timeout_s=60)
+        assert final["status"] == "completed", final
         pids = json.loads((Path(state) / "state.json").read_text())
         services = {name: int(pid) for name, pid in pids["services"].items()}
         everything = {*services.values(), *map(int, pids["servers"].values())}

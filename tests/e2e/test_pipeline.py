@@ -3,8 +3,6 @@ PP-OCRv6 engine, HTTP in and text out."""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ import pypdfium2 as pdfium  # type: ignore[import-untyped]  # no type informatio
 import pytest
 
 from bulkocr.stack import LocalStack
+from tests.e2e import client
 from tests.ocr_quality import TEST_DATA, character_error_rate
 
 pytestmark = pytest.mark.e2e
@@ -38,31 +37,15 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def submit(http: aiohttp.ClientSession, stack: LocalStack, names: list[str]) -> str:
-    form = aiohttp.FormData()
-    for name in names:
-        form.add_field("files", io.BytesIO((TEST_DATA / name).read_bytes()), filename=name)
-    async with http.post(f"{stack.gateway_url}/api/bulk/jobs", data=form) as response:
-        assert response.status == 202, await response.text()
-        job_id: str = (await response.json())["job_id"]
-        return job_id
+    return await client.submit(http, stack.gateway_url, {name: (TEST_DATA / name).read_bytes() for name in names})
 
 
 async def wait_finished(http: aiohttp.ClientSession, stack: LocalStack, job_id: str, timeout_s: float = 600) -> Any:
-    async def poll() -> Any:
-        while True:
-            async with http.get(f"{stack.gateway_url}/api/bulk/status/{job_id}") as response:
-                status = await response.json()
-            if status["status"] in ("completed", "partial", "failed", "cancelled"):
-                return status
-            await asyncio.sleep(1)
-
-    return await asyncio.wait_for(poll(), timeout_s)
+    return await client.wait_finished(http, stack.gateway_url, job_id, timeout_s=timeout_s)
 
 
 async def document_text(http: aiohttp.ClientSession, stack: LocalStack, job_id: str, doc_id: str) -> str:
-    async with http.get(f"{stack.gateway_url}/api/bulk/jobs/{job_id}/documents/{doc_id}/text") as response:
-        assert response.status == 200
-        return await response.text()
+    return await client.document_text(http, stack.gateway_url, job_id, doc_id)
 
 
 async def test_a_batch_of_real_scans_comes_out_complete_and_accurate(stack: LocalStack, http: aiohttp.ClientSession):

@@ -9,16 +9,17 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Callable
 
 import aiohttp
 import pytest
 from PIL import Image
 
-from bulkocr.contracts import FINISHED_STATUSES
 from bulkocr.mongo import JobStore, connect_mongo
 from bulkocr.settings import MongoSettings
 from bulkocr.stack import LocalStack
-from tests.e2e.test_chaos import CHAOS_ENV, TOKEN, status, wait_for
+from tests.e2e import client
+from tests.e2e.test_chaos import CHAOS_ENV, TOKEN
 
 pytestmark = pytest.mark.e2e
 
@@ -44,34 +45,40 @@ async def test_aggregator_killed_mid_way_through_a_big_job_rebuilds_its_tallies(
             aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
             connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db,
         ):
-            form = aiohttp.FormData()
-            form.add_field("files", io.BytesIO(tiff_of(BIG_JOB_PAGES)), filename="box-17.tif")
-            async with http.post(f"{stack.gateway_url}/api/bulk/jobs", data=form) as response:
-                assert response.status == 202, await response.text()
-                job_id = (await response.json())["job_id"]
-            await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= 300, 120)
+            job_id = await submit_tiff(http, stack, "box-17.tif", BIG_JOB_PAGES)
+            await client.wait_for_status(
+                http,
+                stack.gateway_url,
+                job_id,
+                lambda s: s["progress"]["pages_done"] >= 300,
+                timeout_s=120,
+                what="300 pages",
+            )
             stack.stop_service("aggregator", kill=True)
             stack.start_service("aggregator", "bulkocr_aggregator")
-            final = await wait_for(http, stack, job_id, lambda s: s["status"] in FINISHED_STATUSES, 300)
+            final = await client.wait_finished(http, stack.gateway_url, job_id, timeout_s=300)
             store = JobStore(db)
-            stored = [(page["doc_id"], page["page"]) async for page in store.pages.find({"job_id": job_id})]
+            outcomes = store.pages.find({"job_id": job_id})
+            stored = sorted([(page["page"], page["status"]) async for page in outcomes])
     progress = final["progress"]
     assert final["status"] == "completed", final
     assert progress == {"pages_total": BIG_JOB_PAGES, "pages_done": BIG_JOB_PAGES, "pages_failed": 0, "percent": 100.0}
-    assert len(stored) == len(set(stored)) == BIG_JOB_PAGES
+    assert stored == [(page, "done") for page in range(1, BIG_JOB_PAGES + 1)]
     assert sum(node["pages_done"] for node in final["nodes"].values()) == BIG_JOB_PAGES
     log = (stack.state_dir / "aggregator.log").read_text()
     assert '"job_taken_over"' in log
     assert '"tally_drift"' not in log
 
 
+def pages_read(pages: int) -> Callable[[client.Status], bool]:
+    def holds(status: client.Status) -> bool:
+        return bool(status["progress"]["pages_done"] >= pages)
+
+    return holds
+
+
 async def submit_tiff(http: aiohttp.ClientSession, stack: LocalStack, name: str, pages: int) -> str:
-    form = aiohttp.FormData()
-    form.add_field("files", io.BytesIO(tiff_of(pages)), filename=name)
-    async with http.post(f"{stack.gateway_url}/api/bulk/jobs", data=form) as response:
-        assert response.status == 202, await response.text()
-        job_id: str = (await response.json())["job_id"]
-        return job_id
+    return await client.submit(http, stack.gateway_url, {name: tiff_of(pages)})
 
 
 async def test_a_small_job_behind_a_big_one_finishes_first(tmp_path):
@@ -86,12 +93,19 @@ async def test_a_small_job_behind_a_big_one_finishes_first(tmp_path):
     with LocalStack(tmp_path / "stack", workers=2, environment=environment, grace_s=10) as stack:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             big = await submit_tiff(http, stack, "big.tif", 1000)
-            await wait_for(http, stack, big, lambda s: s["progress"]["pages_done"] >= 1, 60)
+            await client.wait_for_status(
+                http,
+                stack.gateway_url,
+                big,
+                lambda s: s["progress"]["pages_done"] >= 1,
+                timeout_s=60,
+                what="a page read",
+            )
             started = time.monotonic()
             small = await submit_tiff(http, stack, "small.tif", 4)
-            final = await wait_for(http, stack, small, lambda s: s["status"] in FINISHED_STATUSES, 20)
+            final = await client.wait_finished(http, stack.gateway_url, small, timeout_s=20)
             waited = time.monotonic() - started
-            big_now = await status(http, stack, big)
+            big_now = await client.job_status(http, stack.gateway_url, big)
     assert final["status"] == "completed"
     assert final["progress"]["pages_done"] == 4
     assert waited < 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import os
@@ -514,8 +515,13 @@ async def test_the_storage_quota_counts_kept_uploads_and_retention_gives_them_ba
     await submit(api, ("again.png", b"x" * 6_000))
 
 
-async def finish_the_job_like_the_aggregator(store: JobStore) -> None:
-    """Wait for the CLI's job, then record one page per document and complete the job."""
+def printed(output: io.StringIO, words: str) -> bool:
+    return words in output.getvalue()
+
+
+async def finish_the_job_like_the_aggregator(store: JobStore, cli_output: io.StringIO) -> None:
+    """Wait for the CLI's job, then record one page per document, each time until the CLI has
+    printed the progress, and complete the job."""
     jobs: list[Document] = []
 
     async def submitted() -> bool:
@@ -529,8 +535,9 @@ async def finish_the_job_like_the_aggregator(store: JobStore) -> None:
         await set_document(store, job_id, document["doc_id"], pages=1, status="completed", final=True)
         name = document["filename"].rsplit("/", 1)[-1]
         await store.record_outcome(page_done(job_id, document["doc_id"], 1, result=page_text(f"text of {name}")))
-        await asyncio.sleep(0.1)  # let the CLI see progress move
-        await store.set_job_fields(job_id, {"pages_done": int(document["doc_id"][1:])})
+        done = int(document["doc_id"][1:])
+        await store.set_job_fields(job_id, {"pages_done": done})
+        await eventually(functools.partial(printed, cli_output, f"processing: {done}/2"), what="the CLI's progress")
     await store.set_job_fields(job_id, {"status": "completed", "finished_at": utcnow()})
 
 
@@ -553,7 +560,7 @@ async def test_cli_submit_waits_and_writes_each_text(api, store, tmp_path: Path)
         poll_s=0.05,
     )
     out, err = io.StringIO(), io.StringIO()
-    aggregator = asyncio.create_task(finish_the_job_like_the_aggregator(store))
+    aggregator = asyncio.create_task(finish_the_job_like_the_aggregator(store, out))
     code = await client.submit_command(request, out=out, err=err)
     await aggregator
 
@@ -561,6 +568,7 @@ async def test_cli_submit_waits_and_writes_each_text(api, store, tmp_path: Path)
     lines = out.getvalue().splitlines()
     job_id = lines[0]
     assert await store.get_job(job_id, owner="alice") is not None
+    assert "processing: 1/2 pages done, 0 failed" in lines
     assert "completed: 2/2 pages done, 0 failed" in lines
     assert (out_dir / "scans" / "a.png.txt").read_text() == "text of a.png"
     assert (out_dir / "scans" / "box1" / "b.png.txt").read_text() == "text of b.png"

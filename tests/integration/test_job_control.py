@@ -52,16 +52,18 @@ async def test_failed_pages_are_replayed_and_the_job_finishes_again(
     async with collecting(PAGE, nsq_admin, publisher, nsq_settings, job_id) as tasks:
         assert await jobs.replay_failed(job_id) == 1
         await eventually(lambda: len(tasks) == 1, what="the failed page's task")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # and no other within this time
     assert tasks == [task(job_id, 2)]
     job = await store.get_job(job_id)
     assert job is not None
     assert (job["status"], job["pages_failed"], job["finished_at"]) == ("processing", 0, None)
 
+    completed = JobCompleted(job_id=job_id, status="completed")
     async with collecting(JOB_COMPLETED, nsq_admin, publisher, nsq_settings, job_id) as completions:
         await jobs.outcome(page_done(2, job_id=job_id, doc_id="d0001"))
         await jobs.flush()
-        await asyncio.sleep(0.5)
+        await eventually(lambda: completed in completions, what="the completed announcement")
+        await asyncio.sleep(0.5)  # and no second one within this time
     # (The first, partial announcement may show up too: it waited in the topic for a channel.)
     assert completions[-1] == JobCompleted(job_id=job_id, status="completed")
     assert completions.count(JobCompleted(job_id=job_id, status="completed")) == 1
@@ -98,7 +100,7 @@ async def test_sweeper_publishes_again_the_pages_of_a_quiet_job(
             await sweeper.sweep()
             await sweeper.sweep()  # just swept: not idle any more, so nothing twice
             await eventually(lambda: len(tasks) >= 2, what="the pages without an outcome")
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # and none published twice within this time
     assert sorted(t.page for t in tasks) == [2, 3]
 
 

@@ -240,7 +240,7 @@ async def test_drain_finishes_in_flight_work_and_leaves_the_rest_queued(ping_top
 
     async def slow(ping: Ping, delivery: Delivery) -> None:
         started.append(ping.n)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the handler's work
         finished.append(ping.n)
 
     await publisher.publish_many(ping_topic, [Ping(n=n) for n in range(20)])
@@ -266,12 +266,12 @@ async def test_long_handler_is_touched_instead_of_redelivered(ping_topic, publis
 
     async def long_work(ping: Ping, delivery: Delivery) -> None:
         attempts.append(delivery.attempts)
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(3.0)  # the handler's work
 
     async with consuming(ping_topic, CHANNEL, long_work, publisher=publisher, settings=settings):
         await publisher.publish(ping_topic, Ping(n=1))
         await eventually(lambda: len(attempts) == 1, what="the delivery")
-        await asyncio.sleep(3.5)
+        await asyncio.sleep(3.5)  # no redelivery over three message timeouts
         stats = await nsq_admin.channel_stats(ping_topic.name, CHANNEL)
     assert attempts == [1]
     assert stats is not None

@@ -125,7 +125,7 @@ async def test_ingest_expands_archives_and_queues_one_task_per_page(
                 document = DocumentTask(job_id=job.job_id, doc_id=doc_id, again=again)
                 await handle_document(document, FIRST_DELIVERY, deps=deps)
         await eventually(lambda: len(tasks_of(ready)) == 5 and len(plans) == 10, what="plans and page tasks")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # and nothing more within this time
     tasks = tasks_of(ready)
     by_doc = {plan.doc_id: plan for plan in plans}
     assert len(tasks) == 5
@@ -170,7 +170,7 @@ async def test_aggregator_counts_exactly_and_announces_completion_once(
         await jobs.flush()
         await jobs.flush()  # nothing moved: announced once
         await eventually(lambda: len(completions) == 1, what="job.completed")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # and no second announcement within this time
     assert completions == [JobCompleted(job_id=job.job_id, status="partial")]
     saved = await store.get_job(job.job_id)
     assert saved is not None
@@ -204,7 +204,7 @@ async def test_identical_files_in_a_job_are_read_once(store, db, publisher, nsq_
         for doc_id in ("d0001", "d0002"):
             await handle_document(DocumentTask(job_id=job.job_id, doc_id=doc_id), FIRST_DELIVERY, deps=deps)
         await eventually(lambda: len(plans) == 2 and len(tasks_of(ready)) == 1, what="two plans and one page task")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # and no page task for the duplicate within this time
     tasks = tasks_of(ready)
     by_doc = {plan.doc_id: plan for plan in plans}
     assert by_doc["d0001"].pages == 1
