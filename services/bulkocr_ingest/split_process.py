@@ -133,7 +133,7 @@ class SplitProcess:
             raise SplitterBreach(
                 f"the splitter took longer than {self._limits.call_timeout_s:g} s {what}, its time limit"
             ) from None
-        except EOFError:
+        except (EOFError, ConnectionResetError):  # the pipe is a socket pair: a killed child may reset it
             cause = self._death_cause()
             self.stop()
             raise SplitterBreach(f"the splitter died {what} ({cause})") from None
@@ -163,7 +163,7 @@ class SplitProcess:
             await asyncio.wait_for(asyncio.to_thread(ours.recv), _START_TIMEOUT_S)
         except BaseException as error:
             self.stop()
-            if isinstance(error, TimeoutError | EOFError):
+            if isinstance(error, TimeoutError | EOFError | ConnectionResetError):
                 raise RuntimeError("the splitter process did not start") from None  # retried through NSQ
             raise
         return ours

@@ -131,13 +131,13 @@ def peak_rss_growth() -> Iterator[Callable[[], int]]:
 def count_renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the number of every PDF page the splitter renders."""
     rendered: list[int] = []
-    original = split._render_pdf_page
+    original = split.pdf._render_pdf_page
 
     def recording(pdf: object, number: int, dpi: int, limits: SplitLimits) -> tuple[Image.Image, int]:
         rendered.append(number)
         return original(pdf, number, dpi, limits)
 
-    monkeypatch.setattr(split, "_render_pdf_page", recording)
+    monkeypatch.setattr(split.pdf, "_render_pdf_page", recording)
     return rendered
 
 
