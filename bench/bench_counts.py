@@ -18,7 +18,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from bulkocr.servers import LocalServers
+from bulkocr_devstack.servers import LocalServers
 
 
 async def count_seconds(url: str, pages: int) -> tuple[float, float]:

@@ -40,7 +40,7 @@ from PIL import Image
 from bulkocr.contracts import FINISHED_STATUSES, JobOptions, utcnow
 from bulkocr.mongo import JobStore, connect_mongo, page_key
 from bulkocr.settings import MongoSettings
-from bulkocr.stack import LocalStack
+from bulkocr_devstack.stack import LocalStack
 
 TOKEN = "bench"  # noqa: S105  # a throwaway token for a local run
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}

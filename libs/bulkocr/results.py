@@ -22,36 +22,20 @@ from PIL import Image
 
 from bulkocr.blobs import BlobStore
 from bulkocr.documents import page_numbers, page_result
-from bulkocr.errors import BlobNotFound, BulkOcrError
+from bulkocr.errors import BlobNotFound
+from bulkocr.formats import OutputUnavailable, format_name
 from bulkocr.mongo import JobStore, page_key
 from bulkocr.outputs import FORMATS, OcrPage, OutputFormat
 from bulkocr.page_model import PageText
 
-# Names users and jobs may use for formats, mapped to the renderers' names.
-ALIASES = {
-    "txt": "text",
-    "text": "text",
-    "json": "json",
-    "hocr": "hocr",
-    "alto": "alto",
-    "miniocr": "miniocr",
-    "pdf": "pdf",
-}
 # Formats worth building ahead of a request and keeping (the others render in milliseconds).
 CACHED = frozenset({"pdf"})
 
 Stored = Mapping[str, Any]
 
 
-class OutputUnavailable(BulkOcrError):
-    """The output cannot be made: unknown format, unknown document, or no page to render."""
-
-
 def output_format(name: str) -> OutputFormat:
-    try:
-        return FORMATS[ALIASES[name]]
-    except KeyError:
-        raise OutputUnavailable(f"unknown format {name!r}; known: {', '.join(sorted(ALIASES))}") from None
+    return FORMATS[format_name(name)]
 
 
 def cache_key(job_id: str, doc_id: str, fmt: str) -> str:

@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import web
 from typing_extensions import Buffer
 
-from bulkocr.results import ALIASES, DocumentOutputs, OutputUnavailable, output_format
+from bulkocr.formats import ALIASES, OutputUnavailable
+from bulkocr.results import DocumentOutputs, output_format
 from bulkocr_gateway.http import error_response
 from bulkocr_gateway.keys import BLOBS, OWNER, STORE
 

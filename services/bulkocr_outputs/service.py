@@ -15,10 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import JOB_COMPLETED, JobCompleted
+from bulkocr.formats import ALIASES
 from bulkocr.log import configure_logging
 from bulkocr.mongo import JobStore, OutputStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher, consuming
-from bulkocr.results import ALIASES, CACHED, DocumentOutputs, cache_key
+from bulkocr.results import CACHED, DocumentOutputs, cache_key
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
 

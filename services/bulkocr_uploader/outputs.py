@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bulkocr import results
 from bulkocr.blobs import BlobStore
 from bulkocr.documents import document_text
-from bulkocr.errors import BlobNotFound, BulkOcrError
+from bulkocr.errors import BlobNotFound
+from bulkocr.formats import OutputUnavailable
 from bulkocr.mongo import JobStore
 from bulkocr.results import DocumentOutputs
 
@@ -21,16 +21,12 @@ FetchOutput = Callable[[str, str, str], Awaitable[bytes]]
 """(job_id, doc_id, fmt) -> the document's bytes in that format ("pdf" or "txt")."""
 
 
-class OutputUnavailable(BulkOcrError):
-    """A document's output cannot be produced; pushing the document cannot succeed."""
-
-
 async def render_searchable_pdf(store: JobStore, blobs: BlobStore, job_id: str, doc_id: str) -> bytes:
     """The document as a searchable PDF (page images with an invisible text layer): the copy
     the output builder cached when the job completed, or rendered now if there is none."""
     try:
         return await DocumentOutputs(store, blobs).get(job_id, doc_id, "pdf")
-    except (results.OutputUnavailable, BlobNotFound) as error:
+    except (OutputUnavailable, BlobNotFound) as error:
         # A page image gone (retention) or nothing to render: this document cannot be pushed.
         raise OutputUnavailable(f"no searchable PDF for {doc_id}: {error}") from error
 

@@ -44,6 +44,7 @@ from bulkocr.ami import (
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import ARCHIPELAGO_PUSH, JOB_COMPLETED, ArchipelagoPush, JobCompleted, PushOptions, utcnow
 from bulkocr.errors import BulkOcrError, PermanentError
+from bulkocr.formats import OutputUnavailable
 from bulkocr.log import configure_logging
 from bulkocr.mongo import ArchipelagoStore, JobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
@@ -52,7 +53,7 @@ from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettin
 from bulkocr_uploader.archipelago import AccessDenied, ArchipelagoClient, ArchipelagoError, Rejected, Unavailable
 from bulkocr_uploader.metadata import ami_set_json, collection_metadata, document_metadata, node_attributes
 from bulkocr_uploader.outcomes import Outcome, Summary, summarize
-from bulkocr_uploader.outputs import FetchOutput, OutputUnavailable, StoredOutputs
+from bulkocr_uploader.outputs import FetchOutput, StoredOutputs
 from bulkocr_uploader.settings import UploaderSettings
 
 log = structlog.get_logger(__name__)

@@ -24,7 +24,7 @@ import pypdfium2 as pdfium  # type: ignore[import-untyped]  # no py.typed marker
 import pytest
 from PIL import Image, ImageDraw
 
-from bulkocr.stack import SERVICES, LocalStack
+from bulkocr_devstack.stack import SERVICES, LocalStack
 from tests.e2e import client
 from tests.images import blank_png
 from tests.ocr_quality import TEST_DATA

@@ -22,7 +22,7 @@ from bulkocr.mongo import JobStore, connect_mongo
 from bulkocr.nsq import NsqPublisher
 from bulkocr.page_model import PageText
 from bulkocr.settings import MongoSettings, NsqSettings
-from bulkocr.stack import LocalStack
+from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
 from tests.ocr_quality import TEST_DATA
 

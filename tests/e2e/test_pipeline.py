@@ -12,7 +12,7 @@ import aiohttp
 import pypdfium2 as pdfium  # type: ignore[import-untyped]  # no type information
 import pytest
 
-from bulkocr.stack import LocalStack
+from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
 from tests.ocr_quality import TEST_DATA, character_error_rate
 

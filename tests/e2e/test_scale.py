@@ -17,7 +17,7 @@ from PIL import Image
 
 from bulkocr.mongo import JobStore, connect_mongo
 from bulkocr.settings import MongoSettings
-from bulkocr.stack import LocalStack
+from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
 from tests.e2e.test_chaos import CHAOS_ENV, TOKEN
 

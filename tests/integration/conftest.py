@@ -16,10 +16,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.mongo import Database, JobStore, connect_mongo
 from bulkocr.nsq import NsqAdmin, NsqPublisher
-from bulkocr.servers import LocalServers
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator, Windows
 from bulkocr_aggregator.writes import batch_writer
+from bulkocr_devstack.servers import LocalServers
 from bulkocr_gateway.app import create_app
 from bulkocr_gateway.keys import Deps
 from bulkocr_gateway.settings import GatewaySettings

@@ -10,13 +10,13 @@ import pypdfium2 as pdfium  # type: ignore[import-untyped]  # no type informatio
 from lxml import etree
 from PIL import Image
 
-from bulkocr import client
 from bulkocr.contracts import DocumentPlanned, JobCompleted, JobOptions, PageTask
 from bulkocr.mongo import JobStore, OutputStore
 from bulkocr.nsq import Delivery
 from bulkocr.page_model import Block, Box, Line, PageText, Word
 from bulkocr.results import DocumentOutputs, cache_key
 from bulkocr_aggregator.coordinator import Coordinator
+from bulkocr_client import client
 from bulkocr_outputs.service import handle_completed
 from tests.integration.test_gateway import ALICE, BOB, submit
 from tests.integration.test_store import page_done

@@ -17,13 +17,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bulkocr import __version__, client
+from bulkocr import __version__
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import JOB_SUBMITTED, JobSubmitted, NodeHeartbeat, PageDone, PageFailed, PageTimings, utcnow
 from bulkocr.mongo import Database, Document, JobStore
 from bulkocr.nsq import Delivery, NsqAdmin, consuming
 from bulkocr.page_model import Block, Box, Line, PageText, Word
 from bulkocr.settings import BlobSettings
+from bulkocr_client import client
 from bulkocr_gateway.app import create_app
 from bulkocr_gateway.keys import Deps
 from bulkocr_gateway.settings import GatewaySettings

@@ -17,8 +17,8 @@ from structlog.testing import capture_logs
 from bulkocr.contracts import DeadLetter, Message, Topic, dead_letter_topic
 from bulkocr.errors import PermanentError, PublishError
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
-from bulkocr.servers import LocalServers
 from bulkocr.settings import NsqSettings
+from bulkocr_devstack.servers import LocalServers
 from tests.fakes.crashing_consumer import Crash
 from tests.integration.conftest import nsq_settings_for
 from tests.waiting import eventually

@@ -26,7 +26,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
-from bulkocr import client
 from bulkocr.ami import collection_uuid, object_uuid
 from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.contracts import (
@@ -40,6 +39,7 @@ from bulkocr.contracts import (
 from bulkocr.mongo import Database, JobStore
 from bulkocr.nsq import NsqAdmin, NsqPublisher
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
+from bulkocr_client import client
 from bulkocr_gateway.app import create_app
 from bulkocr_gateway.keys import Deps
 from bulkocr_gateway.settings import GatewaySettings

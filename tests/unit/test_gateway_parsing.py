@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bulkocr.client import GatewayError, collect_files, output_path
 from bulkocr.contracts import utcnow
 from bulkocr.settings import load
+from bulkocr_client.client import GatewayError, collect_files, output_path
 from bulkocr_gateway.options import InvalidOptions, parse_options
 from bulkocr_gateway.settings import GatewaySettings
 from bulkocr_gateway.upload import clean_filename

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bulkocr.errors import ServerStartError
-from bulkocr.servers import LocalServers, ServerAddresses, find_binary
+from bulkocr_devstack.servers import LocalServers, ServerAddresses, find_binary
 
 
 def test_missing_binary_is_an_error_that_says_how_to_build_it(tmp_path, monkeypatch: pytest.MonkeyPatch):

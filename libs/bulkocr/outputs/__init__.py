@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import BinaryIO
 
+from bulkocr.formats import EXTENSIONS
 from bulkocr.outputs import alto, hocr, json_model, miniocr, text
 from bulkocr.outputs.document import EmptyDocumentError, OcrPage
 
@@ -26,7 +27,7 @@ Writer = Callable[[Iterable[OcrPage], BinaryIO], None]
 class OutputFormat:
     name: str
     media_type: str
-    extension: str  # with its dot; several dots where the media type alone is ambiguous (.alto.xml)
+    extension: str  # with its dot (bulkocr.formats.EXTENSIONS)
     write: Writer
     needs_images: bool = False
 
@@ -43,13 +44,12 @@ FORMATS: Mapping[str, OutputFormat] = MappingProxyType(
     {
         output.name: output
         for output in (
-            OutputFormat("text", "text/plain; charset=utf-8", ".txt", text.write),
-            OutputFormat("json", "application/json", ".json", json_model.write),
-            # .html, not .hocr: Archipelago types .hocr as octet-stream and reads hOCR only from text/html.
-            OutputFormat("hocr", "text/html; charset=utf-8", ".html", hocr.write),
-            OutputFormat("alto", "application/xml", ".alto.xml", alto.write),
-            OutputFormat("miniocr", "application/xml", ".miniocr.xml", miniocr.write),
-            OutputFormat("pdf", "application/pdf", ".pdf", _write_pdf, needs_images=True),
+            OutputFormat("text", "text/plain; charset=utf-8", EXTENSIONS["text"], text.write),
+            OutputFormat("json", "application/json", EXTENSIONS["json"], json_model.write),
+            OutputFormat("hocr", "text/html; charset=utf-8", EXTENSIONS["hocr"], hocr.write),
+            OutputFormat("alto", "application/xml", EXTENSIONS["alto"], alto.write),
+            OutputFormat("miniocr", "application/xml", EXTENSIONS["miniocr"], miniocr.write),
+            OutputFormat("pdf", "application/pdf", EXTENSIONS["pdf"], _write_pdf, needs_images=True),
         )
     }
 )

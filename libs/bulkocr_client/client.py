@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bulkocr.contracts import FINISHED_STATUSES
 from bulkocr.errors import BulkOcrError
-from bulkocr.results import OutputUnavailable, output_format
+from bulkocr.formats import OutputUnavailable, extension, format_name
 
 FINISHED = frozenset(FINISHED_STATUSES)
 PUSH_FINISHED = frozenset({"completed", "partial", "failed", "staged"})
@@ -364,7 +364,7 @@ async def results_command(request: ResultsRequest, *, out: TextIO = sys.stdout, 
     """Download every readable document of a job in each format into `out`; 0 when all came."""
     try:
         for fmt in request.formats:
-            output_format(fmt)
+            format_name(fmt)
     except OutputUnavailable as error:
         print(f"bulkocr results: {error}", file=err)
         return 2
@@ -390,7 +390,7 @@ async def _download_all(gateway: GatewayClient, status: Status, request: Results
         for fmt in request.formats:
             name = document["filename"] or document["doc_id"]
             path = output_path(request.out, name, document["doc_id"], taken[fmt])
-            destination = path.with_name(path.name.removesuffix(".txt") + output_format(fmt).extension)
+            destination = path.with_name(path.name.removesuffix(".txt") + extension(fmt))
             await gateway.download(request.job_id, document["doc_id"], fmt, destination)
             written += 1
     return written

@@ -37,7 +37,7 @@ from bulkocr.contracts import (
     PAGES_READY,
 )
 from bulkocr.errors import ServerStartError
-from bulkocr.servers import SERVER_NAMES, LocalServers, ServerAddresses
+from bulkocr_devstack.servers import SERVER_NAMES, LocalServers, ServerAddresses
 
 # service name -> (module, the topic/channel it consumes, which tells that it is up)
 SERVICES: dict[str, tuple[str, str, str]] = {

@@ -10,17 +10,21 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bulkocr import __version__, client
+from bulkocr import __version__
 from bulkocr.errors import ServerStartError
-from bulkocr.servers import LocalServers, ServerAddresses
 from bulkocr.settings import load
-from bulkocr.stack import STATE_FILE, LocalStack, stop_from_state
+from bulkocr_client import client
+
+# The development stack (`servers`, `up`, `down`) is imported by those commands only: the
+# client's own commands need nothing of it.
 
 DEFAULT_STATE_DIR = ".bulkocr"
 
 
 def _servers(args: argparse.Namespace) -> int:
     """Run nsqlookupd, nsqd, nsqadmin and the database on loopback until interrupted."""
+    from bulkocr_devstack.servers import LocalServers, ServerAddresses
+
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="bulkocr-servers-"))
     servers = LocalServers(data_dir, ServerAddresses(nsqd_tcp=args.nsqd_port, database=args.db_port))
     with servers:
@@ -34,6 +38,8 @@ def _servers(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     """Start the servers and every service on loopback; with --detach, return once healthy."""
+    from bulkocr_devstack.stack import STATE_FILE, LocalStack
+
     state_dir = Path(args.state_dir)
     if (state_dir / STATE_FILE).is_file():
         print(f"bulkocr is already up (state in {state_dir}); run `bulkocr down` first", file=sys.stderr)
@@ -57,6 +63,8 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
+    from bulkocr_devstack.stack import stop_from_state
+
     stopped = stop_from_state(Path(args.state_dir))
     print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
     return 0
