@@ -311,6 +311,36 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
 )
 
 
+# --- topology --------------------------------------------------------------------------
+
+# The channel each consuming service reads its topics on (one per service: replicas of a
+# service share its channel, so each message goes to one of them).
+AGGREGATOR_CHANNEL = "aggregator"
+INGEST_CHANNEL = "ingest"
+OCR_CHANNEL = "ocr"
+UPLOADER_CHANNEL = "uploader"
+OUTPUTS_CHANNEL = "outputs"
+
+SUBSCRIPTIONS: tuple[tuple[Topic[Any], str], ...] = (
+    (JOB_SUBMITTED, AGGREGATOR_CHANNEL),
+    (DOCUMENT, INGEST_CHANNEL),
+    (DOCUMENT_PLANNED, AGGREGATOR_CHANNEL),
+    (PAGES_READY, AGGREGATOR_CHANNEL),
+    (PAGE, OCR_CHANNEL),
+    (PAGE_DONE, AGGREGATOR_CHANNEL),
+    (PAGE_FAILED, AGGREGATOR_CHANNEL),
+    (PAGE_RETRYING, AGGREGATOR_CHANNEL),
+    (NODE_HEARTBEAT, AGGREGATOR_CHANNEL),
+    (JOB_COMPLETED, UPLOADER_CHANNEL),
+    (JOB_COMPLETED, OUTPUTS_CHANNEL),
+    (JOB_RETRY, AGGREGATOR_CHANNEL),
+    (JOB_CANCEL, AGGREGATOR_CHANNEL),
+    (ARCHIPELAGO_PUSH, UPLOADER_CHANNEL),
+)
+"""Every (topic, channel) that some service consumes: the whole queue topology. Channels are
+created from it before anything is published (a channel made later misses what came before)."""
+
+
 def dead_letter_topic(topic_name: str, suffix: str = ".dlq") -> Topic[DeadLetter]:
     """The topic where a consumer of `topic_name` keeps the messages it gave up on."""
     return Topic(f"{topic_name}{suffix}", DeadLetter)

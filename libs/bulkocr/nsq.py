@@ -29,7 +29,7 @@ import aiohttp
 import nsq  # pynsq ships no type information: see [[tool.mypy.overrides]]
 import structlog
 
-from bulkocr.contracts import DeadLetter, DecodeError, M, Topic, dead_letter_topic
+from bulkocr.contracts import SUBSCRIPTIONS, DeadLetter, DecodeError, M, Topic, dead_letter_topic
 from bulkocr.errors import PermanentError, PublishError
 from bulkocr.settings import NsqSettings
 
@@ -475,6 +475,16 @@ class NsqAdmin:
         async with self._session.post(f"{self._base}{path}", params=params) as response:
             if response.status != 200:
                 raise PublishError(f"nsqd {path} {params}: {response.status} {await response.text()}")
+
+
+async def create_channels(settings: NsqSettings) -> None:
+    """Create every channel of the queue topology (`contracts.SUBSCRIPTIONS`) on nsqd before
+    anything is published: nsqd gives a message only to the channels that exist when it
+    arrives. Every service does this as it starts, so whichever starts first makes them all."""
+    async with aiohttp.ClientSession() as session:
+        admin = NsqAdmin(session, settings.nsqd_http_address)
+        for topic, channel in SUBSCRIPTIONS:
+            await admin.create_channel(topic.name, channel)
 
 
 async def backlog(session: aiohttp.ClientSession, settings: NsqSettings, topic: str, channel: str) -> int:

@@ -22,48 +22,30 @@ from pathlib import Path
 from typing import Any
 
 from bulkocr.contracts import (
+    AGGREGATOR_CHANNEL,
     ARCHIPELAGO_PUSH,
     DOCUMENT,
-    DOCUMENT_PLANNED,
-    JOB_CANCEL,
+    INGEST_CHANNEL,
     JOB_COMPLETED,
-    JOB_RETRY,
-    JOB_SUBMITTED,
-    NODE_HEARTBEAT,
+    OCR_CHANNEL,
+    OUTPUTS_CHANNEL,
     PAGE,
     PAGE_DONE,
-    PAGE_FAILED,
-    PAGE_RETRYING,
-    PAGES_READY,
+    SUBSCRIPTIONS,
+    UPLOADER_CHANNEL,
 )
 from bulkocr.errors import ServerStartError
 from bulkocr_devstack.servers import SERVER_NAMES, LocalServers, ServerAddresses
 
 # service name -> (module, the topic/channel it consumes, which tells that it is up)
 SERVICES: dict[str, tuple[str, str, str]] = {
-    "aggregator": ("bulkocr_aggregator", PAGE_DONE.name, "aggregator"),
-    "ingest": ("bulkocr_ingest", DOCUMENT.name, "ingest"),
-    "uploader": ("bulkocr_uploader", ARCHIPELAGO_PUSH.name, "uploader"),
-    "outputs": ("bulkocr_outputs", JOB_COMPLETED.name, "outputs"),
+    "aggregator": ("bulkocr_aggregator", PAGE_DONE.name, AGGREGATOR_CHANNEL),
+    "ingest": ("bulkocr_ingest", DOCUMENT.name, INGEST_CHANNEL),
+    "uploader": ("bulkocr_uploader", ARCHIPELAGO_PUSH.name, UPLOADER_CHANNEL),
+    "outputs": ("bulkocr_outputs", JOB_COMPLETED.name, OUTPUTS_CHANNEL),
     "gateway": ("bulkocr_gateway", "", ""),
 }
 WORKER_MODULE = "bulkocr_ocr_worker"
-CHANNELS = (
-    (JOB_SUBMITTED.name, "aggregator"),
-    (DOCUMENT.name, "ingest"),
-    (PAGES_READY.name, "aggregator"),
-    (PAGE.name, "ocr"),
-    (PAGE_DONE.name, "aggregator"),
-    (PAGE_FAILED.name, "aggregator"),
-    (DOCUMENT_PLANNED.name, "aggregator"),
-    (NODE_HEARTBEAT.name, "aggregator"),
-    (ARCHIPELAGO_PUSH.name, "uploader"),
-    (JOB_COMPLETED.name, "uploader"),
-    (JOB_COMPLETED.name, "outputs"),
-    (PAGE_RETRYING.name, "aggregator"),
-    (JOB_CANCEL.name, "aggregator"),
-    (JOB_RETRY.name, "aggregator"),
-)
 STATE_FILE = "state.json"
 
 
@@ -102,9 +84,9 @@ class LocalStack:
     def start(self) -> None:
         self.servers.start()
         try:
-            for topic, channel in CHANNELS:
-                _nsqd_post(self.servers.addresses, "/topic/create", topic=topic)
-                _nsqd_post(self.servers.addresses, "/channel/create", topic=topic, channel=channel)
+            for topic, channel in SUBSCRIPTIONS:
+                _nsqd_post(self.servers.addresses, "/topic/create", topic=topic.name)
+                _nsqd_post(self.servers.addresses, "/channel/create", topic=topic.name, channel=channel)
             for name, (module, _, _) in SERVICES.items():
                 self.start_service(name, module)
             for index in range(1, self.workers + 1):
@@ -184,7 +166,8 @@ class LocalStack:
             clients = _channel_clients(self.servers.addresses)
             wanted = [(topic, channel) for _, topic, channel in SERVICES.values() if topic]
             return (
-                all(clients.get(pair, 0) > 0 for pair in wanted) and clients.get((PAGE.name, "ocr"), 0) >= self.workers
+                all(clients.get(pair, 0) > 0 for pair in wanted)
+                and clients.get((PAGE.name, OCR_CHANNEL), 0) >= self.workers
             )
         return False
 

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import (
+    AGGREGATOR_CHANNEL,
     DOCUMENT_PLANNED,
     JOB_CANCEL,
     JOB_RETRY,
@@ -44,7 +45,7 @@ from bulkocr.contracts import (
 )
 from bulkocr.log import configure_logging
 from bulkocr.mongo import JobStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqPublisher, consuming
+from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
 from bulkocr_aggregator.coordinator import Coordinator, Windows
@@ -52,8 +53,6 @@ from bulkocr_aggregator.sweeper import Retention, Sweeper
 from bulkocr_aggregator.writes import batch_writer
 
 log = structlog.get_logger(__name__)
-
-CHANNEL = "aggregator"
 
 
 class AggregatorSettings(BaseSettings):
@@ -135,6 +134,7 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
     ):
         store = JobStore(db)
         await store.ensure_indexes()
+        await create_channels(nsq)
         windows = Windows(
             pages=settings.page_window, documents=settings.document_window, max_job_pages=settings.max_job_pages
         )
@@ -163,12 +163,12 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
             asyncio.create_task(every(settings.flush_interval_s, jobs.flush, "flush")),
         ]
         async with contextlib.AsyncExitStack() as stack:
+            in_flight = settings.max_in_flight
             for topic, handler in consumers:
-                await stack.enter_async_context(
-                    consuming(
-                        topic, CHANNEL, handler, publisher=publisher, settings=nsq, max_in_flight=settings.max_in_flight
-                    )
+                consumer = consuming(
+                    topic, AGGREGATOR_CHANNEL, handler, publisher=publisher, settings=nsq, max_in_flight=in_flight
                 )
+                await stack.enter_async_context(consumer)
             loops += [
                 asyncio.create_task(every(settings.check_interval_s, jobs.check_all, "check")),
                 asyncio.create_task(every(settings.sweep_interval_s, sweeper.sweep, "sweep")),

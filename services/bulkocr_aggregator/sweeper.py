@@ -18,15 +18,13 @@ import aiohttp
 import structlog
 
 from bulkocr.blobs import BlobStore
-from bulkocr.contracts import FINISHED_STATUSES, PAGE, utcnow
+from bulkocr.contracts import FINISHED_STATUSES, OCR_CHANNEL, PAGE, utcnow
 from bulkocr.mongo import JobStore
 from bulkocr.nsq import backlog
 from bulkocr.settings import NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
 
 log = structlog.get_logger(__name__)
-
-OCR_CHANNEL = "ocr"
 
 
 @dataclass

@@ -29,6 +29,7 @@ from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.contracts import (
     DOCUMENT,
     DOCUMENT_PLANNED,
+    INGEST_CHANNEL,
     PAGE_FAILED,
     PAGES_READY,
     ArchiveMember,
@@ -41,7 +42,7 @@ from bulkocr.contracts import (
 )
 from bulkocr.log import configure_logging
 from bulkocr.mongo import Document, JobStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqPublisher, consuming
+from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
 from bulkocr_ingest.split import (
@@ -57,7 +58,6 @@ from bulkocr_ingest.split_process import ProcessLimits, SplitProcesses
 
 log = structlog.get_logger(__name__)
 
-CHANNEL = "ingest"
 INGEST_NODE = "ingest"
 
 
@@ -431,6 +431,7 @@ async def run(settings: IngestSettings, nsq: NsqSettings, mongo: MongoSettings, 
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
             store = JobStore(db)
             await store.ensure_indexes()
+            await create_channels(nsq)
             deps = Deps(settings, store, make_blob_store(blob, db), publisher, splitters)
 
             async def handler(task: DocumentTask, delivery: Delivery) -> None:
@@ -441,7 +442,7 @@ async def run(settings: IngestSettings, nsq: NsqSettings, mongo: MongoSettings, 
 
             async with consuming(
                 DOCUMENT,
-                CHANNEL,
+                INGEST_CHANNEL,
                 handler,
                 publisher=publisher,
                 settings=nsq,

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.contracts import (
     NODE_HEARTBEAT,
+    OCR_CHANNEL,
     PAGE,
     PAGE_DONE,
     PAGE_FAILED,
@@ -38,7 +39,7 @@ from bulkocr.contracts import (
 from bulkocr.errors import BlobNotFound, PermanentError
 from bulkocr.log import configure_logging
 from bulkocr.mongo import JobStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqPublisher, consuming
+from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
 from bulkocr.page_model import PageText
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
@@ -47,7 +48,6 @@ from bulkocr_ocr_worker.pool import EngineSettings, OcrPool, PageUnreadable
 
 log = structlog.get_logger(__name__)
 
-CHANNEL = "ocr"
 CANCEL_CHECK_S = 1.0
 # The page's own fault (its image cannot be decoded, its job names an engine this worker
 # lacks): trying again cannot help, so the page fails at once. Anything else (a dead or hung
@@ -221,6 +221,7 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
     )
     try:
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
+            await create_channels(nsq)
             deps = Deps(settings, worker_id, pool, make_blob_store(blob, db), JobStore(db), publisher)
             heartbeats = asyncio.create_task(send_heartbeats(deps))
 
@@ -238,7 +239,7 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
             )
             async with consuming(
                 PAGE,
-                CHANNEL,
+                OCR_CHANNEL,
                 handler,
                 publisher=publisher,
                 settings=page_retries,

@@ -14,18 +14,17 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bulkocr.blobs import make_blob_store
-from bulkocr.contracts import JOB_COMPLETED, JobCompleted
+from bulkocr.contracts import JOB_COMPLETED, OUTPUTS_CHANNEL, JobCompleted
 from bulkocr.formats import ALIASES
 from bulkocr.log import configure_logging
 from bulkocr.mongo import JobStore, OutputStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqPublisher, consuming
+from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
 from bulkocr.results import CACHED, DocumentOutputs, cache_key
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
 
 log = structlog.get_logger(__name__)
 
-CHANNEL = "outputs"
 BUILDABLE_DOCUMENTS = ("completed", "partial")
 
 
@@ -66,6 +65,7 @@ async def give_up(completed: JobCompleted, cause: str, attempts: int, *, store: 
 async def run(settings: OutputSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
     stop = shutdown_event()
     async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
+        await create_channels(nsq)
         store, outputs = JobStore(db), OutputStore(db)
         builder = DocumentOutputs(store, make_blob_store(blob, db))
 
@@ -77,7 +77,7 @@ async def run(settings: OutputSettings, nsq: NsqSettings, mongo: MongoSettings, 
 
         async with consuming(
             JOB_COMPLETED,
-            CHANNEL,
+            OUTPUTS_CHANNEL,
             handler,
             publisher=publisher,
             settings=nsq,

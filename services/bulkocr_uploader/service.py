@@ -42,12 +42,20 @@ from bulkocr.ami import (
     output_filename,
 )
 from bulkocr.blobs import make_blob_store
-from bulkocr.contracts import ARCHIPELAGO_PUSH, JOB_COMPLETED, ArchipelagoPush, JobCompleted, PushOptions, utcnow
+from bulkocr.contracts import (
+    ARCHIPELAGO_PUSH,
+    JOB_COMPLETED,
+    UPLOADER_CHANNEL,
+    ArchipelagoPush,
+    JobCompleted,
+    PushOptions,
+    utcnow,
+)
 from bulkocr.errors import BulkOcrError, PermanentError
 from bulkocr.formats import OutputUnavailable
 from bulkocr.log import configure_logging
 from bulkocr.mongo import ArchipelagoStore, JobStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
+from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
 from bulkocr_uploader.archipelago import AccessDenied, ArchipelagoClient, ArchipelagoError, Rejected, Unavailable
@@ -57,8 +65,6 @@ from bulkocr_uploader.outputs import FetchOutput, StoredOutputs
 from bulkocr_uploader.settings import UploaderSettings
 
 log = structlog.get_logger(__name__)
-
-CHANNEL = "uploader"
 
 
 class PushIncomplete(BulkOcrError):
@@ -314,14 +320,6 @@ async def _stage_ami(push: JobPush, documents: Sequence[Mapping[str, Any]]) -> l
 # --- the service ----------------------------------------------------------------------
 
 
-async def _create_channels(session: aiohttp.ClientSession, nsq: NsqSettings) -> None:
-    """Make our channels before anything is published to them: nsqd gives a message only
-    to the channels that exist when it arrives, and a completed job must not be missed."""
-    admin = NsqAdmin(session, nsq.nsqd_http_address)
-    for topic in (ARCHIPELAGO_PUSH, JOB_COMPLETED):
-        await admin.create_channel(topic.name, CHANNEL)
-
-
 async def run(
     settings: UploaderSettings,
     nsq: NsqSettings,
@@ -344,13 +342,13 @@ async def run(
         await pushes.ensure_indexes()
         outputs = fetch_output or StoredOutputs(store, make_blob_store(blob, db))
         deps = Deps(settings, store, pushes, outputs, session)
-        await _create_channels(session, nsq)
+        await create_channels(nsq)
         options: dict[str, Any] = {"publisher": publisher, "settings": nsq, "max_in_flight": settings.max_in_flight}
         async with contextlib.AsyncExitStack() as stack:
             on_push = functools.partial(handle_push, deps=deps)
             on_completed = functools.partial(handle_completed, deps=deps)
-            await stack.enter_async_context(consuming(ARCHIPELAGO_PUSH, CHANNEL, on_push, **options))
-            await stack.enter_async_context(consuming(JOB_COMPLETED, CHANNEL, on_completed, **options))
+            await stack.enter_async_context(consuming(ARCHIPELAGO_PUSH, UPLOADER_CHANNEL, on_push, **options))
+            await stack.enter_async_context(consuming(JOB_COMPLETED, UPLOADER_CHANNEL, on_completed, **options))
             log.info("service_started", archipelago=settings.url or None, user=settings.user or None)
             await stop.wait()
     log.info("service_stopped")

@@ -31,6 +31,7 @@ from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.contracts import (
     ARCHIPELAGO_PUSH,
     JOB_COMPLETED,
+    UPLOADER_CHANNEL,
     DocumentRef,
     JobCompleted,
     JobOptions,
@@ -44,7 +45,7 @@ from bulkocr_gateway.app import create_app
 from bulkocr_gateway.keys import Deps
 from bulkocr_gateway.settings import GatewaySettings
 from bulkocr_uploader.outputs import StoredOutputs
-from bulkocr_uploader.service import CHANNEL, run
+from bulkocr_uploader.service import run
 from bulkocr_uploader.settings import UploaderSettings
 from tests.fakes.archipelago import PASSWORD, USER, FakeArchipelago
 from tests.integration.test_gateway import page_done, page_text
@@ -115,7 +116,7 @@ async def channel_stats(admin: NsqAdmin, topic: str) -> dict[str, Any]:
     answers `"topics": null`, which NsqAdmin.channel_stats does not expect)."""
     for entry in (await admin.stats(topic)).get("topics") or []:
         for channel in entry["channels"] if entry["topic_name"] == topic else []:
-            if channel["channel_name"] == CHANNEL:
+            if channel["channel_name"] == UPLOADER_CHANNEL:
                 found: dict[str, Any] = channel
                 return found
     return {"client_count": 0, "requeue_count": 0, "depth": 0, "in_flight_count": 0}
@@ -535,7 +536,7 @@ async def test_a_killed_uploader_resumes_without_duplicates(
     second one's recorded uploads are reused and its object updated, not created again.
     The password comes from a Docker secret file and appears in no log."""
     job_id, doc_ids = await finished_job(store)
-    await nsq_admin.create_channel(ARCHIPELAGO_PUSH.name, CHANNEL)
+    await nsq_admin.create_channel(ARCHIPELAGO_PUSH.name, UPLOADER_CHANNEL)
     secret = "s3cret-" + uuid.uuid4().hex[:8]
     fake.password = secret
     (tmp_path / "secrets").mkdir()

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from bulkocr.contracts import (
     ALL_TOPICS,
+    SUBSCRIPTIONS,
     ArchiveMember,
     DeadLetter,
     DocumentRef,
@@ -50,3 +51,15 @@ def test_nested_models_and_dead_letters_are_documented():
     for name, model in models:
         for field in model.model_fields:
             assert f"| `{field}` |" in documented[name], f"{name}.{field} missing from docs/messages.md"
+
+
+def test_each_topic_names_the_channels_that_consume_it():
+    """The consumer line of each topic names, in backticks, exactly the channels the topology
+    table (contracts.SUBSCRIPTIONS) gives it; every consumed topic is a known topic."""
+    documented = sections()
+    for topic in ALL_TOPICS:
+        consumer_line = next(line for line in documented[topic.name].splitlines() if line.startswith("- consumer:"))
+        named = set(re.findall(r"`([^`]+)`", consumer_line))
+        expected = {channel for consumed, channel in SUBSCRIPTIONS if consumed is topic}
+        assert named == expected, f"{topic.name}: the docs name {named}, the topology {expected}"
+    assert {consumed.name for consumed, _ in SUBSCRIPTIONS} <= {topic.name for topic in ALL_TOPICS}
