@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import structlog
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -257,7 +257,6 @@ class JobStore:
             "updated_at": now,
             "status": "queued",
             "documents_total": len(documents),
-            "upload_bytes": sum(document.size for document in documents),
             "pages_total": 0,
             "pages_done": 0,
             "pages_failed": 0,
@@ -487,26 +486,27 @@ class JobStore:
         return replayable
 
     async def stored_bytes(self, owner: str) -> int:
-        """Bytes of uploads the owner's jobs keep (counted when a job is accepted, given back
-        when retention removes it)."""
-        record = await self.db["owners"].find_one({"_id": owner})
-        return int(record["stored_bytes"]) if record else 0
+        """Bytes of uploads the owner's jobs keep: one record per accepted job, removed with the
+        job by retention. Summed, not counted up: FerretDB can lose concurrent `$inc`s."""
+        return sum([int(record["bytes"]) async for record in self.db["upload_bytes"].find({"owner": owner})])
 
-    async def add_stored_bytes(self, owner: str, delta: int) -> int:
-        """Count `delta` more bytes for the owner (less, if negative); the new total."""
-        owners, update, after = self.db["owners"], {"$inc": {"stored_bytes": delta}}, ReturnDocument.AFTER
-        try:
-            record = await owners.find_one_and_update({"_id": owner}, update, upsert=True, return_document=after)
-        except DuplicateKeyError:
-            # Two first counts raced to insert the record: the loser's $inc finds it now.
-            record = await owners.find_one_and_update({"_id": owner}, update, return_document=after)
-        assert record is not None
-        return int(record["stored_bytes"])
+    async def reserve_upload_bytes(self, owner: str, job_id: str, size: int, quota: int) -> int | None:
+        """Keep `size` bytes for the job if the owner's uploads stay within `quota`: None once
+        kept, else the bytes the owner's other jobs keep. Reserved first, then checked, so two
+        uploads that do not fit together are never both kept (at worst both are refused)."""
+        await self.db["upload_bytes"].insert_one({"_id": job_id, "owner": owner, "bytes": size, "at": utcnow()})
+        total = await self.stored_bytes(owner)
+        if total <= quota:
+            return None
+        await self.release_upload_bytes(job_id)
+        return total - size
+
+    async def release_upload_bytes(self, job_id: str) -> None:
+        await self.db["upload_bytes"].delete_one({"_id": job_id})
 
     async def delete_job(self, job_id: str) -> dict[str, int]:
-        """Remove a job's records from every collection (and give its uploads' bytes back to
-        its owner's count); return how many of each."""
-        job = await self.jobs.find_one({"_id": job_id}, {"owner": 1, "upload_bytes": 1})
+        """Remove a job's records from every collection (its uploads' bytes no longer count
+        against its owner's quota); return how many of each."""
         removed: dict[str, int] = {}
         by_field = (
             "pages",
@@ -522,12 +522,9 @@ class JobStore:
         )
         for name in by_field:
             removed[name] = (await self.db[name].delete_many({"job_id": job_id})).deleted_count
-        for name in ("archipelago_requests", "archipelago"):
+        for name in ("archipelago_requests", "archipelago", "upload_bytes"):
             removed[name] = (await self.db[name].delete_many({"_id": job_id})).deleted_count
         removed["jobs"] = (await self.jobs.delete_one({"_id": job_id})).deleted_count
-        # After the job record is gone: a removal run again never gives the bytes back twice.
-        if removed["jobs"] and job is not None and job.get("upload_bytes"):
-            await self.add_stored_bytes(job["owner"], -int(job["upload_bytes"]))
         return removed
 
     async def finished_jobs_before(self, cutoff: datetime, statuses: tuple[JobStatus, ...]) -> list[str]:

@@ -83,7 +83,11 @@ async def submit_job(request: web.Request) -> web.Response:
         if isinstance(error, UploadRejected):
             return error_response(error.status, error.reason)
         raise
-    await store.create_job(job_id, owner, received.options, received.documents, idempotency_key=key)
+    try:
+        await store.create_job(job_id, owner, received.options, received.documents, idempotency_key=key)
+    except BaseException:
+        await asyncio.shield(store.release_upload_bytes(job_id))  # no job, so nothing kept for it
+        raise
     await _queue(request, JobSubmitted(job_id=job_id, owner=owner, documents_total=len(received.documents)))
     log.info("job_submitted", job_id=job_id, owner=owner, documents=len(received.documents))
     return _accepted(job_id)
@@ -130,12 +134,12 @@ async def _receive_job(request: web.Request, job_id: str, owner: str, limit: Upl
         if not form.documents:
             raise UploadRejected(400, "no files: send one or more 'files' parts")
         options = parse_options(form.fields, settings)
-        # Counted atomically now the size is known: two uploads that each fit the room left
-        # cannot both be kept if together they do not.
+        # Reserved now the size is known: two uploads that each fit the room left cannot both
+        # be kept if together they do not.
         size = sum(document.size for document in form.documents)
-        if (total := await store.add_stored_bytes(owner, size)) > settings.max_bytes_per_owner:
-            await store.add_stored_bytes(owner, -size)
-            raise UploadRejected(413, _over_quota(owner, total - size, settings))
+        used = await store.reserve_upload_bytes(owner, job_id, size, settings.max_bytes_per_owner)
+        if used is not None:
+            raise UploadRejected(413, _over_quota(owner, used, settings))
     except InvalidOptions as invalid:
         await _delete_uploads(blobs, job_id)
         raise UploadRejected(400, str(invalid)) from None

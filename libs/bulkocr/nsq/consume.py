@@ -1,182 +1,24 @@
-"""A typed asyncio facade over pynsq: the only module that imports `nsq`.
-
-- `NsqPublisher`: awaitable publish / multi-publish / deferred publish that return once
-  nsqd has answered OK, and raise `PublishError` otherwise.
-- `consuming(...)`: runs a handler per message. Success means FIN; `PermanentError`, an
-  undecodable body or the last allowed attempt means the message goes to the topic's
-  dead-letter topic with its cause (then FIN); any other exception means REQ with
-  exponential backoff. A message delivered more often than the attempts allowed (its
-  earlier deliveries crashed or hung their consumer) is dead-lettered before it runs.
-  Long handlers are TOUCHed automatically. Leaving the block drains: no new messages,
-  in-flight handlers finish (or are given back), then the connections close without
-  pynsq's reconnect noise.
-- `NsqAdmin`: nsqd's HTTP API (create topics and channels up front, read stats).
-
-pynsq objects bind to the running loop when built, so everything here is created inside
-`asyncio.run(...)`, never at import time.
-"""
+"""Consuming from nsqd: a handler per message, with FIN, REQ with backoff, dead letters, TOUCH
+and drain (see the package's docstring for the rules)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic
 
-import aiohttp
 import nsq  # pynsq ships no type information: see [[tool.mypy.overrides]]
 import structlog
 
-from bulkocr.contracts import SUBSCRIPTIONS, DeadLetter, DecodeError, M, Topic, dead_letter_topic
-from bulkocr.errors import PermanentError, PublishError
+from bulkocr.contracts import DeadLetter, DecodeError, M, Topic, dead_letter_topic
+from bulkocr.errors import PermanentError
+from bulkocr.nsq.publish import POLL_S, NsqPublisher
 from bulkocr.settings import NsqSettings
 
 log = structlog.get_logger(__name__)
-
-# nsqd refuses an MPUB body over --max-body-size (5 MiB by default); stay well below it.
-_MPUB_MAX_BYTES = 4 * 1024 * 1024
-_MPUB_MAX_COUNT = 500
-_POLL_S = 0.05
-
-
-# --- publishing -----------------------------------------------------------------------
-
-
-class _ClosableWriter(nsq.Writer):  # type: ignore[misc]  # the base class is untyped
-    """pynsq's Writer has no close(); this one stops reconnecting once closing."""
-
-    closing = False
-
-    def connect_to_nsqd(self, host: str, port: int) -> None:
-        if not self.closing:
-            super().connect_to_nsqd(host, port)
-
-    def _on_connection_close(self, conn: Any, **kwargs: Any) -> None:
-        if not self.closing:
-            super()._on_connection_close(conn, **kwargs)
-            return
-        self.conns.pop(conn.id, None)
-        for callback in conn.callback_queue:
-            callback(conn, nsq.protocol.ConnectionClosedError())
-        conn.callback_queue.clear()
-
-    def _on_connection_error(self, conn: Any, error: Any, **kwargs: Any) -> None:
-        if not self.closing:  # closing our own socket makes pynsq report a framing error
-            super()._on_connection_error(conn, error, **kwargs)
-
-    def close(self) -> None:
-        self.closing = True
-        for conn in list(self.conns.values()):
-            conn.close()
-
-
-class NsqPublisher:
-    """Publishes typed messages to nsqd and waits for nsqd's answer."""
-
-    def __init__(self, settings: NsqSettings) -> None:
-        self._settings = settings
-        self._writer = _ClosableWriter(
-            list(settings.nsqd_tcp_addresses), reconnect_interval=settings.reconnect_interval_s
-        )
-
-    async def __aenter__(self) -> NsqPublisher:
-        await self.wait_connected()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def connected(self) -> bool:
-        return any(conn.connected() for conn in self._writer.conns.values())
-
-    async def wait_connected(self, timeout_s: float | None = None) -> None:
-        """Return once a connection to nsqd is open; `PublishError` after the timeout."""
-        deadline = time.monotonic() + (timeout_s or self._settings.connect_timeout_s)
-        while not self.connected:
-            if time.monotonic() > deadline:
-                raise PublishError(f"no connection to nsqd at {self._settings.nsqd_tcp_addresses}")
-            await asyncio.sleep(_POLL_S)
-
-    def close(self) -> None:
-        self._writer.close()
-
-    async def publish(self, topic: Topic[M], message: M) -> None:
-        await self._send("pub", topic.name, topic.encode(message))
-
-    async def publish_many(self, topic: Topic[M], messages: Sequence[M]) -> None:
-        """MPUB in chunks that fit nsqd's body limit. Not atomic: a failed chunk may be
-        partly enqueued, and publishing it again can duplicate (consumers are idempotent)."""
-        bodies = [topic.encode(message) for message in messages]
-        for chunk in _chunks(bodies):
-            await self._send("mpub", topic.name, chunk)
-
-    async def publish_deferred(self, topic: Topic[M], message: M, delay_s: float) -> None:
-        """DPUB: delivered after the delay (kept in nsqd's memory, so lost if nsqd crashes)."""
-        await self._send("dpub", topic.name, topic.encode(message), delay_ms=int(delay_s * 1000))
-
-    async def publish_body(self, topic_name: str, body: bytes) -> None:
-        """Publish raw bytes (used to replay dead letters exactly as received)."""
-        await self._send("pub", topic_name, body)
-
-    async def _send(
-        self, command: str, topic_name: str, body: bytes | list[bytes], *, delay_ms: int | None = None
-    ) -> None:
-        # A dropped connection is retried until the deadline (it may duplicate, never lose);
-        # an error frame from nsqd itself (E_BAD_TOPIC, E_BAD_MESSAGE...) is final.
-        deadline = time.monotonic() + self._settings.publish_timeout_s
-        while True:
-            answer = await self._send_once(command, topic_name, body, delay_ms, deadline)
-            if not isinstance(answer, nsq.Error):
-                return
-            transient = type(answer) is not nsq.Error
-            if not transient or time.monotonic() > deadline:
-                raise PublishError(f"nsqd refused {command} to {topic_name}: {answer}")
-            await asyncio.sleep(_POLL_S)
-
-    async def _send_once(
-        self,
-        command: str,
-        topic_name: str,
-        body: bytes | list[bytes],
-        delay_ms: int | None,
-        deadline: float,
-    ) -> Any:
-        try:
-            await self.wait_connected(max(deadline - time.monotonic(), _POLL_S))
-        except PublishError as error:
-            return nsq.protocol.SendError(str(error))
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def on_answer(conn: Any, data: Any) -> None:
-            if not answer.done():
-                answer.set_result(data)
-
-        if command == "dpub":
-            self._writer.dpub(topic_name, delay_ms, body, callback=on_answer)
-        else:
-            getattr(self._writer, command)(topic_name, body, callback=on_answer)
-        try:
-            return await asyncio.wait_for(answer, max(deadline - time.monotonic(), _POLL_S))
-        except TimeoutError:
-            raise PublishError(f"nsqd did not answer {command} to {topic_name} in time") from None
-
-
-def _chunks(bodies: list[bytes]) -> list[list[bytes]]:
-    chunks: list[list[bytes]] = [[]]
-    size = 0
-    for body in bodies:
-        if chunks[-1] and (size + len(body) > _MPUB_MAX_BYTES or len(chunks[-1]) >= _MPUB_MAX_COUNT):
-            chunks.append([])
-            size = 0
-        chunks[-1].append(body)
-        size += len(body) + 4
-    return [chunk for chunk in chunks if chunk]
-
-
-# --- consuming ------------------------------------------------------------------------
 
 
 class Delivery:
@@ -239,7 +81,7 @@ class _ClosableReader(nsq.Reader):  # type: ignore[misc]  # the base class is un
         while any(conn.stream and conn.stream.writing() for conn in self.conns.values()):
             if time.monotonic() > deadline:
                 break
-            await asyncio.sleep(_POLL_S)
+            await asyncio.sleep(POLL_S)
         self.close()
 
 
@@ -293,7 +135,7 @@ class Consumer(Generic[M]):
         while not self.connected:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"consumer of {self.topic.name}/{self.channel} found no nsqd")
-            await asyncio.sleep(_POLL_S)
+            await asyncio.sleep(POLL_S)
 
     async def drain(self) -> None:
         """Take no more messages, let in-flight handlers finish (or give them back), close."""
@@ -435,87 +277,3 @@ async def consuming(
         yield consumer
     finally:
         await asyncio.shield(consumer.drain())
-
-
-# --- nsqd's HTTP API ------------------------------------------------------------------
-
-
-class NsqAdmin:
-    """Create topics/channels before use and read stats, over nsqd's HTTP port."""
-
-    def __init__(self, session: aiohttp.ClientSession, nsqd_http_address: str) -> None:
-        self._session = session
-        self._base = f"http://{nsqd_http_address}"
-
-    async def create_topic(self, topic: str) -> None:
-        await self._post("/topic/create", topic=topic)
-
-    async def create_channel(self, topic: str, channel: str) -> None:
-        """A channel made before publishing receives every message (one made later does not)."""
-        await self.create_topic(topic)
-        await self._post("/channel/create", topic=topic, channel=channel)
-
-    async def stats(self, topic: str | None = None) -> dict[str, Any]:
-        params = {"format": "json", **({"topic": topic} if topic else {})}
-        async with self._session.get(f"{self._base}/stats", params=params) as response:
-            response.raise_for_status()
-            body: dict[str, Any] = await response.json()
-            return body
-
-    async def channel_stats(self, topic: str, channel: str) -> dict[str, Any] | None:
-        for entry in (await self.stats(topic)).get("topics") or []:  # nsqd says null when it has none
-            if entry["topic_name"] == topic:
-                for stats in entry["channels"]:
-                    if stats["channel_name"] == channel:
-                        result: dict[str, Any] = stats
-                        return result
-        return None
-
-    async def _post(self, path: str, **params: str) -> None:
-        async with self._session.post(f"{self._base}{path}", params=params) as response:
-            if response.status != 200:
-                raise PublishError(f"nsqd {path} {params}: {response.status} {await response.text()}")
-
-
-async def create_channels(settings: NsqSettings) -> None:
-    """Create every channel of the queue topology (`contracts.SUBSCRIPTIONS`) on nsqd before
-    anything is published: nsqd gives a message only to the channels that exist when it
-    arrives. Every service does this as it starts, so whichever starts first makes them all."""
-    async with aiohttp.ClientSession() as session:
-        admin = NsqAdmin(session, settings.nsqd_http_address)
-        for topic, channel in SUBSCRIPTIONS:
-            await admin.create_channel(topic.name, channel)
-
-
-async def backlog(session: aiohttp.ClientSession, settings: NsqSettings, topic: str, channel: str) -> int:
-    """Messages of `topic` not yet finished on `channel`, summed over every nsqd that has the topic:
-    queued, in flight and deferred (the topic's own depth where the channel does not exist yet)."""
-    total = 0
-    for address in await _nsqd_http_addresses(session, settings, topic):
-        admin = NsqAdmin(session, address)
-        stats = await admin.stats(topic)
-        for entry in stats.get("topics") or []:
-            if entry["topic_name"] != topic:
-                continue
-            channels = [c for c in entry.get("channels") or [] if c["channel_name"] == channel]
-            if not channels:
-                total += int(entry.get("depth", 0))
-            for found in channels:
-                total += int(found["depth"]) + int(found["in_flight_count"]) + int(found["deferred_count"])
-    return total
-
-
-async def _nsqd_http_addresses(session: aiohttp.ClientSession, settings: NsqSettings, topic: str) -> list[str]:
-    if not settings.lookupd_http_addresses:
-        return [settings.nsqd_http_address]
-    addresses: set[str] = set()
-    for lookupd in settings.lookupd_http_addresses:
-        url = lookupd if "://" in lookupd else f"http://{lookupd}"
-        async with session.get(f"{url}/lookup", params={"topic": topic}) as response:
-            if response.status == 404:  # no nsqd has the topic yet
-                continue
-            response.raise_for_status()
-            body = await response.json(content_type=None)
-        for producer in body.get("producers", []):
-            addresses.add(f"{producer['broadcast_address']}:{producer['http_port']}")
-    return sorted(addresses)

@@ -1,0 +1,92 @@
+"""nsqd's HTTP API: create topics and channels up front, read stats and backlogs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from bulkocr.contracts import SUBSCRIPTIONS
+from bulkocr.errors import PublishError
+from bulkocr.settings import NsqSettings
+
+
+class NsqAdmin:
+    """Create topics/channels before use and read stats, over nsqd's HTTP port."""
+
+    def __init__(self, session: aiohttp.ClientSession, nsqd_http_address: str) -> None:
+        self._session = session
+        self._base = f"http://{nsqd_http_address}"
+
+    async def create_topic(self, topic: str) -> None:
+        await self._post("/topic/create", topic=topic)
+
+    async def create_channel(self, topic: str, channel: str) -> None:
+        """A channel made before publishing receives every message (one made later does not)."""
+        await self.create_topic(topic)
+        await self._post("/channel/create", topic=topic, channel=channel)
+
+    async def stats(self, topic: str | None = None) -> dict[str, Any]:
+        params = {"format": "json", **({"topic": topic} if topic else {})}
+        async with self._session.get(f"{self._base}/stats", params=params) as response:
+            response.raise_for_status()
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def channel_stats(self, topic: str, channel: str) -> dict[str, Any] | None:
+        for entry in (await self.stats(topic)).get("topics") or []:  # nsqd says null when it has none
+            if entry["topic_name"] == topic:
+                for stats in entry["channels"]:
+                    if stats["channel_name"] == channel:
+                        result: dict[str, Any] = stats
+                        return result
+        return None
+
+    async def _post(self, path: str, **params: str) -> None:
+        async with self._session.post(f"{self._base}{path}", params=params) as response:
+            if response.status != 200:
+                raise PublishError(f"nsqd {path} {params}: {response.status} {await response.text()}")
+
+
+async def create_channels(settings: NsqSettings) -> None:
+    """Create every channel of the queue topology (`contracts.SUBSCRIPTIONS`) on nsqd before
+    anything is published: nsqd gives a message only to the channels that exist when it
+    arrives. Every service does this as it starts, so whichever starts first makes them all."""
+    async with aiohttp.ClientSession() as session:
+        admin = NsqAdmin(session, settings.nsqd_http_address)
+        for topic, channel in SUBSCRIPTIONS:
+            await admin.create_channel(topic.name, channel)
+
+
+async def backlog(session: aiohttp.ClientSession, settings: NsqSettings, topic: str, channel: str) -> int:
+    """Messages of `topic` not yet finished on `channel`, summed over every nsqd that has the topic:
+    queued, in flight and deferred (the topic's own depth where the channel does not exist yet)."""
+    total = 0
+    for address in await _nsqd_http_addresses(session, settings, topic):
+        admin = NsqAdmin(session, address)
+        stats = await admin.stats(topic)
+        for entry in stats.get("topics") or []:
+            if entry["topic_name"] != topic:
+                continue
+            channels = [c for c in entry.get("channels") or [] if c["channel_name"] == channel]
+            if not channels:
+                total += int(entry.get("depth", 0))
+            for found in channels:
+                total += int(found["depth"]) + int(found["in_flight_count"]) + int(found["deferred_count"])
+    return total
+
+
+async def _nsqd_http_addresses(session: aiohttp.ClientSession, settings: NsqSettings, topic: str) -> list[str]:
+    if not settings.lookupd_http_addresses:
+        return [settings.nsqd_http_address]
+    addresses: set[str] = set()
+    for lookupd in settings.lookupd_http_addresses:
+        url = lookupd if "://" in lookupd else f"http://{lookupd}"
+        async with session.get(f"{url}/lookup", params={"topic": topic}) as response:
+            if response.status == 404:  # no nsqd has the topic yet
+                continue
+            response.raise_for_status()
+            body = await response.json(content_type=None)
+        for producer in body.get("producers", []):
+            addresses.add(f"{producer['broadcast_address']}:{producer['http_port']}")
+    return sorted(addresses)
