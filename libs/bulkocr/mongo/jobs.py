@@ -1,27 +1,15 @@
-"""MongoDB access: the client factory and `JobStore`, the only module that imports pymongo
-(GridFS aside, in `blobs.py`).
-
-Only features that both MongoDB and FerretDB v1 support are used: no transactions, no
-change streams, no TTL indexes, and `$group` with `$sum` only. FerretDB applies an update
-as read-modify-write, so concurrent `$inc` can lose counts. Counters are therefore never
-incremented: every page result is one document under a unique key, written at most once
-(a redelivered result changes nothing), and progress is recounted from those documents.
-"""
+"""`JobStore`: jobs, their documents, page outcomes and results, idempotency keys, upload
+reservations and retention."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-import structlog
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
 
 from bulkocr.contracts import (
     DocumentRef,
@@ -30,175 +18,18 @@ from bulkocr.contracts import (
     NodeHeartbeat,
     PageDone,
     PageFailed,
-    PageRetrying,
     document_id,
     utcnow,
 )
-from bulkocr.settings import MongoSettings
-
-log = structlog.get_logger(__name__)
-
-Document = dict[str, Any]
-Database = AsyncDatabase[Document]
-
-PageStatus = Literal["done", "failed", "retrying"]
-
-
-@contextlib.asynccontextmanager
-async def connect_mongo(settings: MongoSettings) -> AsyncIterator[Database]:
-    """A client bound to the running loop, closed on exit; yields the configured database."""
-    timeout_ms = int(settings.timeout_s * 1000)
-    client: AsyncMongoClient[Document] = AsyncMongoClient(
-        settings.url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
-    )
-    try:
-        yield client[settings.database]
-    finally:
-        await client.close()
-
-
-def page_key(job_id: str, doc_id: str, page: int) -> str:
-    return f"{job_id}/{doc_id}/{page}"
-
-
-def document_key(job_id: str, doc_id: str) -> str:
-    return f"{job_id}/{doc_id}"
-
-
-_INSERT_BATCH = 1000
-DUPLICATE_KEY = 11000
-
-
-def new_document(job_id: str, ref: DocumentRef) -> Document:
-    """A document record as the gateway creates it: queued until ingest plans it."""
-    return {
-        "_id": document_key(job_id, ref.doc_id),
-        "job_id": job_id,
-        "doc_id": ref.doc_id,
-        "filename": ref.filename,
-        "blob": ref.blob,
-        "size": ref.size,
-        "sha256": ref.sha256,
-        "duplicate_of": ref.duplicate_of,
-        "pages": None,
-        "status": "queued",
-        "error": None,
-        "pages_done": 0,
-        "pages_failed": 0,
-    }
-
-
-async def insert_ignoring_duplicates(collection: AsyncCollection[Document], documents: list[Document]) -> int:
-    """Insert what is not there yet (a repeat of an earlier insert changes nothing); return
-    how many were new."""
-    if not documents:
-        return 0
-    try:
-        result = await collection.insert_many(documents, ordered=False)
-    except BulkWriteError as error:
-        others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-        if others:
-            raise
-        return int(error.details.get("nInserted", 0))
-    return len(result.inserted_ids)
-
-
-def result_fields(done: PageDone) -> Document:
-    """A page's OCR result as `page_results` keeps it."""
-    return {
-        "job_id": done.job_id,
-        "result": done.result.model_dump() if done.result else None,
-        "result_blob": done.result_blob,
-    }
-
-
-def done_fields(done: PageDone) -> Document:
-    """A done page's record in `pages` (its result is in `page_results`)."""
-    return {
-        "job_id": done.job_id,
-        "doc_id": done.doc_id,
-        "page": done.page,
-        "status": "done",
-        "node_id": done.node_id,
-        "worker_id": done.worker_id,
-        "attempts": done.attempts,
-        "timings": done.timings.model_dump(),
-        "busy_s": done.timings.total_s,
-        "error": None,
-        "finished_at": utcnow(),
-    }
-
-
-def attempt_fields(report: PageFailed | PageRetrying, status: PageStatus) -> Document:
-    """A failed page's record, or a page's failed attempt while it is retried."""
-    return {
-        "job_id": report.job_id,
-        "doc_id": report.doc_id,
-        "page": report.page,
-        "status": status,
-        "node_id": report.node_id,
-        "worker_id": report.worker_id,
-        "attempts": report.attempts,
-        "error": report.error,
-        "finished_at": utcnow(),
-    }
-
-
-def outcome_records(report: PageDone | PageFailed) -> list[tuple[str, Document]]:
-    """A page's outcome as the records it is stored as, by collection, each under the page's
-    key: inserted, never updated, so a repeat finds the key taken and changes nothing. A done
-    page's result goes first, so a page recorded done always has one."""
-    key = page_key(report.job_id, report.doc_id, report.page)
-    if isinstance(report, PageDone):
-        return [("page_results", {"_id": key, **result_fields(report)}), ("pages", {"_id": key, **done_fields(report)})]
-    return [("pages", {"_id": key, **attempt_fields(report, "failed")})]
-
-
-def idempotency_claim_id(owner: str, key: str) -> str:
-    """The claim's key, prefixed with the owner's length: owners and keys may both hold `/`,
-    and `a/b` + `c` must not be the same claim as `a` + `b/c`."""
-    return f"{len(owner)}:{owner}/{key}"
-
-
-PLAN_STAGE = "plan"
-"""The stage of a document's progress record written when ingest has planned it; its final
-records are staged by round (0, then one more for each replay of the job's failed pages)."""
-
-
-def document_progress_record(job_id: str, doc_id: str, stage: str | int, fields: Mapping[str, Any]) -> Document:
-    """A document's progress as the aggregator stores it: inserted once per stage, never
-    updated (FerretDB answers an update by reading the whole collection, an insert or a
-    lookup by key at a constant cost). What is in between lives in the job record's
-    `documents_active`."""
-    key = document_key(job_id, doc_id)
-    return {"_id": f"{key}@{stage}", "job_id": job_id, "doc_id": doc_id, "stage": str(stage), **fields}
-
-
-def _merged(
-    uploaded: Document, job: Mapping[str, Any], active: Mapping[str, Document], progress: Mapping[str, Document]
-) -> Document:
-    """A document as it stands: its upload, its plan, then its final record of the job's
-    current round if it has one, else its live entry in the job record while it is being
-    read, else its final record of an earlier round."""
-    document = dict(uploaded)
-    if PLAN_STAGE in progress:
-        document.update(_progress_fields(progress[PLAN_STAGE]))
-    rounds = sorted((int(stage) for stage in progress if stage != PLAN_STAGE), reverse=True)
-    live = active.get(uploaded["doc_id"])
-    if rounds and (live is None or rounds[0] >= int(job.get("replays") or 0)):
-        document.update(_progress_fields(progress[str(rounds[0])]))
-    elif live is not None:
-        document.update({key: value for key, value in live.items() if key != "doc_id"})
-    return document
-
-
-def _active(job: Mapping[str, Any]) -> dict[str, Document]:
-    """The documents being read, by id, from the job record's live list."""
-    return {entry["doc_id"]: entry for entry in job.get("documents_active") or []}
-
-
-def _progress_fields(record: Mapping[str, Any]) -> Document:
-    return {key: value for key, value in record.items() if key not in ("_id", "job_id", "doc_id", "stage")}
+from bulkocr.mongo.client import INSERT_BATCH, Database, Document, document_key, insert_ignoring_duplicates, page_key
+from bulkocr.mongo.records import (
+    PLAN_STAGE,
+    active_documents,
+    document_as_it_stands,
+    idempotency_claim_id,
+    new_document,
+    outcome_records,
+)
 
 
 class JobStore:
@@ -245,8 +76,8 @@ class JobStore:
         already exists. Documents go in batches (one insert per thousand files, not one per
         file), and the job comes last, so a job is never seen without its documents."""
         now = utcnow()
-        for first in range(0, len(documents), _INSERT_BATCH):
-            batch = [new_document(job_id, ref) for ref in documents[first : first + _INSERT_BATCH]]
+        for first in range(0, len(documents), INSERT_BATCH):
+            batch = [new_document(job_id, ref) for ref in documents[first : first + INSERT_BATCH]]
             await insert_ignoring_duplicates(self.documents, batch)
         job: Document = {
             "_id": job_id,
@@ -320,8 +151,10 @@ class JobStore:
         progress: dict[str, dict[str, Document]] = {}
         async for record in self.document_progress.find({"job_id": job_id}):
             progress.setdefault(record["doc_id"], {})[str(record["stage"])] = record
-        active = _active(job)
-        return [_merged(document, job, active, progress.get(document["doc_id"], {})) for document in uploaded]
+        active = active_documents(job)
+        return [
+            document_as_it_stands(document, job, active, progress.get(document["doc_id"], {})) for document in uploaded
+        ]
 
     async def list_documents(self, job_id: str, *, skip: int = 0, limit: int = 100) -> list[Document]:
         """A page of the job's documents in id order (upload order, archive members after their archive)."""
@@ -376,8 +209,11 @@ class JobStore:
             return {}
 
         found = await asyncio.gather(*(progress_of(document) for document in uploaded))
-        active = _active(job)
-        return [_merged(document, job, active, progress) for document, progress in zip(uploaded, found, strict=True)]
+        active = active_documents(job)
+        return [
+            document_as_it_stands(document, job, active, progress)
+            for document, progress in zip(uploaded, found, strict=True)
+        ]
 
     async def ingest_record(self, job_id: str, doc_id: str, *, batch: int) -> Document:
         """Ingest's own record of a document (its own collection, insert-only): `plans` it
@@ -530,87 +366,3 @@ class JobStore:
     async def finished_jobs_before(self, cutoff: datetime, statuses: tuple[JobStatus, ...]) -> list[str]:
         cursor = self.jobs.find({"status": {"$in": list(statuses)}, "finished_at": {"$lt": cutoff}}, {"_id": 1})
         return [doc["_id"] async for doc in cursor]
-
-
-class ArchipelagoStore:
-    """What the uploader records about pushes to Archipelago, in collections of its own.
-
-    Never in the `jobs` document: the aggregator writes that one, and FerretDB applies an
-    update as read-modify-write, so two services writing one document can undo each other.
-    Each collection has one writer: the gateway writes `archipelago_requests` (a push was
-    asked for), the uploader writes `archipelago` (one document per job: the latest run)
-    and `archipelago_objects` (one per job document: its object, files and state).
-    """
-
-    def __init__(self, db: Database) -> None:
-        self.requests = db["archipelago_requests"]
-        self.pushes = db["archipelago"]
-        self.objects = db["archipelago_objects"]
-
-    async def ensure_indexes(self) -> None:
-        await self.objects.create_index([("job_id", ASCENDING), ("doc_id", ASCENDING)], unique=True)
-
-    async def request_push(self, job_id: str, owner: str, options: Mapping[str, Any]) -> str:
-        """Record that a push was asked for; returns the request's id (the uploader notes the
-        request it serves, so a status can tell a newer request from the run before it)."""
-        request_id = uuid.uuid4().hex
-        fields = {"owner": owner, "options": dict(options), "request_id": request_id, "requested_at": utcnow()}
-        await self.requests.update_one({"_id": job_id}, {"$set": fields}, upsert=True)
-        return request_id
-
-    async def withdraw_request(self, job_id: str, request_id: str) -> None:
-        """Forget a request that could not be queued (unless a newer one replaced it)."""
-        await self.requests.delete_one({"_id": job_id, "request_id": request_id})
-
-    async def get_request(self, job_id: str) -> Document | None:
-        return await self.requests.find_one({"_id": job_id})
-
-    async def get_push(self, job_id: str) -> Document | None:
-        return await self.pushes.find_one({"_id": job_id})
-
-    async def set_push_fields(self, job_id: str, fields: Mapping[str, Any]) -> None:
-        await self.pushes.update_one({"_id": job_id}, {"$set": {**fields, "updated_at": utcnow()}}, upsert=True)
-
-    async def get_objects(self, job_id: str) -> list[Document]:
-        cursor = self.objects.find({"job_id": job_id}).sort("doc_id", ASCENDING)
-        return [entry async for entry in cursor]
-
-    async def get_object(self, job_id: str, doc_id: str) -> Document | None:
-        return await self.objects.find_one({"_id": f"{job_id}/{doc_id}"})
-
-    async def set_object_fields(
-        self, job_id: str, doc_id: str, fields: Mapping[str, Any], *, on_insert: Mapping[str, Any] | None = None
-    ) -> None:
-        """Set fields of a document's entry, creating it (with `on_insert` too) if it is new."""
-        update: Document = {"$set": {**fields, "job_id": job_id, "doc_id": doc_id, "updated_at": utcnow()}}
-        if on_insert:
-            update["$setOnInsert"] = {key: value for key, value in on_insert.items() if key not in fields}
-        try:
-            await self.objects.update_one({"_id": f"{job_id}/{doc_id}"}, update, upsert=True)
-        except DuplicateKeyError:  # created concurrently: it exists now, so set ours
-            await self.objects.update_one({"_id": f"{job_id}/{doc_id}"}, {"$set": update["$set"]})
-
-
-class OutputStore:
-    """Which heavy outputs of a job the output builder has made (its own collection: it is the
-    only writer, and the gateway reads it for the status)."""
-
-    def __init__(self, db: Database) -> None:
-        self.outputs = db["outputs"]
-
-    async def record(
-        self, job_id: str, doc_id: str, fmt: str, *, status: str, size: int | None = None, error: str | None = None
-    ) -> None:
-        fields = {"job_id": job_id, "doc_id": doc_id, "format": fmt, "status": status, "size": size, "error": error}
-        await self.outputs.update_one(
-            {"_id": f"{job_id}/{doc_id}/{fmt}"}, {"$set": {**fields, "at": utcnow()}}, upsert=True
-        )
-
-    async def status(self, job_id: str, doc_id: str, fmt: str) -> str | None:
-        found = await self.outputs.find_one({"_id": f"{job_id}/{doc_id}/{fmt}"})
-        return None if found is None else str(found["status"])
-
-    async def for_documents(self, job_id: str, doc_ids: Sequence[str]) -> list[Document]:
-        if not doc_ids:
-            return []
-        return [entry async for entry in self.outputs.find({"job_id": job_id, "doc_id": {"$in": list(doc_ids)}})]

@@ -1,0 +1,57 @@
+"""MongoDB access, the only package that imports pymongo (GridFS aside, in `blobs.py`):
+`client` (connect, shared types and keys), `records` (what the services write), and one store
+per concern: `jobs` (JobStore), `pushes` (ArchipelagoStore), `outputs` (OutputStore).
+
+Only features that both MongoDB and FerretDB v1 support are used: no transactions, no
+change streams, no TTL indexes, and `$group` with `$sum` only. FerretDB applies an update
+as read-modify-write, so concurrent `$inc` can lose counts, and only `_id` lookups are cheap
+on a full database. So records are written once under a unique key (a page outcome, a
+document's progress stage, an upload's reservation) and read by `_id`; tallies live in the
+one process that writes them (the aggregator) and are recounted only as a check.
+"""
+
+from bulkocr.mongo.client import (
+    DUPLICATE_KEY,
+    Database,
+    Document,
+    PageStatus,
+    connect_mongo,
+    document_key,
+    insert_ignoring_duplicates,
+    page_key,
+)
+from bulkocr.mongo.jobs import JobStore
+from bulkocr.mongo.outputs import OutputStore
+from bulkocr.mongo.pushes import ArchipelagoStore
+from bulkocr.mongo.records import (
+    PLAN_STAGE,
+    attempt_fields,
+    document_progress_record,
+    done_fields,
+    idempotency_claim_id,
+    new_document,
+    outcome_records,
+    result_fields,
+)
+
+__all__ = [
+    "DUPLICATE_KEY",
+    "PLAN_STAGE",
+    "ArchipelagoStore",
+    "Database",
+    "Document",
+    "JobStore",
+    "OutputStore",
+    "PageStatus",
+    "attempt_fields",
+    "connect_mongo",
+    "document_key",
+    "document_progress_record",
+    "done_fields",
+    "idempotency_claim_id",
+    "insert_ignoring_duplicates",
+    "new_document",
+    "outcome_records",
+    "page_key",
+    "result_fields",
+]

@@ -1,0 +1,133 @@
+"""The records the services write, built in one place: documents, page outcomes and
+attempts, document progress (insert-only: a plan, then one final record per round)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bulkocr.contracts import (
+    DocumentRef,
+    PageDone,
+    PageFailed,
+    PageRetrying,
+    utcnow,
+)
+from bulkocr.mongo.client import Document, PageStatus, document_key, page_key
+
+
+def new_document(job_id: str, ref: DocumentRef) -> Document:
+    """A document record as the gateway creates it: queued until ingest plans it."""
+    return {
+        "_id": document_key(job_id, ref.doc_id),
+        "job_id": job_id,
+        "doc_id": ref.doc_id,
+        "filename": ref.filename,
+        "blob": ref.blob,
+        "size": ref.size,
+        "sha256": ref.sha256,
+        "duplicate_of": ref.duplicate_of,
+        "pages": None,
+        "status": "queued",
+        "error": None,
+        "pages_done": 0,
+        "pages_failed": 0,
+    }
+
+
+def result_fields(done: PageDone) -> Document:
+    """A page's OCR result as `page_results` keeps it."""
+    return {
+        "job_id": done.job_id,
+        "result": done.result.model_dump() if done.result else None,
+        "result_blob": done.result_blob,
+    }
+
+
+def done_fields(done: PageDone) -> Document:
+    """A done page's record in `pages` (its result is in `page_results`)."""
+    return {
+        "job_id": done.job_id,
+        "doc_id": done.doc_id,
+        "page": done.page,
+        "status": "done",
+        "node_id": done.node_id,
+        "worker_id": done.worker_id,
+        "attempts": done.attempts,
+        "timings": done.timings.model_dump(),
+        "busy_s": done.timings.total_s,
+        "error": None,
+        "finished_at": utcnow(),
+    }
+
+
+def attempt_fields(report: PageFailed | PageRetrying, status: PageStatus) -> Document:
+    """A failed page's record, or a page's failed attempt while it is retried."""
+    return {
+        "job_id": report.job_id,
+        "doc_id": report.doc_id,
+        "page": report.page,
+        "status": status,
+        "node_id": report.node_id,
+        "worker_id": report.worker_id,
+        "attempts": report.attempts,
+        "error": report.error,
+        "finished_at": utcnow(),
+    }
+
+
+def outcome_records(report: PageDone | PageFailed) -> list[tuple[str, Document]]:
+    """A page's outcome as the records it is stored as, by collection, each under the page's
+    key: inserted, never updated, so a repeat finds the key taken and changes nothing. A done
+    page's result goes first, so a page recorded done always has one."""
+    key = page_key(report.job_id, report.doc_id, report.page)
+    if isinstance(report, PageDone):
+        return [("page_results", {"_id": key, **result_fields(report)}), ("pages", {"_id": key, **done_fields(report)})]
+    return [("pages", {"_id": key, **attempt_fields(report, "failed")})]
+
+
+def idempotency_claim_id(owner: str, key: str) -> str:
+    """The claim's key, prefixed with the owner's length: owners and keys may both hold `/`,
+    and `a/b` + `c` must not be the same claim as `a` + `b/c`."""
+    return f"{len(owner)}:{owner}/{key}"
+
+
+PLAN_STAGE = "plan"
+"""The stage of a document's progress record written when ingest has planned it; its final
+records are staged by round (0, then one more for each replay of the job's failed pages)."""
+
+
+def document_progress_record(job_id: str, doc_id: str, stage: str | int, fields: Mapping[str, Any]) -> Document:
+    """A document's progress as the aggregator stores it: inserted once per stage, never
+    updated (FerretDB answers an update by reading the whole collection, an insert or a
+    lookup by key at a constant cost). What is in between lives in the job record's
+    `documents_active`."""
+    key = document_key(job_id, doc_id)
+    return {"_id": f"{key}@{stage}", "job_id": job_id, "doc_id": doc_id, "stage": str(stage), **fields}
+
+
+def document_as_it_stands(
+    uploaded: Document, job: Mapping[str, Any], active: Mapping[str, Document], progress: Mapping[str, Document]
+) -> Document:
+    """A document as it stands: its upload, its plan, then its final record of the job's
+    current round if it has one, else its live entry in the job record while it is being
+    read, else its final record of an earlier round."""
+    document = dict(uploaded)
+    if PLAN_STAGE in progress:
+        document.update(_progress_fields(progress[PLAN_STAGE]))
+    rounds = sorted((int(stage) for stage in progress if stage != PLAN_STAGE), reverse=True)
+    live = active.get(uploaded["doc_id"])
+    if rounds and (live is None or rounds[0] >= int(job.get("replays") or 0)):
+        document.update(_progress_fields(progress[str(rounds[0])]))
+    elif live is not None:
+        document.update({key: value for key, value in live.items() if key != "doc_id"})
+    return document
+
+
+def active_documents(job: Mapping[str, Any]) -> dict[str, Document]:
+    """The documents being read, by id, from the job record's live list."""
+    return {entry["doc_id"]: entry for entry in job.get("documents_active") or []}
+
+
+def _progress_fields(record: Mapping[str, Any]) -> Document:
+    return {key: value for key, value in record.items() if key not in ("_id", "job_id", "doc_id", "stage")}
