@@ -17,102 +17,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.contracts import (
     DOCUMENT,
     DOCUMENT_PLANNED,
     INGEST_CHANNEL,
-    PAGE_FAILED,
-    PAGES_READY,
     ArchiveMember,
     DocumentPlanned,
     DocumentTask,
     JobOptions,
-    PageFailed,
-    PagesReady,
-    PageTask,
 )
 from bulkocr.log import configure_logging
 from bulkocr.mongo import Document, JobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+from bulkocr_ingest.deps import Deps, JobInfo
+from bulkocr_ingest.pages import queue_pages, rendered_pages, split_and_queue, stored_page
+from bulkocr_ingest.settings import IngestSettings
 from bulkocr_ingest.split import (
     DocumentError,
     DocumentType,
     PageFailure,
     PageImage,
-    SplitLimits,
     detect_type,
     expand_zip,
 )
-from bulkocr_ingest.split_process import ProcessLimits, SplitProcesses
+from bulkocr_ingest.split_process import SplitProcesses
 
 log = structlog.get_logger(__name__)
-
-INGEST_NODE = "ingest"
-
-
-class IngestSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BULKOCR_INGEST_", extra="ignore")
-
-    max_pages: int = Field(default=5_000, gt=0)
-    max_page_pixels: int = Field(default=80_000_000, gt=0)
-    zip_max_total_bytes: int = Field(default=4 << 30, gt=0)
-    zip_max_members: int = Field(default=10_000, gt=0)
-    publish_batch: int = Field(default=50, gt=0)
-    # Documents split at once by one ingest process (each in a split process of its own; run
-    # more replicas for more).
-    max_in_flight: int = Field(default=2, gt=0)
-    # Each split process's address space (RLIMIT_AS): a PDF page at the 80 MP pixel limit needs
-    # about 600 MB; a document that needs more fails with the cause instead of OOM-killing ingest.
-    split_memory_mb: int = Field(default=2048, ge=128)
-    # Longest a split process may take to count a document's pages or to produce one page.
-    split_timeout_s: float = Field(default=300.0, gt=0)
-    # An archive member's name (archive name / path inside it) is cut to this many characters:
-    # a ZIP may hold 64 KiB names, and names travel in messages and in one record per archive.
-    max_filename_chars: int = Field(default=255, ge=16)
-    work_dir: Path | None = None
-
-    def process_limits(self) -> ProcessLimits:
-        return ProcessLimits(memory_bytes=self.split_memory_mb << 20, call_timeout_s=self.split_timeout_s)
-
-    def limits(self) -> SplitLimits:
-        return SplitLimits(
-            max_pages=self.max_pages,
-            max_page_pixels=self.max_page_pixels,
-            zip_max_total_bytes=self.zip_max_total_bytes,
-            zip_max_members=self.zip_max_members,
-        )
-
-
-@dataclass(frozen=True)
-class Deps:
-    settings: IngestSettings
-    store: JobStore
-    blobs: BlobStore
-    publisher: NsqPublisher
-    splitters: SplitProcesses
-
-
-def page_image_key(job_id: str, doc_id: str, page: int) -> str:
-    return f"jobs/{job_id}/pages/{doc_id}/{page:05d}.png"
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """What ingest needs of a job: its id and options."""
-
-    job_id: str
-    options: JobOptions
 
 
 async def handle_document(task: DocumentTask, delivery: Delivery, *, deps: Deps) -> None:
@@ -145,7 +83,7 @@ async def handle_document(task: DocumentTask, delivery: Delivery, *, deps: Deps)
             path = Path(work) / task.doc_id
             await _download(deps.blobs, document["blob"], path)
             if resume is not None:
-                await _split_and_queue(
+                await split_and_queue(
                     job, task.doc_id, document["filename"], path, resume.pages, deps=deps, first=resume.first
                 )
             else:
@@ -241,7 +179,7 @@ async def ingest_file(plans: Plans, doc_id: str, filename: str, path: Path) -> N
     resumable = len(plans.announced) == 1  # a plain document, not an archive's member
     if resumable:
         await plans.deps.store.record_ingest(plans.job.job_id, doc_id, plans=plans.announced)
-    await _split_and_queue(plans.job, doc_id, filename, path, pages, deps=plans.deps, checkpoint=resumable)
+    await split_and_queue(plans.job, doc_id, filename, path, pages, deps=plans.deps, checkpoint=resumable)
 
 
 async def _ingest_one_page(plans: Plans, doc_id: str, filename: str, path: Path) -> None:
@@ -251,7 +189,7 @@ async def _ingest_one_page(plans: Plans, doc_id: str, filename: str, path: Path)
     says why it failed rather than showing a failed document with no error."""
     job, deps = plans.job, plans.deps
     first: PageImage | PageFailure | None = None
-    async with contextlib.aclosing(_rendered_pages(path, filename, job.options.dpi, deps)) as rendered:
+    async with contextlib.aclosing(rendered_pages(path, filename, job.options.dpi, deps)) as rendered:
         async for page in rendered:
             if first is None:
                 first = page
@@ -261,7 +199,7 @@ async def _ingest_one_page(plans: Plans, doc_id: str, filename: str, path: Path)
         log.warning("document_unreadable", error=cause)
         return
     await plans.announce(doc_id, filename, pages=1)
-    await _queue(job, doc_id, [await _stored_page(job, doc_id, first, deps)], deps)
+    await queue_pages(job, doc_id, [await stored_page(job, doc_id, first, deps)], deps)
 
 
 async def _ingest_archive(plans: Plans, doc_id: str, filename: str, path: Path) -> None:
@@ -313,107 +251,6 @@ def _message_sized(members: list[ArchiveMember]) -> list[tuple[ArchiveMember, ..
         parts[-1].append(member)
         size += member_size
     return [tuple(part) for part in parts]
-
-
-async def _cancelled(job_id: str, deps: Deps) -> bool:
-    job = await deps.store.get_job(job_id)
-    return job is not None and job.get("status") == "cancelled"
-
-
-async def _split_and_queue(
-    job: JobInfo,
-    doc_id: str,
-    filename: str,
-    path: Path,
-    pages: int,
-    *,
-    deps: Deps,
-    first: int = 1,
-    checkpoint: bool = True,
-) -> None:
-    """Render pages `first`..`pages`, store them and announce them in batches; after each
-    batch, note how far it got so a redelivery resumes there."""
-    batch: list[PageTask] = []
-    last, last_error = first - 1, "the document ended before this page"
-
-    async def queue() -> bool:
-        """Queue the batch; False once the job is cancelled."""
-        await _queue(job, doc_id, batch, deps)
-        if checkpoint and batch[-1].page % deps.settings.publish_batch == 0:
-            await deps.store.record_ingest(job.job_id, doc_id, rendered=batch[-1].page)
-        batch.clear()
-        return not await _cancelled(job.job_id, deps)
-
-    # aclosing: leaving early gives the split process back now, not when the generator is collected.
-    async with contextlib.aclosing(_rendered_pages(path, filename, job.options.dpi, deps, first=first)) as rendered:
-        async for page in rendered:
-            last = page.number
-            if isinstance(page, PageFailure):
-                last_error = str(page.error)
-                await _fail_page(job, doc_id, page.number, last_error, deps=deps)
-                continue
-            batch.append(await _stored_page(job, doc_id, page, deps))
-            if len(batch) >= deps.settings.publish_batch and not await queue():
-                return
-    if batch:
-        await queue()
-    # A document that broke part way yields no more pages: every page counted but not
-    # produced fails, so the document still finishes.
-    for number in range(last + 1, pages + 1):
-        await _fail_page(job, doc_id, number, f"not rendered: {last_error}", deps=deps)
-
-
-async def _stored_page(job: JobInfo, doc_id: str, page: PageImage, deps: Deps) -> PageTask:
-    """Put the page image in the blob store; the OCR task that reads it."""
-    key = page_image_key(job.job_id, doc_id, page.number)
-    await deps.blobs.put(key, page.png)
-    return PageTask(
-        job_id=job.job_id,
-        doc_id=doc_id,
-        page=page.number,
-        image=key,
-        dpi=page.dpi,
-        engine=job.options.engine,
-        language=job.options.language,
-    )
-
-
-async def _queue(job: JobInfo, doc_id: str, tasks: list[PageTask], deps: Deps) -> None:
-    """Record the tasks in the page manifest (for replays and restarts), then tell the
-    aggregator, which hands them to OCR within the job's window."""
-    await deps.store.add_page_tasks([task.model_dump(mode="json") for task in tasks])
-    await deps.publisher.publish(PAGES_READY, PagesReady(job_id=job.job_id, doc_id=doc_id, tasks=tuple(tasks)))
-
-
-async def _rendered_pages(
-    path: Path, filename: str, dpi: int, deps: Deps, *, first: int = 1
-) -> AsyncGenerator[PageImage | PageFailure, None]:
-    """Pages rendered one at a time in a split process, which this document holds meanwhile."""
-    number = first - 1
-    async with deps.splitters.lease() as splitter:
-        try:
-            await splitter.open(path, dpi=dpi, name=filename, limits=deps.settings.limits(), first=first)
-            while (page := await splitter.next_page(number + 1)) is not None:
-                number = page.number
-                yield page
-        except DocumentError as error:
-            # The document broke part way (or went over the split process's limits): the
-            # next page fails with the cause.
-            yield PageFailure(number=number + 1, error=error)
-
-
-async def _fail_page(job: JobInfo, doc_id: str, page: int, error: str, *, deps: Deps) -> None:
-    failed = PageFailed(
-        job_id=job.job_id,
-        doc_id=doc_id,
-        page=page,
-        node_id=INGEST_NODE,
-        worker_id=INGEST_NODE,
-        attempts=1,
-        error=error,
-    )
-    await deps.publisher.publish(PAGE_FAILED, failed)
-    log.warning("page_unreadable", page=page, error=error)
 
 
 async def _download(blobs: BlobStore, key: str, path: Path) -> None:

@@ -33,8 +33,9 @@ from bulkocr.mongo import Database, JobStore
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import BlobSettings, NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
-from bulkocr_ingest.service import Deps as IngestDeps
-from bulkocr_ingest.service import IngestSettings, handle_document
+from bulkocr_ingest.deps import Deps as IngestDeps
+from bulkocr_ingest.service import handle_document
+from bulkocr_ingest.settings import IngestSettings
 from bulkocr_ingest.split_process import SplitProcesses
 from tests.integration.test_store import page_done, page_failed
 from tests.ocr_quality import TEST_DATA
