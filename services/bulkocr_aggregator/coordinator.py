@@ -15,7 +15,7 @@ cost each, written back coalesced, and its work handed out a window at a time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,38 +39,17 @@ from bulkocr.contracts import (
     utcnow,
 )
 from bulkocr.errors import PublishError
-from bulkocr.mongo import (
-    PLAN_STAGE,
-    JobStore,
-    attempt_fields,
-    document_key,
-    document_progress_record,
-    outcome_records,
-    page_key,
-)
+from bulkocr.mongo import JobStore, attempt_fields, page_key, task_from_manifest, unplanned
 from bulkocr.nsq import NsqPublisher
-from bulkocr_aggregator.state import DocumentState, JobState, PageOutcome, page_id
-from bulkocr_aggregator.writes import BatchWriter, Write
+from bulkocr_aggregator.document_state import DocumentState, PageOutcome, page_id
+from bulkocr_aggregator.state import JobState, Windows
+from bulkocr_aggregator.writes import BatchWriter, OutcomeNotStored, document_writes, outcome_writes
 
 log = structlog.get_logger(__name__)
 
 TALLIED = "tallied"
 """Set on a job's record before the aggregator first writes an outcome or plan of it: a job
 without it has nothing stored to seed from."""
-
-
-class OutcomeNotStored(Exception):
-    """Another copy of this outcome was being stored and that failed: try again later."""
-
-
-@dataclass
-class Windows:
-    """How much of one job goes out at once (pages to OCR, documents to ingest), and the most
-    pages one job may have in all."""
-
-    pages: int = 200
-    documents: int = 4
-    max_job_pages: int = 100_000
 
 
 @dataclass
@@ -153,7 +132,7 @@ class Coordinator:
         """Queue again what has no outcome: documents never planned, pages never read."""
         if documents is None:
             documents = await self.store.get_documents(state.job_id)
-        state.queue_documents((d["doc_id"] for d in documents if _unplanned(d)), again=True)
+        state.queue_documents((d["doc_id"] for d in documents if unplanned(d)), again=True)
         tasks = [task_from_manifest(entry) for entry in await self.store.page_tasks_of(state.job_id)]
         state.queue_pages(sorted(tasks, key=lambda task: (task.doc_id, task.page)))
         self._wake.set()
@@ -417,43 +396,3 @@ class Coordinator:
 
 def _older(moment: datetime | None, now: datetime, seconds: float) -> bool:
     return moment is None or (now - moment).total_seconds() > seconds
-
-
-def _unplanned(document: Mapping[str, Any]) -> bool:
-    """Uploaded but never announced by ingest (archive members are announced with their archive)."""
-    return document.get("blob") is not None and document.get("pages") is None and not document.get("error")
-
-
-def document_writes(state: JobState, doc_ids: Iterable[str]) -> tuple[list[Write], list[tuple[str, str]]]:
-    """What these documents need stored, all inserts: the record of a document found in an
-    archive, a document's plan once it has one, and its final record once it is finished
-    (one per round). What is in between is in the job record (`documents_active`). Returns
-    the writes and which records they are (document id, "document" | "plan" | "final")."""
-    writes: list[Write] = []
-    written: list[tuple[str, str]] = []
-    for doc_id in sorted(doc_ids):
-        document = state.documents[doc_id]
-        if not document.stored:
-            record: dict[str, Any] = {"_id": document_key(state.job_id, doc_id), "job_id": state.job_id}
-            record |= {"doc_id": doc_id, "blob": None, "filename": document.filename or doc_id}
-            writes.append(("documents", InsertOne(record)))
-            written.append((doc_id, "document"))
-        if document.planned and not document.plan_stored:
-            plan = document_progress_record(state.job_id, doc_id, PLAN_STAGE, document.plan_fields())
-            writes.append(("document_progress", InsertOne(plan)))
-            written.append((doc_id, "plan"))
-        if document.finished and document.final_round != state.round:
-            final = document_progress_record(state.job_id, doc_id, state.round, document.record_fields())
-            writes.append(("document_progress", InsertOne(final)))
-            written.append((doc_id, "final"))
-    return writes, written
-
-
-def outcome_writes(report: PageDone | PageFailed) -> list[Write]:
-    """A page's first outcome, inserted (a repeat finds its key taken and changes nothing)."""
-    return [(collection, InsertOne(record)) for collection, record in outcome_records(report)]
-
-
-def task_from_manifest(entry: Mapping[str, Any]) -> PageTask:
-    """The page task a manifest entry recorded (without the store's own fields)."""
-    return PageTask.model_validate({key: value for key, value in entry.items() if key in PageTask.model_fields})

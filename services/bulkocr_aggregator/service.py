@@ -48,7 +48,8 @@ from bulkocr.mongo import JobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
-from bulkocr_aggregator.coordinator import Coordinator, Windows
+from bulkocr_aggregator.coordinator import Coordinator
+from bulkocr_aggregator.state import Windows
 from bulkocr_aggregator.sweeper import Retention, Sweeper
 from bulkocr_aggregator.writes import batch_writer
 

@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import InsertOne, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError
 
-from bulkocr.mongo import DUPLICATE_KEY, Database
+from bulkocr.contracts import PageDone, PageFailed
+from bulkocr.mongo import DUPLICATE_KEY, PLAN_STAGE, Database, document_key, document_progress_record, outcome_records
+from bulkocr_aggregator.state import JobState
 
 Write = tuple[str, InsertOne[Any] | UpdateOne | UpdateMany]
 """(collection name, write)."""
+
+
+class OutcomeNotStored(Exception):
+    """Another copy of this outcome was being stored and that failed: try again later."""
 
 
 @dataclass
@@ -91,3 +97,33 @@ async def batch_writer(db: Database) -> AsyncIterator[BatchWriter]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def document_writes(state: JobState, doc_ids: Iterable[str]) -> tuple[list[Write], list[tuple[str, str]]]:
+    """What these documents need stored, all inserts: the record of a document found in an
+    archive, a document's plan once it has one, and its final record once it is finished
+    (one per round). What is in between is in the job record (`documents_active`). Returns
+    the writes and which records they are (document id, "document" | "plan" | "final")."""
+    writes: list[Write] = []
+    written: list[tuple[str, str]] = []
+    for doc_id in sorted(doc_ids):
+        document = state.documents[doc_id]
+        if not document.stored:
+            record: dict[str, Any] = {"_id": document_key(state.job_id, doc_id), "job_id": state.job_id}
+            record |= {"doc_id": doc_id, "blob": None, "filename": document.filename or doc_id}
+            writes.append(("documents", InsertOne(record)))
+            written.append((doc_id, "document"))
+        if document.planned and not document.plan_stored:
+            plan = document_progress_record(state.job_id, doc_id, PLAN_STAGE, document.plan_fields())
+            writes.append(("document_progress", InsertOne(plan)))
+            written.append((doc_id, "plan"))
+        if document.finished and document.final_round != state.round:
+            final = document_progress_record(state.job_id, doc_id, state.round, document.record_fields())
+            writes.append(("document_progress", InsertOne(final)))
+            written.append((doc_id, "final"))
+    return writes, written
+
+
+def outcome_writes(report: PageDone | PageFailed) -> list[Write]:
+    """A page's first outcome, inserted (a repeat finds its key taken and changes nothing)."""
+    return [(collection, InsertOne(record)) for collection, record in outcome_records(report)]

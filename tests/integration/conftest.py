@@ -17,7 +17,8 @@ from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.mongo import Database, JobStore, connect_mongo
 from bulkocr.nsq import NsqAdmin, NsqPublisher
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
-from bulkocr_aggregator.coordinator import Coordinator, Windows
+from bulkocr_aggregator.coordinator import Coordinator
+from bulkocr_aggregator.state import Windows
 from bulkocr_aggregator.writes import batch_writer
 from bulkocr_devstack.servers import LocalServers
 from bulkocr_gateway.app import create_app

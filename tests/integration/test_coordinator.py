@@ -11,7 +11,8 @@ from bulkocr.contracts import DOCUMENT, PAGE, DocumentPlanned, DocumentTask, Job
 from bulkocr.mongo import Database, JobStore
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import NsqSettings
-from bulkocr_aggregator.coordinator import Coordinator, Windows
+from bulkocr_aggregator.coordinator import Coordinator
+from bulkocr_aggregator.state import Windows
 from bulkocr_aggregator.writes import batch_writer
 from tests.integration.test_pipeline_services import collecting, submit
 from tests.integration.test_store import page_done, page_failed

@@ -76,3 +76,14 @@ def test_no_service_imports_another():
                 if root in SERVICES and root != service:
                     crossings.append(f"{path.relative_to(ROOT)} imports {module}")
     assert not crossings, crossings
+
+
+def test_no_module_is_over_400_lines():
+    """A module that grows past 400 lines holds more than one thing: split it where it divides."""
+    long = [
+        f"{path.relative_to(ROOT)}: {lines}"
+        for source in SOURCES
+        for path in source.rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > 400
+    ]
+    assert not long, long

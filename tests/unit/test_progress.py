@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from bulkocr.contracts import PageTask
-from bulkocr_aggregator.state import DocumentState, JobState, PageOutcome, job_status
+from bulkocr_aggregator.document_state import DocumentState, PageOutcome, job_status
+from bulkocr_aggregator.state import JobState
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,8 @@ from bulkocr.mongo.records import (
     new_document,
     outcome_records,
     result_fields,
+    task_from_manifest,
+    unplanned,
 )
 
 __all__ = [
@@ -54,4 +56,6 @@ __all__ = [
     "outcome_records",
     "page_key",
     "result_fields",
+    "task_from_manifest",
+    "unplanned",
 ]

@@ -11,6 +11,7 @@ from bulkocr.contracts import (
     PageDone,
     PageFailed,
     PageRetrying,
+    PageTask,
     utcnow,
 )
 from bulkocr.mongo.client import Document, PageStatus, document_key, page_key
@@ -131,3 +132,13 @@ def active_documents(job: Mapping[str, Any]) -> dict[str, Document]:
 
 def _progress_fields(record: Mapping[str, Any]) -> Document:
     return {key: value for key, value in record.items() if key not in ("_id", "job_id", "doc_id", "stage")}
+
+
+def unplanned(document: Mapping[str, Any]) -> bool:
+    """Uploaded but never announced by ingest (archive members are announced with their archive)."""
+    return document.get("blob") is not None and document.get("pages") is None and not document.get("error")
+
+
+def task_from_manifest(entry: Mapping[str, Any]) -> PageTask:
+    """The page task a manifest entry recorded (without the store's own fields)."""
+    return PageTask.model_validate({key: value for key, value in entry.items() if key in PageTask.model_fields})
