@@ -13,6 +13,7 @@ import structlog
 
 from bulkocr.blobs import BlobStore
 from bulkocr.errors import BlobNotFound
+from bulkocr.outputs.words import clean_text
 from bulkocr.page_model import PageText
 
 log = structlog.get_logger(__name__)
@@ -47,10 +48,11 @@ def join_pages(texts: Iterable[str]) -> str:
 
 
 async def document_text(document: Stored, pages: Sequence[Stored], blobs: BlobStore) -> str:
-    """The document's plain text, pages in order; a page without text (failed, not done) is empty."""
+    """The document's plain text, pages in order; a page without text (failed, not done) is empty.
+    The same text as the `txt` output: cleaned of what XML and terminals cannot carry."""
     by_number = {int(page["page"]): page for page in pages}
     texts: list[str] = []
     for number in page_numbers(document, pages):
         result = await page_result(by_number.get(number), blobs)
-        texts.append(result.text if result else "")
+        texts.append(clean_text(result.text) if result else "")
     return join_pages(texts)

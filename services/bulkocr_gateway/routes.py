@@ -194,7 +194,7 @@ async def _owned_job(request: web.Request) -> Stored:
 
 @routes.get("/api/bulk/status/{job_id}")
 @routes.get("/api/bulk/jobs/{job_id}")
-async def job_status(request: web.Request) -> web.Response:
+async def get_job_status(request: web.Request) -> web.Response:
     """Small whatever the job's size: the first documents, counts, the failed ones."""
     job = await _owned_job(request)
     store = request.app[STORE]
@@ -267,9 +267,10 @@ async def _document_pages(request: web.Request) -> tuple[Stored, Stored, list[Do
 
 
 @routes.get("/api/bulk/jobs/{job_id}/documents/{doc_id}/text")
-async def document_text(request: web.Request) -> web.Response:
+async def get_document_text(request: web.Request) -> web.Response:
     """Plain text, pages in order split by form feeds; pages without text (failed, or not yet
-    done) are empty. Until no more pages can arrive, `X-Bulkocr-Complete` is false."""
+    done) are empty. Until no more pages can arrive, `X-Bulkocr-Complete` is false. The same
+    text as the `txt` download, read live."""
     job, document, pages = await _document_pages(request)
     text = await documents.document_text(document, pages, request.app[BLOBS])
     complete = document_complete(job, document, pages)

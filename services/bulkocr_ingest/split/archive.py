@@ -15,11 +15,11 @@ from bulkocr_ingest.split.detect import SUPPORTED_TYPES_TEXT, detect_type
 from bulkocr_ingest.split.model import (
     DEFAULT_LIMITS,
     MIB,
-    ArchiveMember,
     CorruptDocument,
     DocumentType,
     EncryptedDocument,
     ExpandedArchive,
+    ExtractedMember,
     NestingTooDeep,
     SkippedMember,
     SplitLimits,
@@ -51,7 +51,7 @@ def expand_zip(path: Path, dest_dir: Path, *, limits: SplitLimits = DEFAULT_LIMI
     """Extract the supported documents in a ZIP archive into ``dest_dir``, in name order.
 
     Members are written as ``member-00001``, ``member-00002``, ... (their names in the archive
-    are in :class:`ArchiveMember`), so no member name ever becomes a path. A ZIP inside the
+    are in :class:`ExtractedMember`), so no member name ever becomes a path. A ZIP inside the
     archive is expanded in place of itself, up to ``limits.zip_max_nesting`` levels. Members
     that are not supported documents are listed in ``skipped``. Raises :class:`ZipSlip`,
     :class:`ZipBomb`, :class:`NestingTooDeep`, :class:`EncryptedDocument`,
@@ -72,7 +72,7 @@ class _ArchiveExpansion:
         self.bytes_left = limits.zip_max_total_bytes
         self.members_left = limits.zip_max_members
         self.files_written = 0
-        self.documents: list[ArchiveMember] = []
+        self.documents: list[ExtractedMember] = []
         self.skipped: list[SkippedMember] = []
 
     def expand(self, path: Path, *, prefix: str, depth: int) -> None:
@@ -103,7 +103,7 @@ class _ArchiveExpansion:
             target.unlink()
             return
         if member_type is not DocumentType.ZIP:
-            self.documents.append(ArchiveMember(name, target, member_type))
+            self.documents.append(ExtractedMember(name, target, member_type))
             return
         if depth >= self.limits.zip_max_nesting:
             raise NestingTooDeep(

@@ -163,7 +163,7 @@ Page: TypeAlias = PageImage | PageFailure
 
 
 @dataclass(frozen=True, slots=True)
-class ArchiveMember:
+class ExtractedMember:
     """A supported document extracted from an archive. ``name`` is its path in the archive."""
 
     name: str
@@ -181,7 +181,7 @@ class SkippedMember:
 
 @dataclass(frozen=True, slots=True)
 class ExpandedArchive:
-    documents: tuple[ArchiveMember, ...]
+    documents: tuple[ExtractedMember, ...]
     skipped: tuple[SkippedMember, ...]
 
 
