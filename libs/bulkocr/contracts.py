@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -50,6 +50,11 @@ class Topic(Generic[M]):
             return self.model.model_validate_json(body)
         except ValidationError as error:
             raise DecodeError(f"not a valid {self.model.__name__} for {self.name}: {error}") from error
+
+
+EngineName = Literal["rapidocr", "paddle", "null"]
+ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
+"""The OCR engines a job may name; each is registered once in the worker (`engines.ENGINES`)."""
 
 
 def utcnow() -> datetime:

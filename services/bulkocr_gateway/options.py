@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from bulkocr.contracts import JobOptions
-from bulkocr_gateway.settings import ENGINES, FORMATS, GatewaySettings
+from bulkocr.contracts import ENGINE_NAMES, JobOptions
+from bulkocr_gateway.settings import FORMATS, GatewaySettings
 
 OPTION_FIELDS = frozenset({"language", "dpi", "engine", "formats", "auto_push"})
 DEFAULT_FORMATS = ("txt", "json")
@@ -51,8 +51,8 @@ def _dpi(raw: str | None, settings: GatewaySettings) -> int:
 
 def _engine(raw: str | None, settings: GatewaySettings) -> str:
     engine = (raw or "").strip() or settings.engine
-    if engine not in ENGINES:
-        raise InvalidOptions(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if engine not in ENGINE_NAMES:
+        raise InvalidOptions(f"unknown engine {engine!r}: use one of {', '.join(ENGINE_NAMES)}")
     return engine
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-Engine = Literal["rapidocr", "paddle", "null"]
-ENGINES: tuple[Engine, ...] = ("rapidocr", "paddle", "null")
+from bulkocr.contracts import EngineName
+
 FORMATS = ("txt", "json", "hocr", "alto", "miniocr", "pdf")
 
 # JobOptions accepts 50-1200 dpi; the gateway's range must sit inside it.
@@ -36,7 +36,7 @@ class GatewaySettings(BaseSettings):
 
     # repr=False: settings may be logged, tokens must not be.
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
-    engine: Engine = "rapidocr"
+    engine: EngineName = "rapidocr"
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_upload_bytes: int = Field(default=2 << 30, gt=0)
