@@ -10,10 +10,7 @@ jobs past the retention. When a job finishes, `job.completed` is published once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -42,12 +39,12 @@ from bulkocr.contracts import (
     PageFailed,
     PageRetrying,
     PagesReady,
+    Topic,
 )
-from bulkocr.log import configure_logging
 from bulkocr.mongo import JobStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
-from bulkocr.runtime import shutdown_event
-from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+from bulkocr.nsq import Delivery, Handler, NsqPublisher
+from bulkocr.service import Every, Subscription, run_service, serve
+from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings, load
 from bulkocr_aggregator.coordinator import Coordinator
 from bulkocr_aggregator.state import Windows
 from bulkocr_aggregator.sweeper import Retention, Sweeper
@@ -115,18 +112,7 @@ async def handle_retry(retry: JobRetry, delivery: Delivery, *, jobs: Coordinator
     await jobs.replay_failed(retry.job_id)
 
 
-async def every(interval_s: float, work: Callable[[], Awaitable[object]], name: str) -> None:
-    """Run `work` every interval; a failed round is logged and the next one tries again."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await work()
-        except Exception as error:  # noqa: BLE001  # the next round tries again
-            log.warning(f"{name}_failed", error=f"{type(error).__name__}: {error}")
-
-
 async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
-    stop = shutdown_event()
     async with (
         connect_mongo(mongo) as db,
         NsqPublisher(nsq) as publisher,
@@ -135,20 +121,13 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
     ):
         store = JobStore(db)
         await store.ensure_indexes()
-        await create_channels(nsq)
         windows = Windows(
             pages=settings.page_window, documents=settings.document_window, max_job_pages=settings.max_job_pages
         )
-        jobs = Coordinator(
-            store,
-            writer,
-            publisher,
-            windows,
-            evict_after_s=settings.evict_after_s,
-        )
+        jobs = Coordinator(store, writer, publisher, windows, evict_after_s=settings.evict_after_s)
         sweeper = Sweeper(store, jobs, session, nsq, settings.sweep_idle_s, settings.sweep_max_idle_s)
         retention = Retention(store, make_blob_store(blob, db), settings.retention_s)
-        consumers: list[tuple[Any, Any]] = [
+        handlers: list[tuple[Topic[Any], Handler[Any]]] = [
             (JOB_SUBMITTED, functools.partial(handle_submitted, jobs=jobs)),
             (DOCUMENT_PLANNED, functools.partial(handle_planned, jobs=jobs)),
             (PAGES_READY, functools.partial(handle_pages_ready, jobs=jobs)),
@@ -159,30 +138,25 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
             (JOB_CANCEL, functools.partial(handle_cancel, jobs=jobs)),
             (JOB_RETRY, functools.partial(handle_retry, jobs=jobs)),
         ]
-        loops = [
-            asyncio.create_task(jobs.dispatch_forever()),
-            asyncio.create_task(every(settings.flush_interval_s, jobs.flush, "flush")),
-        ]
-        async with contextlib.AsyncExitStack() as stack:
-            in_flight = settings.max_in_flight
-            for topic, handler in consumers:
-                consumer = consuming(
-                    topic, AGGREGATOR_CHANNEL, handler, publisher=publisher, settings=nsq, max_in_flight=in_flight
-                )
-                await stack.enter_async_context(consumer)
-            loops += [
-                asyncio.create_task(every(settings.check_interval_s, jobs.check_all, "check")),
-                asyncio.create_task(every(settings.sweep_interval_s, sweeper.sweep, "sweep")),
-                asyncio.create_task(every(settings.retention_interval_s, retention.remove_expired, "retention")),
-            ]
-            log.info("service_started")
-            await stop.wait()
-        # Consumers have drained: store the progress they moved, then stop.
-        await jobs.flush()
-        for loop in loops:
-            loop.cancel()
+        await serve(
+            nsq=nsq,
+            publisher=publisher,
+            subscriptions=[
+                Subscription(topic, AGGREGATOR_CHANNEL, handler, max_in_flight=settings.max_in_flight)
+                for topic, handler in handlers
+            ],
+            background=[jobs.dispatch_forever()],
+            periodic=[
+                Every(settings.flush_interval_s, jobs.flush, "flush"),
+                Every(settings.check_interval_s, jobs.check_all, "check"),
+                Every(settings.sweep_interval_s, sweeper.sweep, "sweep"),
+                Every(settings.retention_interval_s, retention.remove_expired, "retention"),
+            ],
+            drained=jobs.flush,  # store the progress the drained consumers moved
+        )
 
 
 def main() -> None:
-    configure_logging(load(LogSettings), service="aggregator")
-    asyncio.run(run(load(AggregatorSettings), load(NsqSettings), load(MongoSettings), load(BlobSettings)))
+    run_service(
+        "aggregator", lambda: run(load(AggregatorSettings), load(NsqSettings), load(MongoSettings), load(BlobSettings))
+    )

@@ -7,17 +7,15 @@ other services keep up to date. The gateway creates jobs and never updates their
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 from aiohttp import web
 
 from bulkocr.blobs import make_blob_store
-from bulkocr.log import configure_logging
 from bulkocr.mongo import JobStore, connect_mongo
 from bulkocr.nsq import NsqPublisher, create_channels
 from bulkocr.runtime import shutdown_event
-from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+from bulkocr.service import run_service
+from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_gateway.app import create_app
 from bulkocr_gateway.keys import Deps
 from bulkocr_gateway.settings import GatewaySettings
@@ -52,5 +50,4 @@ async def run(settings: GatewaySettings, nsq: NsqSettings, mongo: MongoSettings,
 
 
 def main() -> None:
-    configure_logging(load(LogSettings), service="gateway")
-    asyncio.run(run(load(GatewaySettings), load(NsqSettings), load(MongoSettings), load(BlobSettings)))
+    run_service("gateway", run, GatewaySettings, NsqSettings, MongoSettings, BlobSettings)

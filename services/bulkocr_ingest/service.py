@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +33,10 @@ from bulkocr.contracts import (
     DocumentTask,
     JobOptions,
 )
-from bulkocr.log import configure_logging
 from bulkocr.mongo import Document, JobStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
-from bulkocr.runtime import shutdown_event
-from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+from bulkocr.nsq import Delivery, NsqPublisher
+from bulkocr.service import Subscription, run_service, serve
+from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_ingest.deps import Deps, JobInfo
 from bulkocr_ingest.pages import queue_pages, rendered_pages, split_and_queue, stored_page
 from bulkocr_ingest.settings import IngestSettings
@@ -263,33 +263,20 @@ async def _download(blobs: BlobStore, key: str, path: Path) -> None:
 
 
 async def run(settings: IngestSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
-    stop = shutdown_event()
     with SplitProcesses(settings.max_in_flight, settings.process_limits()) as splitters:
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
             store = JobStore(db)
             await store.ensure_indexes()
-            await create_channels(nsq)
             deps = Deps(settings, store, make_blob_store(blob, db), publisher, splitters)
-
-            async def handler(task: DocumentTask, delivery: Delivery) -> None:
-                await handle_document(task, delivery, deps=deps)
-
-            async def on_give_up(task: DocumentTask, cause: str, attempts: int) -> None:
-                await give_up_document(task, cause, attempts, deps=deps)
-
-            async with consuming(
+            documents = Subscription(
                 DOCUMENT,
                 INGEST_CHANNEL,
-                handler,
-                publisher=publisher,
-                settings=nsq,
+                functools.partial(handle_document, deps=deps),
                 max_in_flight=settings.max_in_flight,
-                on_give_up=on_give_up,
-            ):
-                log.info("service_started")
-                await stop.wait()
+                on_give_up=functools.partial(give_up_document, deps=deps),
+            )
+            await serve(nsq=nsq, publisher=publisher, subscriptions=[documents])
 
 
 def main() -> None:
-    configure_logging(load(LogSettings), service="ingest")
-    asyncio.run(run(load(IngestSettings), load(NsqSettings), load(MongoSettings), load(BlobSettings)))
+    run_service("ingest", run, IngestSettings, NsqSettings, MongoSettings, BlobSettings)

@@ -11,6 +11,7 @@ unless `BULKOCR_NODE_ID` says otherwise) and worker id.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import time
@@ -37,12 +38,11 @@ from bulkocr.contracts import (
     PageTimings,
 )
 from bulkocr.errors import BlobNotFound, PermanentError
-from bulkocr.log import configure_logging
 from bulkocr.mongo import JobStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
+from bulkocr.nsq import Delivery, NsqPublisher
 from bulkocr.page_model import PageText
-from bulkocr.runtime import shutdown_event
-from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+from bulkocr.service import Subscription, run_service, serve
+from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_ocr_worker.engines import EngineUnavailableError
 from bulkocr_ocr_worker.pool import EngineSettings, OcrPool, PageUnreadable
 
@@ -209,7 +209,6 @@ async def send_heartbeats(deps: Deps) -> None:
 
 
 async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
-    stop = shutdown_event()
     worker_id = f"{settings.node_id}-{os.getpid()}"
     structlog.contextvars.bind_contextvars(node_id=settings.node_id, worker_id=worker_id)
     pool = OcrPool(
@@ -221,39 +220,30 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
     )
     try:
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
-            await create_channels(nsq)
             deps = Deps(settings, worker_id, pool, make_blob_store(blob, db), JobStore(db), publisher)
-            heartbeats = asyncio.create_task(send_heartbeats(deps))
-
-            async def handler(task: PageTask, delivery: Delivery) -> None:
-                await handle_page(task, delivery, deps=deps)
-
-            async def on_give_up(task: PageTask, cause: str, attempts: int) -> None:
-                await report_failure(task, cause, attempts, deps=deps)
-
-            async def on_retry(task: PageTask, cause: str, attempts: int) -> None:
-                await report_retry(task, cause, attempts, deps=deps)
-
-            page_retries = nsq.model_copy(
-                update={"max_attempts": settings.page_attempts, "backoff_base_s": settings.page_retry_delay_s}
-            )
-            async with consuming(
+            pages = Subscription(
                 PAGE,
                 OCR_CHANNEL,
-                handler,
-                publisher=publisher,
-                settings=page_retries,
+                functools.partial(handle_page, deps=deps),
                 max_in_flight=settings.ocr_processes + settings.ocr_prefetch,
-                on_give_up=on_give_up,
-                on_retry=on_retry,
-            ):
-                log.info("service_started", engine=settings.engine, processes=settings.ocr_processes)
-                await stop.wait()
-            heartbeats.cancel()
+                on_give_up=functools.partial(report_failure, deps=deps),
+                on_retry=functools.partial(report_retry, deps=deps),
+                # A page has its own attempts and retry delay, then fails with its cause.
+                nsq=nsq.model_copy(
+                    update={"max_attempts": settings.page_attempts, "backoff_base_s": settings.page_retry_delay_s}
+                ),
+            )
+            await serve(
+                nsq=nsq,
+                publisher=publisher,
+                subscriptions=[pages],
+                background=[send_heartbeats(deps)],
+                engine=settings.engine,
+                processes=settings.ocr_processes,
+            )
     finally:
         await asyncio.to_thread(pool.close)
 
 
 def main() -> None:
-    configure_logging(load(LogSettings), service="ocr-worker")
-    asyncio.run(run(load(WorkerSettings), load(NsqSettings), load(MongoSettings), load(BlobSettings)))
+    run_service("ocr-worker", run, WorkerSettings, NsqSettings, MongoSettings, BlobSettings)

@@ -7,7 +7,7 @@ output is recorded as failed with its cause (the gateway can still render it on 
 
 from __future__ import annotations
 
-import asyncio
+import functools
 
 import structlog
 from pydantic import Field
@@ -16,12 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import JOB_COMPLETED, OUTPUTS_CHANNEL, JobCompleted
 from bulkocr.formats import ALIASES
-from bulkocr.log import configure_logging
 from bulkocr.mongo import JobStore, OutputStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
+from bulkocr.nsq import Delivery, NsqPublisher
 from bulkocr.results import CACHED, DocumentOutputs, cache_key
-from bulkocr.runtime import shutdown_event
-from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+from bulkocr.service import Subscription, run_service, serve
+from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 
 log = structlog.get_logger(__name__)
 
@@ -63,31 +62,18 @@ async def give_up(completed: JobCompleted, cause: str, attempts: int, *, store: 
 
 
 async def run(settings: OutputSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
-    stop = shutdown_event()
     async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
-        await create_channels(nsq)
         store, outputs = JobStore(db), OutputStore(db)
         builder = DocumentOutputs(store, make_blob_store(blob, db))
-
-        async def handler(completed: JobCompleted, delivery: Delivery) -> None:
-            await handle_completed(completed, delivery, store=store, outputs=outputs, builder=builder)
-
-        async def on_give_up(completed: JobCompleted, cause: str, attempts: int) -> None:
-            await give_up(completed, cause, attempts, store=store, outputs=outputs)
-
-        async with consuming(
+        completions = Subscription(
             JOB_COMPLETED,
             OUTPUTS_CHANNEL,
-            handler,
-            publisher=publisher,
-            settings=nsq,
+            functools.partial(handle_completed, store=store, outputs=outputs, builder=builder),
             max_in_flight=settings.max_in_flight,
-            on_give_up=on_give_up,
-        ):
-            log.info("service_started")
-            await stop.wait()
+            on_give_up=functools.partial(give_up, store=store, outputs=outputs),
+        )
+        await serve(nsq=nsq, publisher=publisher, subscriptions=[completions])
 
 
 def main() -> None:
-    configure_logging(load(LogSettings), service="outputs")
-    asyncio.run(run(load(OutputSettings), load(NsqSettings), load(MongoSettings), load(BlobSettings)))
+    run_service("outputs", run, OutputSettings, NsqSettings, MongoSettings, BlobSettings)

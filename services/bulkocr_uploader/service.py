@@ -16,7 +16,6 @@ retries fails too, and the message is then requeued so a later run tries it agai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -53,11 +52,10 @@ from bulkocr.contracts import (
 )
 from bulkocr.errors import BulkOcrError, PermanentError
 from bulkocr.formats import OutputUnavailable
-from bulkocr.log import configure_logging
 from bulkocr.mongo import ArchipelagoStore, JobStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqPublisher, consuming, create_channels
-from bulkocr.runtime import shutdown_event
-from bulkocr.settings import BlobSettings, LogSettings, MongoSettings, NsqSettings, load
+from bulkocr.nsq import Delivery, NsqPublisher
+from bulkocr.service import Subscription, run_service, serve
+from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_uploader.archipelago import AccessDenied, ArchipelagoClient, ArchipelagoError, Rejected, Unavailable
 from bulkocr_uploader.metadata import ami_set_json, collection_metadata, document_metadata, node_attributes
 from bulkocr_uploader.outcomes import Outcome, Summary, summarize
@@ -330,7 +328,6 @@ async def run(
     fetch_output: FetchOutput | None = None,
 ) -> None:
     """Consume pushes until `stop` (SIGTERM or SIGINT by default), then drain and close."""
-    stop = stop or shutdown_event()
     if not settings.url:
         log.warning("archipelago_not_configured", hint="set BULKOCR_ARCHIPELAGO_URL; pushes will fail")
     async with (
@@ -342,18 +339,20 @@ async def run(
         await pushes.ensure_indexes()
         outputs = fetch_output or StoredOutputs(store, make_blob_store(blob, db))
         deps = Deps(settings, store, pushes, outputs, session)
-        await create_channels(nsq)
-        options: dict[str, Any] = {"publisher": publisher, "settings": nsq, "max_in_flight": settings.max_in_flight}
-        async with contextlib.AsyncExitStack() as stack:
-            on_push = functools.partial(handle_push, deps=deps)
-            on_completed = functools.partial(handle_completed, deps=deps)
-            await stack.enter_async_context(consuming(ARCHIPELAGO_PUSH, UPLOADER_CHANNEL, on_push, **options))
-            await stack.enter_async_context(consuming(JOB_COMPLETED, UPLOADER_CHANNEL, on_completed, **options))
-            log.info("service_started", archipelago=settings.url or None, user=settings.user or None)
-            await stop.wait()
-    log.info("service_stopped")
+        in_flight = settings.max_in_flight
+        subscriptions = [
+            Subscription(ARCHIPELAGO_PUSH, UPLOADER_CHANNEL, functools.partial(handle_push, deps=deps), in_flight),
+            Subscription(JOB_COMPLETED, UPLOADER_CHANNEL, functools.partial(handle_completed, deps=deps), in_flight),
+        ]
+        await serve(
+            nsq=nsq,
+            publisher=publisher,
+            subscriptions=subscriptions,
+            stop=stop,
+            archipelago=settings.url or None,
+            user=settings.user or None,
+        )
 
 
 def main() -> None:
-    configure_logging(load(LogSettings), service="uploader")
-    asyncio.run(run(load(UploaderSettings), load(NsqSettings), load(MongoSettings), load(BlobSettings)))
+    run_service("uploader", run, UploaderSettings, NsqSettings, MongoSettings, BlobSettings)
