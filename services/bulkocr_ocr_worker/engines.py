@@ -237,7 +237,7 @@ class PaddleEngine:
 
 
 ENGINES: dict[str, Callable[..., OcrEngine]] = {
-    # One entry per name in contracts.EngineName (tests/unit/test_engine_interface.py checks).
+    # One entry per name in contracts.EngineName (tests/integration/test_engine_interface.py checks).
     NullEngine.name: NullEngine,
     RapidOcrEngine.name: RapidOcrEngine,
     PaddleEngine.name: PaddleEngine,

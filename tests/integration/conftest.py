@@ -1,6 +1,8 @@
-"""Real servers for the integration tier: nsqlookupd, nsqd, nsqadmin and FerretDB (or mongod),
-built by `make servers` and started here on free loopback ports. A server that cannot start
-fails the tests that need it; nothing is skipped and nothing is faked."""
+"""The integration tier: what needs more than pure code. Real servers (nsqlookupd, nsqd,
+nsqadmin and FerretDB or mongod), built by `make servers` and started here on free loopback
+ports; child processes (the OCR and split pools, the docker client); and the real OCR engine.
+A server that cannot start fails the tests that need it; nothing is skipped and nothing is
+faked. The unit tier (tests/unit) has no sockets, no child processes and no model inference."""
 
 from __future__ import annotations
 

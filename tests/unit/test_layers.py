@@ -87,3 +87,18 @@ def test_no_module_is_over_400_lines():
         if (lines := len(path.read_text().splitlines())) > 400
     ]
     assert not long, long
+
+
+def test_unit_tests_stay_pure():
+    """The unit tier starts no process, opens no socket and runs no model: what does goes to
+    tests/integration, so `make unit` stays fast and exact."""
+    impure_modules = {"subprocess", "socket", "multiprocessing", "aiohttp", "bulkocr_devstack"}
+    impure_names = ("OcrPool", "SplitProcess", "RapidOcrEngine", 'make_engine("rapidocr"')
+    found = []
+    for path in sorted((ROOT / "tests" / "unit").glob("test_*.py")):
+        if path.name == "test_layers.py":
+            continue
+        roots = {module.split(".")[0] for module in imports_of(path)}
+        found += [f"{path.name}: {name}" for name in sorted(roots & impure_modules)]
+        found += [f"{path.name}: {name}" for name in impure_names if name in path.read_text()]
+    assert not found, found
