@@ -165,7 +165,9 @@ class PageDone(Message):
     result_blob: str | None = None
 
 
-class PageFailed(Message):
+class PageAttempt(Message):
+    """What a failed attempt at a page says: which page, where, after how many tries, why."""
+
     job_id: str
     doc_id: str
     page: int = Field(ge=1)
@@ -175,16 +177,12 @@ class PageFailed(Message):
     error: str
 
 
-class PageRetrying(Message):
+class PageFailed(PageAttempt):
+    """The page's last attempt failed, or its failure is its own fault: the page is failed."""
+
+
+class PageRetrying(PageAttempt):
     """A page's attempt failed and it will be tried again: its attempts and last error, for the status."""
-
-    job_id: str
-    doc_id: str
-    page: int = Field(ge=1)
-    node_id: str
-    worker_id: str
-    attempts: int = Field(ge=1)
-    error: str
 
 
 class NodeHeartbeat(Message):

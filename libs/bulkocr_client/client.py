@@ -283,16 +283,19 @@ async def submit_command(request: SubmitRequest, *, out: TextIO = sys.stdout, er
             )
             folder = request.out or Path("bulkocr-output") / job_id
             await _write_texts(client, final, folder, out)
-    except GatewayError as error:
-        print(f"bulkocr: {error}", file=err)
-        return 2
-    except (aiohttp.ClientError, TimeoutError) as error:
-        print(f"bulkocr: cannot reach the gateway at {request.url}: {str(error) or type(error).__name__}", file=err)
-        return 2
-    except OSError as error:  # a file to upload or an output folder we cannot use
-        print(f"bulkocr: {error}", file=err)
-        return 2
+    except (GatewayError, aiohttp.ClientError, TimeoutError, OSError) as error:  # OSError: a file or folder
+        return could_not(error, request.url, err)
     return 0 if final["status"] == "completed" else 1
+
+
+def could_not(error: BaseException, url: str, err: TextIO) -> int:
+    """Say why a command could not be carried out; its exit code, 2."""
+    if isinstance(error, aiohttp.ClientError | TimeoutError):
+        reason = f"cannot reach the gateway at {url}: {str(error) or type(error).__name__}"
+    else:
+        reason = str(error)
+    print(f"bulkocr: {reason}", file=err)
+    return 2
 
 
 # --- `bulkocr push` -------------------------------------------------------------------
@@ -334,12 +337,8 @@ async def push_command(request: PushRequest, *, out: TextIO = sys.stdout, err: T
                 return 0
             show = functools.partial(_print_line, out=out)
             result = await client.wait_push(request.job_id, show, poll_s=request.poll_s)
-    except GatewayError as error:
-        print(f"bulkocr: {error}", file=err)
-        return 2
-    except (aiohttp.ClientError, TimeoutError) as error:
-        print(f"bulkocr: cannot reach the gateway at {request.url}: {str(error) or type(error).__name__}", file=err)
-        return 2
+    except (GatewayError, aiohttp.ClientError, TimeoutError) as error:
+        return could_not(error, request.url, err)
     _print_links(result, out)
     return 0 if result["status"] in ("completed", "staged") else 1
 
