@@ -86,7 +86,10 @@ class DocumentOutputs:
             staged = await self._stage(job_id, doc_id, pages, numbers, Path(work), output.needs_images)
             if not staged:
                 raise OutputUnavailable(f"document {doc_id} has no page to render")
-            return await asyncio.to_thread(_render, output, staged)
+            try:
+                return await asyncio.to_thread(_render, output, staged)
+            except ValueError as error:  # the pages cannot make this format (outputs say why)
+                raise OutputUnavailable(f"document {doc_id} as {output.name}: {error}") from error
 
     async def _stage(
         self, job_id: str, doc_id: str, pages: Sequence[Stored], numbers: list[int], work: Path, images: bool

@@ -10,6 +10,7 @@ from bulkocr_gateway.control import control_routes
 from bulkocr_gateway.downloads import download_routes
 from bulkocr_gateway.http import json_errors_middleware
 from bulkocr_gateway.keys import ARCHIPELAGO, BLOBS, OWNERS_BY_TOKEN, PAGE_FILES, PUBLISHER, SETTINGS, STORE, Deps
+from bulkocr_gateway.openapi import openapi_routes
 from bulkocr_gateway.page import page_routes, read_page_files
 from bulkocr_gateway.push import push_routes
 from bulkocr_gateway.routes import routes
@@ -33,4 +34,5 @@ def create_app(deps: Deps) -> web.Application:
     app.add_routes(control_routes)
     app.add_routes(download_routes)
     app.add_routes(push_routes)
+    app.add_routes(openapi_routes)
     return app

@@ -487,6 +487,21 @@ def test_pdf_takes_images_of_other_modes_as_rgb() -> None:
     assert pikepdf.pdfa.validate_written(io.BytesIO(data), "2b").passed
 
 
+def test_pdf_pages_of_tiny_and_huge_images_stay_within_pdf_a_page_sizes() -> None:
+    """A 1 x 1 pixel scan at 300 dpi would be a 0.24-point page and a 30,000-pixel strip at
+    72 dpi a 416-inch one, both outside PDF/A's 3 to 14,400 points: they are laid out at the
+    nearest dpi that fits, in proportion, and the file passes PDF/A-2b validation."""
+    tiny = PageText(width=1, height=1, dpi=300, engine="null")
+    strip = PageText(width=30_000, height=500, dpi=72, engine="null")
+    data = render("pdf", [OcrPage(tiny, png(1, 1)), OcrPage(strip, png(30_000, 500))])
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        sizes = [(float(page.MediaBox[2]), float(page.MediaBox[3])) for page in pdf.pages]
+    assert sizes[0] == (3.0, 3.0)
+    assert sizes[1][0] <= 14_400
+    assert sizes[1][0] / sizes[1][1] == pytest.approx(60, rel=0.01)
+    assert pikepdf.pdfa.validate_written(io.BytesIO(data), "2b").passed
+
+
 def test_pdf_needs_every_page_image() -> None:
     """The searchable PDF refuses a page without its image."""
     with pytest.raises(ValueError, match="page 2: a searchable PDF needs the page image"):

@@ -12,7 +12,8 @@ Why these libraries:
   extractors (one text object per line because poppler forgets Tz across them, unshaped
   ligatures, right-to-left words, CMap block limits).
 - The page size is the image size at the page's dpi (pixels x 72 / dpi points), so one
-  image pixel and one OCR box pixel are the same place on the page.
+  image pixel and one OCR box pixel are the same place on the page; a page that would be
+  smaller or larger than PDF/A allows is laid out at the nearest dpi that fits (`page_dpi`).
 - pikepdf joins the pages and saves PDF/A-2b: `pikepdf.pdfa.save` adds the sRGB output
   intent and the XMP metadata, writes the file and validates what it wrote (an allowlist
   validator: it passes nothing it does not know to conform), so no Ghostscript is needed.
@@ -25,6 +26,7 @@ the finished file is copied to `out` at the end.
 from __future__ import annotations
 
 import io
+import math
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -68,12 +70,28 @@ def _page_pdf(number: int, page: OcrPage, fonts: MultiFontManager, folder: Path)
     """One page as its own PDF file: the image, and the text layer beneath it."""
     image_file = _page_image(number, page, folder)
     page_file = folder / f"page-{number:06d}.pdf"
+    text = page.text.model_copy(update={"dpi": page_dpi(page.text.width, page.text.height, page.text.dpi)})
     renderer = Fpdf2PdfRenderer(
-        page=ocr_tree(page.text), dpi=page.text.dpi, multi_font_manager=fonts, invisible_text=True, image=image_file
+        page=ocr_tree(text), dpi=text.dpi, multi_font_manager=fonts, invisible_text=True, image=image_file
     )
     renderer.render(page_file)
     image_file.unlink()
     return page_file
+
+
+# PDF/A-2 (ISO 19005-2, 6.1.13) allows page sides of 3 to 14,400 user units (1/72 inch).
+_MIN_SIDE_PT, _MAX_SIDE_PT = 3, 14_400
+
+
+def page_dpi(width: int, height: int, dpi: int) -> int:
+    """The dpi a page is laid out at: its scan's, unless that makes a side shorter than PDF/A's
+    3 points (a tiny image) or longer than its 14,400 (a huge image at a low dpi); then the
+    nearest dpi within the limits, so the page stays valid and keeps its proportions."""
+    most = math.floor(min(width, height) * 72 / _MIN_SIDE_PT)
+    least = math.ceil(max(width, height) * 72 / _MAX_SIDE_PT)
+    if least > most:
+        raise ValueError(f"a {width}x{height} pixel page cannot be a PDF/A page: its sides differ too much in length")
+    return min(max(dpi, least), most)
 
 
 def _page_image(number: int, page: OcrPage, folder: Path) -> Path:
