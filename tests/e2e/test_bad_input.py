@@ -11,6 +11,7 @@ under a second; the one stack is shared by the module.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import os
 import subprocess
@@ -535,6 +536,10 @@ async def test_requests_made_from_the_openapi_document_get_no_server_error(stack
         "--seed",
         "20261129",
     ]
-    result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=600, check=False)
+    # In the stack's folder: schemathesis keeps a cache of what it found where it runs.
+    run = functools.partial(
+        subprocess.run, capture_output=True, text=True, timeout=600, check=False, cwd=stack.state_dir
+    )
+    result = await asyncio.to_thread(run, command)
     assert result.returncode == 0, result.stdout[-6000:]
     assert_stack_alive(stack)
