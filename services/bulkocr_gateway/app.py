@@ -13,6 +13,7 @@ from bulkocr_gateway.keys import ARCHIPELAGO, BLOBS, OWNERS_BY_TOKEN, PAGE_FILES
 from bulkocr_gateway.openapi import openapi_routes
 from bulkocr_gateway.page import page_routes, read_page_files
 from bulkocr_gateway.push import push_routes
+from bulkocr_gateway.reference import reference_routes
 from bulkocr_gateway.routes import routes
 from bulkocr_gateway.security import add_security_headers
 
@@ -35,4 +36,5 @@ def create_app(deps: Deps) -> web.Application:
     app.add_routes(download_routes)
     app.add_routes(push_routes)
     app.add_routes(openapi_routes)
+    app.add_routes(reference_routes)
     return app

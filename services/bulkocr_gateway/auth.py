@@ -12,7 +12,7 @@ from bulkocr_gateway.keys import OWNER, OWNERS_BY_TOKEN
 from bulkocr_gateway.page import PAGE
 
 # The web page and its files hold no data (it asks for a token itself); /health is for load balancers.
-PUBLIC_PATHS = frozenset({*PAGE, "/health", "/api/openapi.json"})
+PUBLIC_PATHS = frozenset({*PAGE, "/health", "/api/openapi.json", "/api/docs"})
 
 
 def owner_for(token: str, owners_by_token: dict[str, str]) -> str | None:

@@ -73,6 +73,7 @@ _NOT_FOUND: dict[int, type[BaseModel] | str] = {401: ErrorBody, 404: ErrorBody}
 OPERATIONS = (
     Operation("get", "/health", "Liveness of the gateway", {200: Health}, public=True),
     Operation("get", "/api/openapi.json", "This document", {200: "application/json"}, public=True),
+    Operation("get", "/api/docs", "This document as a reference page", {200: "text/html"}, public=True),
     Operation(
         "post",
         "/api/bulk/jobs",

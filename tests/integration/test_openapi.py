@@ -40,3 +40,17 @@ async def test_the_document_is_served_without_a_token_and_names_every_model(api)
     status = document["paths"]["/api/bulk/status/{job_id}"]["get"]["responses"]["200"]
     assert status["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobStatusView"}
     assert {"pages_total", "pages_done", "pages_failed"} <= set(schemas["Progress"]["properties"])
+
+
+async def test_the_reference_page_lists_every_route_and_model_without_a_token(api):
+    """`/api/docs` renders the same document: every operation with its answers, every model
+    with its fields, and no script (the page's security policy runs none inline)."""
+    response = await api.get("/api/docs")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    page = await response.text()
+    for op in OPERATIONS:
+        assert f"{op.method.upper()} <code>{op.path}</code>" in page
+    assert '<h3 id="JobStatusView">JobStatusView</h3>' in page
+    assert "<code>pages_done</code>" in page
+    assert "<script" not in page
