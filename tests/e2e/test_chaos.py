@@ -25,6 +25,7 @@ from bulkocr.settings import MongoSettings, NsqSettings
 from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
 from tests.ocr_quality import TEST_DATA
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -86,6 +87,25 @@ async def finished(http: aiohttp.ClientSession, stack: LocalStack, job_id: str) 
     return await client.wait_finished(http, stack.gateway_url, job_id, timeout_s=240)
 
 
+def log_marks(stack: LocalStack) -> dict[str, int]:
+    """How far each service's log has got: what is written after it is news."""
+    return {name: (stack.state_dir / f"{name}.log").stat().st_size for name in stack.processes}
+
+
+async def logged_since(
+    stack: LocalStack, marks: dict[str, int], services: list[str], words: str, *, any_of: bool = False
+) -> None:
+    """Until the services' logs (or, with `any_of`, one of them) say `words` after their mark."""
+
+    def said(name: str) -> bool:
+        with (stack.state_dir / f"{name}.log").open("rb") as log:
+            log.seek(marks[name])
+            return words.encode() in log.read()
+
+    check = any if any_of else all
+    await eventually(lambda: check(said(name) for name in services), what=f"{services} to log {words}")
+
+
 async def started(http: aiohttp.ClientSession, stack: LocalStack, job_id: str, pages: int = 2) -> None:
     """Once the job has read `pages` pages: the crash comes mid-job."""
     await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= pages, 60, f"{pages} pages read")
@@ -123,8 +143,10 @@ async def test_nsqd_killed_mid_job_and_started_again(stack, http, store):
     sweeper publishes the lost pages again from the page manifest."""
     job_id = await submit(http, stack)
     await started(http, stack, job_id)
+    marks = log_marks(stack)
     stack.servers.stop_server("nsqd", kill=True)
-    await asyncio.sleep(1)  # nsqd stays away a moment, as a crashed broker does
+    # nsqd stays away until both workers have lost their connection to it.
+    await logged_since(stack, marks, ["ocr-worker-1", "ocr-worker-2"], "connection closed")
     await asyncio.to_thread(stack.servers.start_server, "nsqd")
     final = await finished(http, stack, job_id)
     await assert_every_page_exactly_once(final, store, job_id)
@@ -134,8 +156,10 @@ async def test_database_restarted_mid_job(stack, http, store):
     """The database goes away for a few seconds: handlers fail, back off and retry, and nothing is lost."""
     job_id = await submit(http, stack)
     await started(http, stack, job_id)
+    marks = log_marks(stack)
     stack.servers.stop_server("database")
-    await asyncio.sleep(2)  # the database stays away a few seconds
+    # The database stays away until a handler has failed for it and been requeued.
+    await logged_since(stack, marks, list(marks), '"message_requeued"', any_of=True)
     await asyncio.to_thread(stack.servers.start_server, "database")
     final = await finished(http, stack, job_id)
     await assert_every_page_exactly_once(final, store, job_id)
@@ -145,8 +169,7 @@ async def test_aggregator_killed_mid_job_and_started_again(stack, http, store):
     """kill -9 of the aggregator: its in-flight results are redelivered to the restarted one."""
     job_id = await submit(http, stack)
     await started(http, stack, job_id)
-    stack.stop_service("aggregator", kill=True)
-    await asyncio.sleep(2)  # the aggregator stays away a moment, as a crashed container does
+    stack.stop_service("aggregator", kill=True)  # returns once the process is gone
     stack.start_service("aggregator", "bulkocr_aggregator")
     final = await finished(http, stack, job_id)
     await assert_every_page_exactly_once(final, store, job_id)
