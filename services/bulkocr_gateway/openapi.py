@@ -6,6 +6,7 @@ and finds no server error."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,6 +199,7 @@ def _content(answer: type[BaseModel] | str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{answer.__name__}"}}}
 
 
+@functools.cache  # the routes do not change while the gateway runs: built once, on first request
 def openapi_document() -> dict[str, Any]:
     models = {answer for op in OPERATIONS for answer in op.answers.values() if not isinstance(answer, str)}
     models |= {op.body for op in OPERATIONS if isinstance(op.body, type)}

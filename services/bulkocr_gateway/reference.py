@@ -3,6 +3,7 @@ script, nothing from elsewhere, so the Content-Security-Policy allows it as it i
 
 from __future__ import annotations
 
+import functools
 from html import escape
 from typing import Any
 
@@ -55,6 +56,7 @@ def _model(name: str, schema: dict[str, Any]) -> str:
     return f'<h3 id="{escape(name)}">{escape(name)}</h3><ul>{fields}</ul>'
 
 
+@functools.cache
 def reference_page() -> str:
     document = openapi_document()
     operations = [

@@ -67,6 +67,17 @@ async def wait_for_status(
     return latest[0]
 
 
+async def wait_for_pages(
+    http: aiohttp.ClientSession, gateway: str, job_id: str, pages: int, *, timeout_s: float = 60
+) -> Status:
+    """The job's status once it has read `pages` pages (a crash test's "mid-job")."""
+
+    def read(status: Status) -> bool:
+        return bool(status["progress"]["pages_done"] >= pages)
+
+    return await wait_for_status(http, gateway, job_id, read, timeout_s=timeout_s, what=f"{pages} pages read")
+
+
 async def wait_finished(
     http: aiohttp.ClientSession,
     gateway: str,

@@ -108,7 +108,7 @@ async def logged_since(
 
 async def started(http: aiohttp.ClientSession, stack: LocalStack, job_id: str, pages: int = 2) -> None:
     """Once the job has read `pages` pages: the crash comes mid-job."""
-    await wait_for(http, stack, job_id, lambda s: s["progress"]["pages_done"] >= pages, 60, f"{pages} pages read")
+    await client.wait_for_pages(http, stack.gateway_url, job_id, pages)
 
 
 async def assert_every_page_exactly_once(final: dict[str, Any], store: JobStore, job_id: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -46,14 +45,7 @@ async def test_aggregator_killed_mid_way_through_a_big_job_rebuilds_its_tallies(
             connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db,
         ):
             job_id = await submit_tiff(http, stack, "box-17.tif", BIG_JOB_PAGES)
-            await client.wait_for_status(
-                http,
-                stack.gateway_url,
-                job_id,
-                lambda s: s["progress"]["pages_done"] >= 300,
-                timeout_s=120,
-                what="300 pages",
-            )
+            await client.wait_for_pages(http, stack.gateway_url, job_id, 300, timeout_s=120)
             stack.stop_service("aggregator", kill=True)
             stack.start_service("aggregator", "bulkocr_aggregator")
             final = await client.wait_finished(http, stack.gateway_url, job_id, timeout_s=300)
@@ -68,13 +60,6 @@ async def test_aggregator_killed_mid_way_through_a_big_job_rebuilds_its_tallies(
     log = (stack.state_dir / "aggregator.log").read_text()
     assert '"job_taken_over"' in log
     assert '"tally_drift"' not in log
-
-
-def pages_read(pages: int) -> Callable[[client.Status], bool]:
-    def holds(status: client.Status) -> bool:
-        return bool(status["progress"]["pages_done"] >= pages)
-
-    return holds
 
 
 async def submit_tiff(http: aiohttp.ClientSession, stack: LocalStack, name: str, pages: int) -> str:
@@ -93,14 +78,7 @@ async def test_a_small_job_behind_a_big_one_finishes_first(tmp_path):
     with LocalStack(tmp_path / "stack", workers=2, environment=environment, grace_s=10) as stack:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             big = await submit_tiff(http, stack, "big.tif", 1000)
-            await client.wait_for_status(
-                http,
-                stack.gateway_url,
-                big,
-                lambda s: s["progress"]["pages_done"] >= 1,
-                timeout_s=60,
-                what="a page read",
-            )
+            await client.wait_for_pages(http, stack.gateway_url, big, 1)
             started = time.monotonic()
             small = await submit_tiff(http, stack, "small.tif", 4)
             final = await client.wait_finished(http, stack.gateway_url, small, timeout_s=20)
