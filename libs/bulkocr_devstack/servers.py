@@ -56,11 +56,17 @@ class ServerAddresses:
     nsqd_http: int = 0
     nsqadmin_http: int = 0
     database: int = 0
+    # Where nsqlookupd is when it runs elsewhere (an nsqd on another node); empty: `host`.
+    lookupd_host: str = ""
 
     def assign_free_ports(self) -> None:
         for name in ("nsqlookupd_tcp", "nsqlookupd_http", "nsqd_tcp", "nsqd_http", "nsqadmin_http", "database"):
             if not getattr(self, name):
                 setattr(self, name, free_port(self.host))
+
+    @property
+    def nsqlookupd_host(self) -> str:
+        return self.lookupd_host or self.host
 
     @property
     def mongo_url(self) -> str:
@@ -71,14 +77,16 @@ class ServerAddresses:
         return {
             "BULKOCR_NSQ_NSQD_TCP_ADDRESSES": f"{self.host}:{self.nsqd_tcp}",
             "BULKOCR_NSQ_NSQD_HTTP_ADDRESS": f"{self.host}:{self.nsqd_http}",
-            "BULKOCR_NSQ_LOOKUPD_HTTP_ADDRESSES": f"{self.host}:{self.nsqlookupd_http}",
+            "BULKOCR_NSQ_LOOKUPD_HTTP_ADDRESSES": f"{self.nsqlookupd_host}:{self.nsqlookupd_http}",
             "BULKOCR_MONGO_URL": self.mongo_url,
         }
 
 
 @dataclass
 class LocalServers:
-    """The four servers as child processes; use as a context manager or start()/stop()."""
+    """The four servers (or the `names` given) as child processes; use as a context manager
+    or start()/stop(). `command_prefix` runs each one through a launcher: `ip netns exec NS`
+    puts it in a network namespace (tests/cluster)."""
 
     data_dir: Path
     addresses: ServerAddresses = field(default_factory=ServerAddresses)
@@ -86,6 +94,8 @@ class LocalServers:
     tools_bin: Path | None = None
     start_timeout_s: float = 30.0
     msg_timeout_s: float = 60.0
+    names: tuple[str, ...] = SERVER_NAMES
+    command_prefix: tuple[str, ...] = ()
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __enter__(self) -> LocalServers:
@@ -106,7 +116,8 @@ class LocalServers:
         self.addresses.assign_free_ports()
         try:
             for name in SERVER_NAMES:
-                self.start_server(name)
+                if name in self.names:
+                    self.start_server(name)
         except BaseException:
             self.stop()
             raise
@@ -119,7 +130,7 @@ class LocalServers:
         """Start one server (again, after a stop or kill) on its same ports and data."""
         if name in self.processes and self.processes[name].poll() is None:
             return
-        command = self._command(name)
+        command = [*self.command_prefix, *self._command(name)]
         log_path = self.data_dir / f"{name}.log"
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
@@ -161,7 +172,7 @@ class LocalServers:
                 f"--http-address={a.host}:{a.nsqd_http}",
                 f"--data-path={data}",
                 f"--broadcast-address={a.host}",
-                f"--lookupd-tcp-address={a.host}:{a.nsqlookupd_tcp}",
+                f"--lookupd-tcp-address={a.nsqlookupd_host}:{a.nsqlookupd_tcp}",
                 f"--msg-timeout={int(self.msg_timeout_s * 1000)}ms",
                 "--log-level=warn",
             ]
@@ -169,7 +180,7 @@ class LocalServers:
             return [
                 str(find_binary("nsqadmin", self.tools_bin)),
                 f"--http-address={a.host}:{a.nsqadmin_http}",
-                f"--lookupd-http-address={a.host}:{a.nsqlookupd_http}",
+                f"--lookupd-http-address={a.nsqlookupd_host}:{a.nsqlookupd_http}",
                 "--log-level=warn",
             ]
         return self._database_command()

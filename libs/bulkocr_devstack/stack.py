@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,28 +51,37 @@ STATE_FILE = "state.json"
 
 @dataclass
 class LocalStack:
+    """The servers and services on loopback; or, given `own_servers` (another host, a
+    `command_prefix` such as `ip netns exec NS`), the services beside them, on that host and
+    through that prefix (tests/cluster runs one in a network namespace)."""
+
     state_dir: Path
     workers: int = 1
     port: int = 0
     environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     start_timeout_s: float = 120.0
     grace_s: float = 30.0
+    own_servers: InitVar[LocalServers | None] = None
     servers: LocalServers = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, own_servers: LocalServers | None) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.servers = LocalServers(self.state_dir / "servers", ServerAddresses())
+        self.servers = own_servers or LocalServers(self.state_dir / "servers", ServerAddresses())
         if not self.port:
             self.port = _free_port()
 
     @property
+    def host(self) -> str:
+        return self.servers.addresses.host
+
+    @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def nsqadmin_url(self) -> str:
-        return f"http://127.0.0.1:{self.servers.addresses.nsqadmin_http}"
+        return f"http://{self.host}:{self.servers.addresses.nsqadmin_http}"
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -104,6 +113,7 @@ class LocalStack:
         env = dict(self.environment)
         env.update(self.servers.addresses.environment())
         env["BULKOCR_PORT"] = str(self.port)
+        env.setdefault("BULKOCR_HOST", self.host)
         env.setdefault("BULKOCR_LOG_FORMAT", "json")
         # One host: blobs in a folder. GridFS (the default elsewhere, so Swarm nodes need no
         # shared volume) is about 3x slower on FerretDB, which scans its collections. The
@@ -117,13 +127,14 @@ class LocalStack:
 
     def start_service(self, name: str, module: str, *, node: str | None = None) -> None:
         """Start (or restart) one service process, logging to `<state_dir>/<name>.log`."""
+        command = [*self.servers.command_prefix, sys.executable, "-m", module]
+        self.launch(name, command, self.service_environment(node))
+
+    def launch(self, name: str, command: Sequence[str], environment: Mapping[str, str]) -> None:
+        """Start a process of this stack (stopped with it), logging to `<state_dir>/<name>.log`."""
         with (self.state_dir / f"{name}.log").open("ab") as log_file:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", module],
-                env=self.service_environment(node),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                list(command), env=dict(environment), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def stop_service(self, name: str, *, kill: bool = False) -> None:
