@@ -1,8 +1,8 @@
 """One way to run a service: a service is its settings, its subscriptions and its loops.
 
-`serve()` makes the queue topology's channels, consumes each subscription, runs each loop,
-and on SIGTERM (Swarm's stop) or SIGINT drains: no new messages, in-flight handlers finish
-or are given back, then the loops stop. `run_service()` is every service's `main()`:
+`serve()` consumes each subscription, runs each loop, and on SIGTERM (Swarm's stop) or
+SIGINT drains: no new messages, in-flight handlers finish or are given back, then the loops
+stop. `run_service()` is every service's `main()`:
 logging configured from the environment, then the service's coroutine on a fresh loop.
 """
 
@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings
 
 from bulkocr.contracts import Topic
 from bulkocr.log import configure_logging
-from bulkocr.nsq import GiveUp, Handler, NsqPublisher, consuming, create_channels
+from bulkocr.nsq import GiveUp, Handler, NsqPublisher, consuming
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import LogSettings, NsqSettings, load
 
@@ -72,7 +72,6 @@ async def serve(
     start (a dispatcher, heartbeats); `drained` runs once the consumers have drained, before
     the loops stop (the aggregator writes the progress they moved)."""
     stop = stop or shutdown_event()
-    await create_channels(nsq)
     tasks = [asyncio.create_task(work) for work in background]
     tasks += [asyncio.create_task(every(loop.interval_s, loop.work, loop.name)) for loop in periodic]
     try:

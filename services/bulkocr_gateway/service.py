@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bulkocr.blobs import make_blob_store
 from bulkocr.mongo import JobStore, connect_mongo
-from bulkocr.nsq import NsqPublisher, create_channels
+from bulkocr.nsq import NsqPublisher
 from bulkocr.runtime import shutdown_event
 from bulkocr.service import run_service
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
@@ -34,7 +34,6 @@ async def run(settings: GatewaySettings, nsq: NsqSettings, mongo: MongoSettings,
     async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
         store = JobStore(db)
         await store.ensure_indexes()
-        await create_channels(nsq)
         app = create_app(Deps(settings, store, make_blob_store(blob, db), publisher))
         # aiohttp's keep-alive timer runs from the connection's start and from each answer until a
         # whole request has arrived: a client trickling its headers is cut off when it runs out.

@@ -180,7 +180,7 @@ async def test_storm_of_duplicated_page_results(stack, http, store):
     job_id = await submit(http, stack)
     await started(http, stack, job_id, 3)
     a = stack.servers.addresses
-    settings = NsqSettings(nsqd_tcp_addresses=[f"{a.host}:{a.nsqd_tcp}"])
+    settings = NsqSettings(nsqd_tcp_addresses=[f"{a.host}:{a.nsqd_tcp}"], nsqd_http_address=f"{a.host}:{a.nsqd_http}")
     async with NsqPublisher(settings) as publisher:
         copies = []
         async for page in store.pages.find({"job_id": job_id, "status": "done"}):

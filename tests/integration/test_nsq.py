@@ -11,10 +11,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from bulkocr.contracts import DeadLetter, Message, Topic, dead_letter_topic
+from bulkocr.contracts import (
+    JOB_COMPLETED,
+    OUTPUTS_CHANNEL,
+    UPLOADER_CHANNEL,
+    DeadLetter,
+    JobCompleted,
+    Message,
+    Topic,
+    dead_letter_topic,
+)
 from bulkocr.errors import PermanentError, PublishError
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import NsqSettings
@@ -324,3 +334,18 @@ async def test_publisher_reconnects_after_nsqd_restarts(tmp_path):
             own.start_server("nsqd")
             await publisher.wait_connected(10)
             await publisher.publish(topic, Ping(n=3))
+
+
+async def test_a_publisher_makes_a_topics_channels_before_its_first_message_and_no_others(tmp_path):
+    """Every consumer of a topic gets its first message, however late it subscribes (the channels
+    were made first), and an nsqd holds only the topics published to it: nsqlookupd sends a
+    topic's consumers to every nsqd that has it (with an nsqd per node, consumers spread their
+    few in-flight messages over nsqds that never get one)."""
+    with LocalServers(tmp_path, names=("nsqlookupd", "nsqd")) as own:
+        settings = nsq_settings_for(own)
+        async with NsqPublisher(settings) as publisher:
+            await publisher.publish(JOB_COMPLETED, JobCompleted(job_id="j1", status="completed"))
+        async with aiohttp.ClientSession() as session:
+            stats = await NsqAdmin(session, settings.nsqd_http_address).stats()
+    topics = {t["topic_name"]: {c["channel_name"]: c["depth"] for c in t["channels"]} for t in stats["topics"]}
+    assert topics == {JOB_COMPLETED.name: {UPLOADER_CHANNEL: 1, OUTPUTS_CHANNEL: 1}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import aiohttp
@@ -48,14 +49,16 @@ class NsqAdmin:
                 raise PublishError(f"nsqd {path} {params}: {response.status} {await response.text()}")
 
 
-async def create_channels(settings: NsqSettings) -> None:
-    """Create every channel of the queue topology (`contracts.SUBSCRIPTIONS`) on nsqd before
-    anything is published: nsqd gives a message only to the channels that exist when it
-    arrives. Every service does this as it starts, so whichever starts first makes them all."""
-    async with aiohttp.ClientSession() as session:
+async def create_channels(settings: NsqSettings, topics: Collection[str] | None = None) -> None:
+    """Create the channels of the queue topology (`contracts.SUBSCRIPTIONS`) on nsqd, those of
+    `topics` or all: nsqd gives a message only to the channels that exist when it arrives.
+    The publisher makes a topic's channels before its first message to it (`NsqPublisher`)."""
+    timeout = aiohttp.ClientTimeout(total=settings.publish_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
         admin = NsqAdmin(session, settings.nsqd_http_address)
         for topic, channel in SUBSCRIPTIONS:
-            await admin.create_channel(topic.name, channel)
+            if topics is None or topic.name in topics:
+                await admin.create_channel(topic.name, channel)
 
 
 async def backlog(session: aiohttp.ClientSession, settings: NsqSettings, topic: str, channel: str) -> int:

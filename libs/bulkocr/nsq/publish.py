@@ -8,10 +8,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 import nsq  # pynsq ships no type information: see [[tool.mypy.overrides]]
 
 from bulkocr.contracts import M, Topic
 from bulkocr.errors import PublishError
+from bulkocr.nsq.admin import create_channels
 from bulkocr.settings import NsqSettings
 
 # nsqd refuses an MPUB body over --max-body-size (5 MiB by default); stay well below it.
@@ -49,10 +51,18 @@ class _ClosableWriter(nsq.Writer):  # type: ignore[misc]  # the base class is un
 
 
 class NsqPublisher:
-    """Publishes typed messages to nsqd and waits for nsqd's answer."""
+    """Publishes typed messages to nsqd and waits for nsqd's answer.
+
+    Before its first message to a topic it creates that topic's channels on its nsqd (a
+    channel made after a message misses it). Only then: an nsqd that holds a topic registers
+    it with nsqlookupd, and every consumer of the topic connects to it and spreads its
+    max_in_flight over the connections. With an nsqd per node, a topic made everywhere at
+    start left each worker's one or two pages of credit mostly on nsqds that never get a page.
+    """
 
     def __init__(self, settings: NsqSettings) -> None:
         self._settings = settings
+        self._topics_ready: set[str] = set()
         self._writer = _ClosableWriter(
             list(settings.nsqd_tcp_addresses), reconnect_interval=settings.reconnect_interval_s
         )
@@ -112,6 +122,15 @@ class NsqPublisher:
                 raise PublishError(f"nsqd refused {command} to {topic_name}: {answer}")
             await asyncio.sleep(POLL_S)
 
+    async def _make_channels(self, topic_name: str) -> None:
+        if topic_name in self._topics_ready:
+            return
+        try:
+            await create_channels(self._settings, [topic_name])
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise PublishError(f"could not create the channels of {topic_name} on nsqd: {error!r}") from error
+        self._topics_ready.add(topic_name)
+
     async def _send_once(
         self,
         command: str,
@@ -122,6 +141,7 @@ class NsqPublisher:
     ) -> Any:
         try:
             await self.wait_connected(max(deadline - time.monotonic(), POLL_S))
+            await self._make_channels(topic_name)
         except PublishError as error:
             return nsq.protocol.SendError(str(error))
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
