@@ -59,6 +59,8 @@ class LocalStack:
     grace_s: float = 30.0
     servers: LocalServers = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Each process's ops port (/metrics, /livez, /readyz), kept when it is restarted.
+    ops_ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +102,9 @@ class LocalStack:
     def start_worker(self, index: int) -> None:
         self.start_service(f"ocr-worker-{index}", WORKER_MODULE, node=f"{socket.gethostname()}-w{index}")
 
+    def ops_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ops_ports[name]}"
+
     def service_environment(self, node: str | None = None) -> dict[str, str]:
         env = dict(self.environment)
         env.update(self.servers.addresses.environment())
@@ -117,10 +122,12 @@ class LocalStack:
 
     def start_service(self, name: str, module: str, *, node: str | None = None) -> None:
         """Start (or restart) one service process, logging to `<state_dir>/<name>.log`."""
+        port = self.ops_ports.setdefault(name, _free_port())
+        environment = self.service_environment(node) | {"BULKOCR_OPS_HOST": "127.0.0.1", "BULKOCR_OPS_PORT": str(port)}
         with (self.state_dir / f"{name}.log").open("ab") as log_file:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", module],
-                env=self.service_environment(node),
+                env=environment,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -163,6 +170,10 @@ class LocalStack:
             with urllib.request.urlopen(f"{self.gateway_url}/health", timeout=1) as response:  # noqa: S310  # loopback
                 if response.status != 200:
                     return False
+            for name in self.processes:
+                with urllib.request.urlopen(f"{self.ops_url(name)}/readyz", timeout=2) as response:  # noqa: S310
+                    if response.status != 200:
+                        return False
             clients = _channel_clients(self.servers.addresses)
             wanted = [(topic, channel) for _, topic, channel in SERVICES.values() if topic]
             return (
@@ -176,6 +187,7 @@ class LocalStack:
             "gateway_url": self.gateway_url,
             "nsqadmin_url": self.nsqadmin_url,
             "services": {name: process.pid for name, process in self.processes.items()},
+            "metrics": {name: f"{self.ops_url(name)}/metrics" for name in self.processes},
             "servers": {name: process.pid for name, process in self.servers.processes.items()},
             "environment": self.servers.addresses.environment(),
         }
