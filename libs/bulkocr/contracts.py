@@ -8,49 +8,17 @@ bytes of a page, so they stay far below nsqd's 1 MiB message limit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from bulkocr.errors import PermanentError
 from bulkocr.page_model import PageText
-
-
-class Message(BaseModel):
-    """Base of every NSQ payload: immutable, strict about unknown fields, versioned."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    v: Literal[1] = 1
-
-
-M = TypeVar("M", bound=Message)
-
-
-class DecodeError(PermanentError):
-    """A message body is not a valid payload for its topic."""
-
-
-@dataclass(frozen=True)
-class Topic(Generic[M]):
-    """An NSQ topic name together with the payload model of its messages."""
-
-    name: str
-    model: type[M]
-
-    def encode(self, message: M) -> bytes:
-        if not isinstance(message, self.model):
-            raise TypeError(f"{self.name} carries {self.model.__name__}, not {type(message).__name__}")
-        return message.model_dump_json().encode()
-
-    def decode(self, body: bytes) -> M:
-        try:
-            return self.model.model_validate_json(body)
-        except ValidationError as error:
-            raise DecodeError(f"not a valid {self.model.__name__} for {self.name}: {error}") from error
-
+from bulkocr.wire import DecodeError as DecodeError
+from bulkocr.wire import M as M
+from bulkocr.wire import Message as Message
+from bulkocr.wire import MessageVersion as MessageVersion
+from bulkocr.wire import Topic as Topic
 
 EngineName = Literal["rapidocr", "paddle", "null"]
 ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)

@@ -3,7 +3,10 @@
 `serve()` consumes each subscription, runs each loop, and on SIGTERM (Swarm's stop) or
 SIGINT drains: no new messages, in-flight handlers finish or are given back, then the loops
 stop. `run_service()` is every service's `main()`:
-logging configured from the environment, then the service's coroutine on a fresh loop.
+logging configured from the environment, the ops routes (`/metrics`, `/livez`, `/readyz`,
+`bulkocr.ops`) served for the life of the process, then the service's coroutine on a fresh
+loop. Readiness follows nsqd (and the database, registered by `connect_mongo`) and turns false
+while draining; liveness fails once a background loop the service needs has died.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import structlog
 from pydantic_settings import BaseSettings
 
 from bulkocr.contracts import Topic
 from bulkocr.log import configure_logging
-from bulkocr.nsq import GiveUp, Handler, NsqPublisher, consuming
+from bulkocr.nsq import GiveUp, Handler, NsqPublisher, consuming, nsqd_check
+from bulkocr.ops import HEALTH, OpsSettings, ops_server
 from bulkocr.runtime import shutdown_event
 from bulkocr.settings import LogSettings, NsqSettings, load
 
@@ -73,9 +78,14 @@ async def serve(
     the loops stop (the aggregator writes the progress they moved)."""
     stop = stop or shutdown_event()
     tasks = [asyncio.create_task(work) for work in background]
+    for task in tasks:
+        task.add_done_callback(_fails_health)
     tasks += [asyncio.create_task(every(loop.interval_s, loop.work, loop.name)) for loop in periodic]
     try:
         async with contextlib.AsyncExitStack() as consumers:
+            session = await consumers.enter_async_context(aiohttp.ClientSession())
+            HEALTH.depends_on("nsqd", nsqd_check(session, nsq))
+            consumers.callback(HEALTH.forget, "nsqd")
             for subscription in subscriptions:
                 consumer = consuming(
                     subscription.topic,
@@ -88,8 +98,10 @@ async def serve(
                     on_retry=subscription.on_retry,
                 )
                 await consumers.enter_async_context(consumer)
+            HEALTH.started = True
             log.info("service_started", **started)
             await stop.wait()
+            HEALTH.draining = True
         if drained is not None:
             await drained()
     finally:
@@ -99,8 +111,23 @@ async def serve(
     log.info("service_stopped")
 
 
+def _fails_health(task: asyncio.Task[Any]) -> None:
+    """A background loop (a dispatcher, heartbeats) runs for the life of the service: one that
+    ends with an error leaves a process that looks alive but does nothing."""
+    if not task.cancelled() and task.exception() is not None:
+        HEALTH.fail(f"{task.get_coro().__qualname__} stopped: {task.exception()!r}")  # type: ignore[union-attr]
+
+
 def run_service(name: str, run: Callable[..., Coroutine[Any, Any, None]], *settings: type[BaseSettings]) -> None:
     """A service's `main()`: JSON logs named after it, then `run` with each settings class
-    loaded (from the environment and secret files; a bad value is refused, and logged)."""
+    loaded (from the environment and secret files; a bad value is refused, and logged),
+    with the ops routes answering meanwhile."""
     configure_logging(load(LogSettings), service=name)
-    asyncio.run(run(*(load(cls) for cls in settings)))
+    loaded = [load(cls) for cls in settings]
+    ops = load(OpsSettings)
+
+    async def main() -> None:
+        async with ops_server(ops):
+            await run(*loaded)
+
+    asyncio.run(main())

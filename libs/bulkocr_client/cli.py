@@ -52,6 +52,7 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     print(f"gateway   {stack.gateway_url}")
     print(f"nsqadmin  {stack.nsqadmin_url}")
+    print(f"metrics   {stack.ops_url('gateway')}/metrics (every service's: {state_dir}/state.json)")
     print(f"logs      {state_dir}/", flush=True)
     if args.detach:
         return 0

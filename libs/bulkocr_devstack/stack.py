@@ -64,6 +64,9 @@ class LocalStack:
     own_servers: InitVar[LocalServers | None] = None
     servers: LocalServers = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Each process's ops port (/metrics, /livez, /readyz), kept when it is restarted, and host.
+    ops_ports: dict[str, int] = field(default_factory=dict)
+    ops_hosts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self, own_servers: LocalServers | None) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +112,9 @@ class LocalStack:
     def start_worker(self, index: int) -> None:
         self.start_service(f"ocr-worker-{index}", WORKER_MODULE, node=f"{socket.gethostname()}-w{index}")
 
+    def ops_url(self, name: str) -> str:
+        return f"http://{self.ops_hosts[name]}:{self.ops_ports[name]}"
+
     def service_environment(self, node: str | None = None) -> dict[str, str]:
         env = dict(self.environment)
         env.update(self.servers.addresses.environment())
@@ -130,11 +136,21 @@ class LocalStack:
         command = [*self.servers.command_prefix, sys.executable, "-m", module]
         self.launch(name, command, self.service_environment(node))
 
-    def launch(self, name: str, command: Sequence[str], environment: Mapping[str, str]) -> None:
-        """Start a process of this stack (stopped with it), logging to `<state_dir>/<name>.log`."""
+    def launch(
+        self, name: str, command: Sequence[str], environment: Mapping[str, str], *, ops_host: str | None = None
+    ) -> None:
+        """Start a process of this stack (stopped with it), logging to `<state_dir>/<name>.log`,
+        its ops routes on `ops_host` (the stack's host by default) and a port it keeps."""
+        self.ops_hosts[name] = ops_host or self.host
+        port = self.ops_ports.setdefault(name, _free_port())
+        ops = {"BULKOCR_OPS_HOST": self.ops_hosts[name], "BULKOCR_OPS_PORT": str(port)}
         with (self.state_dir / f"{name}.log").open("ab") as log_file:
             self.processes[name] = subprocess.Popen(
-                list(command), env=dict(environment), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+                list(command),
+                env=dict(environment) | ops,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def stop_service(self, name: str, *, kill: bool = False) -> None:
@@ -174,6 +190,10 @@ class LocalStack:
             with urllib.request.urlopen(f"{self.gateway_url}/health", timeout=1) as response:  # noqa: S310  # loopback
                 if response.status != 200:
                     return False
+            for name in self.processes:
+                with urllib.request.urlopen(f"{self.ops_url(name)}/readyz", timeout=2) as response:  # noqa: S310
+                    if response.status != 200:
+                        return False
             clients = _channel_clients(self.servers.addresses)
             wanted = [(topic, channel) for _, topic, channel in SERVICES.values() if topic]
             return (
@@ -187,6 +207,7 @@ class LocalStack:
             "gateway_url": self.gateway_url,
             "nsqadmin_url": self.nsqadmin_url,
             "services": {name: process.pid for name, process in self.processes.items()},
+            "metrics": {name: f"{self.ops_url(name)}/metrics" for name in self.processes},
             "servers": {name: process.pid for name, process in self.servers.processes.items()},
             "environment": self.servers.addresses.environment(),
         }

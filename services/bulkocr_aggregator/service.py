@@ -45,6 +45,7 @@ from bulkocr.mongo import JobStore, connect_mongo
 from bulkocr.nsq import Delivery, Handler, NsqPublisher
 from bulkocr.service import Every, Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings, load
+from bulkocr_aggregator import metrics
 from bulkocr_aggregator.coordinator import Coordinator
 from bulkocr_aggregator.state import Windows
 from bulkocr_aggregator.sweeper import Retention, Sweeper
@@ -125,6 +126,7 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
             pages=settings.page_window, documents=settings.document_window, max_job_pages=settings.max_job_pages
         )
         jobs = Coordinator(store, writer, publisher, windows, evict_after_s=settings.evict_after_s)
+        metrics.observe(jobs)
         sweeper = Sweeper(store, jobs, session, nsq, settings.sweep_idle_s, settings.sweep_max_idle_s)
         retention = Retention(store, make_blob_store(blob, db), settings.retention_s)
         handlers: list[tuple[Topic[Any], Handler[Any]]] = [

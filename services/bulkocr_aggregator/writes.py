@@ -14,16 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Histogram
 from pymongo import InsertOne, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from bulkocr.contracts import PageDone, PageFailed
+from bulkocr.metrics import SECONDS_BUCKETS
 from bulkocr.mongo import DUPLICATE_KEY, PLAN_STAGE, Database, document_key, document_progress_record, outcome_records
 from bulkocr_aggregator.state import JobState
+
+WRITE_SECONDS = Histogram(
+    "bulkocr_aggregator_write_seconds",
+    "Time one batched round of database writes took (outcomes, progress, plans)",
+    buckets=SECONDS_BUCKETS,
+)
 
 Write = tuple[str, InsertOne[Any] | UpdateOne | UpdateMany]
 """(collection name, write)."""
@@ -63,12 +72,14 @@ class BatchWriter:
             for collection, update in writes:
                 by_collection.setdefault(collection, []).append(update)
         error: BaseException | None = None
+        started = time.perf_counter()
         try:
             for collection, operations in by_collection.items():
                 await _bulk_write(self.db, collection, operations)
         except Exception as failure:  # noqa: BLE001  # handed to every waiter, who retries its message
             error = failure
         self.rounds += 1
+        WRITE_SECONDS.observe(time.perf_counter() - started)
         for _, done in batch:
             if done.done():
                 continue

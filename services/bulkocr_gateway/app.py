@@ -10,6 +10,7 @@ from bulkocr_gateway.control import control_routes
 from bulkocr_gateway.downloads import download_routes
 from bulkocr_gateway.http import json_errors_middleware
 from bulkocr_gateway.keys import ARCHIPELAGO, BLOBS, OWNERS_BY_TOKEN, PAGE_FILES, PUBLISHER, SETTINGS, STORE, Deps
+from bulkocr_gateway.metrics import metrics_middleware
 from bulkocr_gateway.openapi import openapi_routes
 from bulkocr_gateway.page import page_routes, read_page_files
 from bulkocr_gateway.push import push_routes
@@ -19,8 +20,8 @@ from bulkocr_gateway.security import add_security_headers
 
 
 def create_app(deps: Deps) -> web.Application:
-    # Errors outermost, so a 401 from auth leaves as JSON too.
-    app = web.Application(middlewares=[json_errors_middleware, auth_middleware])
+    # Metrics outermost (they count what left), then errors, so a 401 from auth leaves as JSON too.
+    app = web.Application(middlewares=[metrics_middleware, json_errors_middleware, auth_middleware])
     app[SETTINGS] = deps.settings
     app[STORE] = deps.store
     app[ARCHIPELAGO] = ArchipelagoStore(deps.store.db)

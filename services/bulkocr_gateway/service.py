@@ -7,12 +7,14 @@ other services keep up to date. The gateway creates jobs and never updates their
 
 from __future__ import annotations
 
+import aiohttp
 import structlog
 from aiohttp import web
 
 from bulkocr.blobs import make_blob_store
 from bulkocr.mongo import JobStore, connect_mongo
-from bulkocr.nsq import NsqPublisher
+from bulkocr.nsq import NsqPublisher, nsqd_check
+from bulkocr.ops import HEALTH
 from bulkocr.runtime import shutdown_event
 from bulkocr.service import run_service
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
@@ -31,7 +33,8 @@ async def run(settings: GatewaySettings, nsq: NsqSettings, mongo: MongoSettings,
     stop = shutdown_event()
     if not settings.api_tokens:
         log.warning("no_api_tokens", hint="set BULKOCR_API_TOKENS=owner:token,...; every API call will get 401")
-    async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
+    async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher, aiohttp.ClientSession() as session:
+        HEALTH.depends_on("nsqd", nsqd_check(session, nsq))
         store = JobStore(db)
         await store.ensure_indexes()
         app = create_app(Deps(settings, store, make_blob_store(blob, db), publisher))
@@ -41,8 +44,10 @@ async def run(settings: GatewaySettings, nsq: NsqSettings, mongo: MongoSettings,
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
+            HEALTH.started = True
             log.info("service_started", host=settings.host, port=settings.port)
             await stop.wait()
+            HEALTH.draining = True
         finally:
             await runner.cleanup()
     log.info("service_stopped")

@@ -17,6 +17,7 @@ from bulkocr.contracts import (
     PageTask,
 )
 from bulkocr_ingest.deps import Deps, JobInfo
+from bulkocr_ingest.metrics import PAGES_RENDERED, PAGES_UNREADABLE
 from bulkocr_ingest.split import (
     DocumentError,
     PageFailure,
@@ -84,6 +85,7 @@ async def stored_page(job: JobInfo, doc_id: str, page: PageImage, deps: Deps) ->
     """Put the page image in the blob store; the OCR task that reads it."""
     key = page_image_key(job.job_id, doc_id, page.number)
     await deps.blobs.put(key, page.png)
+    PAGES_RENDERED.inc()
     return PageTask(
         job_id=job.job_id,
         doc_id=doc_id,
@@ -130,4 +132,5 @@ async def fail_page(job: JobInfo, doc_id: str, page: int, error: str, *, deps: D
         error=error,
     )
     await deps.publisher.publish(PAGE_FAILED, failed)
+    PAGES_UNREADABLE.inc()
     log.warning("page_unreadable", page=page, error=error)

@@ -44,6 +44,7 @@ from bulkocr.page_model import PageText
 from bulkocr.service import Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_ocr_worker.engines import EngineUnavailableError
+from bulkocr_ocr_worker.metrics import OCR_SECONDS, PAGES
 from bulkocr_ocr_worker.pool import EngineSettings, OcrPool, PageUnreadable
 
 log = structlog.get_logger(__name__)
@@ -133,6 +134,7 @@ async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None
         raise PermanentError(str(error)) from error
     finally:
         deps.stats.in_flight -= 1
+    OCR_SECONDS.labels(task.engine).observe(seconds)
     done = PageDone(
         job_id=task.job_id,
         doc_id=task.doc_id,
@@ -149,6 +151,7 @@ async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None
         done = done.model_copy(update={"result_blob": result_blob_key(task)})
     await deps.publisher.publish(PAGE_DONE, done)
     deps.stats.pages_done += 1
+    PAGES.labels("done", task.engine).inc()
     log.info("page_ocr_done", seconds=done.timings.total_s)
 
 
@@ -189,6 +192,7 @@ async def report_failure(task: PageTask, cause: str, attempts: int, *, deps: Dep
     failed = PageFailed.model_validate(_attempt_report(task, cause, attempts, deps))
     await deps.publisher.publish(PAGE_FAILED, failed)
     deps.stats.pages_failed += 1
+    PAGES.labels("failed", task.engine).inc()
 
 
 async def send_heartbeats(deps: Deps) -> None:

@@ -4,6 +4,9 @@ PP-OCRv6 engine, HTTP in and text out."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ from typing import Any
 import aiohttp
 import pypdfium2 as pdfium  # type: ignore[import-untyped]  # no type information
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
@@ -108,3 +112,52 @@ def test_stack_writes_logs_per_service(stack: LocalStack):
         log = stack.state_dir / f"{name}.log"
         assert log.is_file(), name
     assert Path(stack.state_dir / "aggregator.log").read_text().count('"service": "aggregator"') > 0
+
+
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include `labels`."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+async def test_every_service_answers_metrics_and_health_on_its_ops_port(stack: LocalStack, http: aiohttp.ClientSession):
+    """Each process serves /metrics, /livez and /readyz; after a job the counters say what it did
+    (an upload accepted, a page rendered, read and counted), and the stack's healthcheck command
+    passes against a live service and fails against none."""
+    job_id = await submit(http, stack, ["typewriter.png"])
+    assert (await wait_finished(http, stack, job_id))["status"] == "completed"
+    texts: dict[str, str] = {}
+    async with aiohttp.ClientSession() as plain:  # the ops port needs no token
+        for name in stack.processes:
+            for probe in ("livez", "readyz"):
+                async with plain.get(f"{stack.ops_url(name)}/{probe}") as response:
+                    assert response.status == 200, (name, probe, await response.text())
+            async with plain.get(f"{stack.ops_url(name)}/metrics") as response:
+                assert response.status == 200, name
+                texts[name] = await response.text()
+    assert metric_total(texts["gateway"], "bulkocr_uploads_total", status="202") >= 1
+    assert metric_total(texts["ingest"], "bulkocr_ingest_pages_rendered_total") >= 1
+    workers = [text for name, text in texts.items() if name.startswith("ocr-worker")]
+    assert sum(metric_total(text, "bulkocr_pages_total", outcome="done", engine="rapidocr") for text in workers) >= 1
+    assert sum(metric_total(text, "bulkocr_ocr_seconds_count", engine="rapidocr") for text in workers) >= 1
+    done = {"topic": "bulkocr.page.done", "channel": "aggregator", "outcome": "finished"}
+    assert metric_total(texts["aggregator"], "bulkocr_messages_total", **done) >= 1
+    assert metric_total(texts["aggregator"], "bulkocr_aggregator_write_seconds_count") >= 1
+
+    def healthcheck(port: int) -> int:
+        environment = {**os.environ, "BULKOCR_OPS_PORT": str(port)}
+        command = [sys.executable, "-m", "bulkocr.healthcheck", "readyz"]
+        return subprocess.run(command, env=environment, capture_output=True, timeout=30, check=False).returncode
+
+    assert healthcheck(stack.ops_ports["aggregator"]) == 0
+    assert healthcheck(_closed_port()) == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -242,6 +242,26 @@ async def test_malformed_message_is_rejected_with_a_log_line_not_retried(ping_to
     assert any(entry["event"] == "message_rejected" for entry in logs)
 
 
+async def test_rolling_update_newer_minor_is_handled_newer_major_is_dead_lettered(ping_topic, publisher, nsq_settings):
+    """During a rolling update a consumer not yet updated reads a newer minor version (its new
+    fields ignored) and keeps a newer major version on the dead-letter topic, with the reason."""
+    handled: list[Ping] = []
+    letters: list[DeadLetter] = []
+
+    async def handle(ping: Ping, delivery: Delivery) -> None:
+        handled.append(ping)
+
+    dlq = asyncio.create_task(collect_dead_letters(ping_topic, publisher, nsq_settings, letters))
+    async with consuming(ping_topic, CHANNEL, handle, publisher=publisher, settings=nsq_settings):
+        await publisher.publish_body(ping_topic.name, b'{"v": "1.4", "n": 5, "priority": "high"}')
+        await publisher.publish_body(ping_topic.name, b'{"v": "2.0", "n": 6}')
+        await eventually(lambda: len(handled) == 1 and len(letters) == 1, what="one handled, one dead letter")
+    dlq.cancel()
+    assert handled == [Ping(n=5, v="1.4")]
+    assert '"n": 6' in letters[0].body
+    assert "version 2.0 has another major version than this consumer reads (1.x)" in letters[0].cause
+
+
 async def test_drain_finishes_in_flight_work_and_leaves_the_rest_queued(ping_topic, publisher, nsq_settings, nsq_admin):
     """Leaving `consuming` stops intake, lets in-flight handlers finish and FIN, and loses nothing:
     a second consumer gets exactly the messages the first never started."""

@@ -5,6 +5,7 @@ as a non-root user."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from bulkocr_gateway.settings import GatewaySettings
+from tests.unit.test_settings_doc import settings_classes
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = "swarm-stack.yml"
@@ -218,3 +220,38 @@ def test_the_stack_images_run_as_a_non_root_user(stack):
     for target in targets:
         user = users[target] or "root"
         assert user.partition(":")[0] not in ("root", "0"), f"target {target} runs as {user}"
+
+
+def setting_variables() -> set[str]:
+    """Every BULKOCR_* variable some settings class of the code reads."""
+    return {
+        f"{cls.model_config.get('env_prefix', '')}{name}".upper()
+        for cls in settings_classes()
+        for name in cls.model_fields
+    }
+
+
+def test_every_bulkocr_service_runs_reads_and_is_checked_as_the_code_says(stack):
+    """No drift between the stack and the code: each command runs a module that exists, each
+    BULKOCR_* variable and each secret is a setting the code reads, and each healthcheck asks
+    the service's own ops port, which the stack never moves away from the default the check uses."""
+    known = setting_variables()
+    for name in BULKOCR_SERVICES:
+        service = stack["services"][name]
+        command = service["command"]
+        assert command[:2] == ["python", "-m"], (name, command)
+        assert importlib.util.find_spec(command[2]) is not None, f"{name} runs {command[2]}, which does not exist"
+        environment = service.get("environment") or {}
+        unknown = [variable for variable in environment if variable.startswith("BULKOCR_") and variable not in known]
+        assert unknown == [], f"{name} sets variables no code reads: {unknown}"
+        assert "BULKOCR_OPS_PORT" not in environment, name
+        for secret in secret_names(service):
+            assert secret.upper() in known, f"{name}'s secret {secret} is no setting"
+        assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "bulkocr.healthcheck", "livez"], name
+    assert importlib.util.find_spec("bulkocr.healthcheck") is not None
+
+
+def test_every_server_has_a_healthcheck(stack):
+    """Swarm restarts a server that stopped answering, not only one whose process exited."""
+    unchecked = [name for name, service in stack["services"].items() if not service.get("healthcheck", {}).get("test")]
+    assert unchecked == []

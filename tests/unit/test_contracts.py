@@ -12,8 +12,11 @@ from bulkocr.contracts import (
     PAGES_READY,
     DecodeError,
     JobSubmitted,
+    Message,
+    MessageVersion,
     PagesReady,
     PageTask,
+    Topic,
     dead_letter_topic,
 )
 
@@ -64,10 +67,67 @@ def test_invalid_bodies_are_a_decode_error(body: bytes):
 
 
 def test_unknown_fields_are_refused():
-    """A payload with a field the contract does not have is invalid (no silent drift)."""
+    """A payload with a field its own version does not have is invalid (no silent drift)."""
     body = PAGE.encode(PageTask(job_id="j", doc_id="d", page=1, image="k", dpi=300, engine="null"))
+    assert b'"v":"1.0"' in body
+    with pytest.raises(DecodeError, match="surprise"):
+        PAGE.decode(body.replace(b'"v":"1.0"', b'"v":"1.0","surprise":1'))
+
+
+class Reading(Message):
+    """A payload as an older consumer knows it."""
+
+    n: int
+    tasks: tuple[PageTask, ...] = ()
+
+
+class ReadingWithColour(Message):
+    """The same payload one minor version later: a field added, with a default."""
+
+    v: MessageVersion = "1.1"
+    n: int
+    tasks: tuple[PageTask, ...] = ()
+    colour: str = "red"
+
+
+OLD, NEW = Topic("t", Reading), Topic("t", ReadingWithColour)
+
+
+def test_a_newer_minor_version_is_read_without_its_new_fields():
+    """A rolling update: an older consumer reads what an updated producer sends, dropping the
+    fields it does not know, at any depth; an updated consumer reads what an older one sent."""
+    task = PageTask(job_id="j", doc_id="d", page=1, image="k", dpi=300, engine="null")
+    body = NEW.encode(ReadingWithColour(n=7, tasks=(task,), colour="blue"))
+    # the nested task also gained a field in the newer producer
+    body = body.replace(b'"engine":"null"', b'"engine":"null","priority":3')
+    read = OLD.decode(body)
+    assert (read.n, read.tasks, read.v) == (7, (task,), "1.1")
+    assert NEW.decode(OLD.encode(Reading(n=7))) == ReadingWithColour(n=7, v="1.0")
+
+
+def test_a_newer_minor_version_still_checks_the_fields_it_shares():
+    """Dropping what is new does not excuse a wrong value in a known field."""
+    body = NEW.encode(ReadingWithColour(n=7)).replace(b'"n":7', b'"n":"seven"')
+    with pytest.raises(DecodeError, match="n"):
+        OLD.decode(body)
+
+
+@pytest.mark.parametrize("version", ["2.0", "2.3", "0.9"])
+def test_another_major_version_is_refused_with_the_reason(version: str):
+    """A new major version changes meaning: the consumer refuses it, saying why, even when its
+    fields would validate (the consumer dead-letters it for a newer consumer to replay)."""
+    body = OLD.encode(Reading(n=7)).replace(b'"v":"1.0"', f'"v":"{version}"'.encode())
+    with pytest.raises(DecodeError, match=f"version {version} has another major version"):
+        OLD.decode(body)
+    with pytest.raises(DecodeError, match=f"version {version} has another major version"):
+        OLD.decode(body.replace(b'"n":7', b'"n":7,"shape":"new"'))
+
+
+def test_messages_from_before_minor_versions_are_version_1_0():
+    """Messages stored or queued before versions had a minor part (`"v": 1`) still read."""
+    assert OLD.decode(b'{"v": 1, "n": 7}') == Reading(n=7)
     with pytest.raises(DecodeError):
-        PAGE.decode(body.replace(b'"v":1', b'"v":1,"surprise":1'))
+        OLD.decode(b'{"v": "one", "n": 7}')
 
 
 def test_messages_are_immutable_and_typed_per_topic():

@@ -11,6 +11,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from bulkocr.ops import HEALTH
 from bulkocr.settings import MongoSettings
 
 Document = dict[str, Any]
@@ -26,9 +27,12 @@ async def connect_mongo(settings: MongoSettings) -> AsyncIterator[Database]:
     client: AsyncMongoClient[Document] = AsyncMongoClient(
         settings.url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
     )
+    database = client[settings.database]
+    HEALTH.depends_on("database", lambda: database.command("ping"))
     try:
-        yield client[settings.database]
+        yield database
     finally:
+        HEALTH.forget("database")
         await client.close()
 
 

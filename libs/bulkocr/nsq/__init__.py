@@ -16,7 +16,7 @@ pynsq objects bind to the running loop when built, so everything here is created
 `asyncio.run(...)`, never at import time.
 """
 
-from bulkocr.nsq.admin import NsqAdmin, backlog, create_channels
+from bulkocr.nsq.admin import NsqAdmin, backlog, create_channels, nsqd_check
 from bulkocr.nsq.consume import Consumer, Delivery, GiveUp, Handler, backoff_delay, consuming
 from bulkocr.nsq.publish import NsqPublisher
 
@@ -31,4 +31,5 @@ __all__ = [
     "backoff_delay",
     "consuming",
     "create_channels",
+    "nsqd_check",
 ]

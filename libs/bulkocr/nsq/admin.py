@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import aiohttp
@@ -59,6 +59,16 @@ async def create_channels(settings: NsqSettings, topics: Collection[str] | None 
         for topic, channel in SUBSCRIPTIONS:
             if topics is None or topic.name in topics:
                 await admin.create_channel(topic.name, channel)
+
+
+def nsqd_check(session: aiohttp.ClientSession, settings: NsqSettings) -> Callable[[], Awaitable[None]]:
+    """A readiness check: the nsqd this process publishes to answers its /ping."""
+
+    async def ping() -> None:
+        async with session.get(f"http://{settings.nsqd_http_address}/ping") as response:
+            response.raise_for_status()
+
+    return ping
 
 
 async def backlog(session: aiohttp.ClientSession, settings: NsqSettings, topic: str, channel: str) -> int:

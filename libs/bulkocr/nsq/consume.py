@@ -15,6 +15,7 @@ import structlog
 
 from bulkocr.contracts import DeadLetter, DecodeError, M, Topic, dead_letter_topic
 from bulkocr.errors import PermanentError
+from bulkocr.metrics import IN_FLIGHT, MESSAGE_SECONDS, MESSAGES
 from bulkocr.nsq.publish import POLL_S, NsqPublisher
 from bulkocr.settings import NsqSettings
 
@@ -107,6 +108,10 @@ class Consumer(Generic[M]):
         self._tasks: set[asyncio.Task[None]] = set()
         self._draining = False
         self._dead_letters = dead_letter_topic(self.topic.name, self.settings.dead_letter_suffix)
+        labels = (self.topic.name, self.channel)
+        self._ended = {outcome: MESSAGES.labels(*labels, outcome) for outcome in OUTCOMES}
+        self._seconds = MESSAGE_SECONDS.labels(*labels)
+        self._in_flight = IN_FLIGHT.labels(*labels)
         addresses = {"lookupd_http_addresses": list(self.settings.lookupd_http_addresses)}
         if not self.settings.lookupd_http_addresses:
             addresses = {"nsqd_tcp_addresses": list(self.settings.nsqd_tcp_addresses)}
@@ -188,6 +193,7 @@ class Consumer(Generic[M]):
 
     async def _run_handler(self, message: Any, delivery: Delivery, payload: M, started: float) -> None:
         keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(delivery))
+        self._in_flight.inc()
         try:
             await self.handler(payload, delivery)
         except asyncio.CancelledError:
@@ -207,16 +213,20 @@ class Consumer(Generic[M]):
                 await self._requeue(message, payload, cause, started)
         else:
             _respond(message, "finish")
+            self._ended["finished"].inc()
             # debug: one line per message is thousands a second on a busy cluster; services
             # log what a message achieved (page_ocr_done, document_split) themselves.
             log.debug("message_done", seconds=_since(started))
         finally:
             keep_alive.cancel()
+            self._in_flight.dec()
+            self._seconds.observe(time.monotonic() - started)
 
     async def _requeue(self, message: Any, payload: M, cause: str, started: float) -> None:
         attempts = int(message.attempts)
         delay = backoff_delay(attempts, self.settings)
         _respond(message, "requeue", time_ms=int(delay * 1000), backoff=False)
+        self._ended["requeued"].inc()
         log.warning("message_requeued", error=cause, delay_s=delay, seconds=_since(started))
         if self.on_retry is not None:
             try:
@@ -237,6 +247,7 @@ class Consumer(Generic[M]):
             log.error("dead_letter_failed", cause=cause, error=f"{type(error).__name__}: {error}", delay_s=delay)
             return
         _respond(message, "finish")
+        self._ended["rejected" if payload is None else "dead_lettered"].inc()
         log.error("message_failed", cause=cause, dead_letter_topic=self._dead_letters.name, seconds=_since(started))
 
     async def _keep_alive(self, delivery: Delivery) -> None:
@@ -244,6 +255,9 @@ class Consumer(Generic[M]):
         while True:
             await asyncio.sleep(interval)
             delivery.touch()
+
+
+OUTCOMES = ("finished", "requeued", "dead_lettered", "rejected")
 
 
 def _respond(message: Any, verb: str, **kwargs: Any) -> None:

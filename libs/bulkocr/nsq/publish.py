@@ -13,6 +13,7 @@ import nsq  # pynsq ships no type information: see [[tool.mypy.overrides]]
 
 from bulkocr.contracts import M, Topic
 from bulkocr.errors import PublishError
+from bulkocr.metrics import PUBLISHED
 from bulkocr.nsq.admin import create_channels
 from bulkocr.settings import NsqSettings
 
@@ -91,6 +92,7 @@ class NsqPublisher:
 
     async def publish(self, topic: Topic[M], message: M) -> None:
         await self._send("pub", topic.name, topic.encode(message))
+        PUBLISHED.labels(topic.name).inc()
 
     async def publish_many(self, topic: Topic[M], messages: Sequence[M]) -> None:
         """MPUB in chunks that fit nsqd's body limit. Not atomic: a failed chunk may be
@@ -98,10 +100,12 @@ class NsqPublisher:
         bodies = [topic.encode(message) for message in messages]
         for chunk in _chunks(bodies):
             await self._send("mpub", topic.name, chunk)
+            PUBLISHED.labels(topic.name).inc(len(chunk))
 
     async def publish_deferred(self, topic: Topic[M], message: M, delay_s: float) -> None:
         """DPUB: delivered after the delay (kept in nsqd's memory, so lost if nsqd crashes)."""
         await self._send("dpub", topic.name, topic.encode(message), delay_ms=int(delay_s * 1000))
+        PUBLISHED.labels(topic.name).inc()
 
     async def publish_body(self, topic_name: str, body: bytes) -> None:
         """Publish raw bytes (used to replay dead letters exactly as received)."""
