@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 SERVERS := .tools/bin/nsqd .tools/bin/nsqlookupd .tools/bin/nsqadmin .tools/bin/ferretdb
 
-.PHONY: setup servers run test lint typecheck unit integration clean
+.PHONY: setup servers iproute2 run test lint typecheck unit integration cluster clean
 
 setup: $(INSTALLED) servers
 
@@ -19,6 +19,18 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 servers: $(SERVERS)
+
+# The cluster tests (tests/cluster) build network namespaces with iproute2's `ip`, as root. A
+# bare Debian has no `ip`: it is installed here when missing and we are root; otherwise those
+# tests fail and say why.
+iproute2:
+	@if ! command -v ip >/dev/null 2>&1 && ! test -x /usr/sbin/ip && ! test -x /sbin/ip; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; \
+	  else \
+	    echo "iproute2 is missing: the cluster tests will fail (as root: apt-get install iproute2)"; \
+	  fi; \
+	fi
 
 $(SERVERS) &: deploy/build-servers.sh deploy/tools/go.mod deploy/tools/go.sum
 	bash deploy/build-servers.sh
@@ -47,7 +59,10 @@ unit: $(INSTALLED)
 integration: setup
 	$(BIN)/pytest tests/integration
 
-test: setup lint typecheck
+cluster: setup iproute2
+	$(BIN)/pytest tests/cluster
+
+test: setup iproute2 lint typecheck
 	$(BIN)/pytest
 
 clean:
