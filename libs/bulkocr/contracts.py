@@ -315,3 +315,13 @@ created from it before anything is published (a channel made later misses what c
 def dead_letter_topic(topic_name: str, suffix: str = ".dlq") -> Topic[DeadLetter]:
     """The topic where a consumer of `topic_name` keeps the messages it gave up on."""
     return Topic(f"{topic_name}{suffix}", DeadLetter)
+
+
+KEEPER_CHANNEL = "keeper"
+"""The aggregator's channel on every dead-letter topic: it keeps each letter in the database."""
+
+
+def dead_letter_subscriptions(suffix: str = ".dlq") -> tuple[tuple[Topic[DeadLetter], str], ...]:
+    """The dead-letter topic of every consumed topic, with the keeper's channel."""
+    consumed = dict.fromkeys(topic.name for topic, _ in SUBSCRIPTIONS)
+    return tuple((dead_letter_topic(name, suffix), KEEPER_CHANNEL) for name in consumed)

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bulkocr.mongo import ArchipelagoStore
+from bulkocr.mongo import ArchipelagoStore, DeadLetterStore
 from bulkocr_gateway.auth import auth_middleware
 from bulkocr_gateway.control import control_routes
+from bulkocr_gateway.dead_letters import dead_letter_routes
 from bulkocr_gateway.downloads import download_routes
 from bulkocr_gateway.http import json_errors_middleware
-from bulkocr_gateway.keys import ARCHIPELAGO, BLOBS, OWNERS_BY_TOKEN, PAGE_FILES, PUBLISHER, SETTINGS, STORE, Deps
+from bulkocr_gateway.keys import (
+    ARCHIPELAGO,
+    BLOBS,
+    DEAD_LETTERS,
+    OWNERS_BY_TOKEN,
+    PAGE_FILES,
+    PUBLISHER,
+    SETTINGS,
+    STORE,
+    Deps,
+)
 from bulkocr_gateway.metrics import metrics_middleware
 from bulkocr_gateway.openapi import openapi_routes
 from bulkocr_gateway.page import page_routes, read_page_files
@@ -25,6 +36,7 @@ def create_app(deps: Deps) -> web.Application:
     app[SETTINGS] = deps.settings
     app[STORE] = deps.store
     app[ARCHIPELAGO] = ArchipelagoStore(deps.store.db)
+    app[DEAD_LETTERS] = DeadLetterStore(deps.store.db)
     app[BLOBS] = deps.blobs
     app[PUBLISHER] = deps.publisher
     app[OWNERS_BY_TOKEN] = deps.settings.owners_by_token()
@@ -38,4 +50,5 @@ def create_app(deps: Deps) -> web.Application:
     app.add_routes(push_routes)
     app.add_routes(openapi_routes)
     app.add_routes(reference_routes)
+    app.add_routes(dead_letter_routes)
     return app

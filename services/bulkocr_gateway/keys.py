@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bulkocr.blobs import BlobStore
-from bulkocr.mongo import ArchipelagoStore, JobStore
+from bulkocr.mongo import ArchipelagoStore, DeadLetterStore, JobStore
 from bulkocr.nsq import NsqPublisher
 from bulkocr_gateway.settings import GatewaySettings
 
@@ -23,6 +23,7 @@ class Deps:
 SETTINGS = web.AppKey("settings", GatewaySettings)
 STORE = web.AppKey("store", JobStore)
 ARCHIPELAGO = web.AppKey("archipelago", ArchipelagoStore)
+DEAD_LETTERS = web.AppKey("dead_letters", DeadLetterStore)
 BLOBS = web.AppKey("blobs", BlobStore)
 PUBLISHER = web.AppKey("publisher", NsqPublisher)
 OWNERS_BY_TOKEN = web.AppKey("owners_by_token", dict[str, str])

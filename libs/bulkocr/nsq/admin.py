@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from bulkocr.contracts import SUBSCRIPTIONS
+from bulkocr.contracts import SUBSCRIPTIONS, dead_letter_subscriptions
 from bulkocr.errors import PublishError
 from bulkocr.settings import NsqSettings
 
@@ -50,12 +50,13 @@ class NsqAdmin:
 
 
 async def create_channels(settings: NsqSettings) -> None:
-    """Create every channel of the queue topology (`contracts.SUBSCRIPTIONS`) on nsqd before
+    """Create every channel of the queue topology (`contracts.SUBSCRIPTIONS`, and the keeper's
+    on every dead-letter topic) on nsqd before
     anything is published: nsqd gives a message only to the channels that exist when it
     arrives. Every service does this as it starts, so whichever starts first makes them all."""
     async with aiohttp.ClientSession() as session:
         admin = NsqAdmin(session, settings.nsqd_http_address)
-        for topic, channel in SUBSCRIPTIONS:
+        for topic, channel in (*SUBSCRIPTIONS, *dead_letter_subscriptions(settings.dead_letter_suffix)):
             await admin.create_channel(topic.name, channel)
 
 
