@@ -255,3 +255,23 @@ def test_every_server_has_a_healthcheck(stack):
     """Swarm restarts a server that stopped answering, not only one whose process exited."""
     unchecked = [name for name, service in stack["services"].items() if not service.get("healthcheck", {}).get("test")]
     assert unchecked == []
+
+
+COMPOSE = "deploy/compose.yml"
+
+
+def test_the_one_host_compose_file_runs_what_the_stack_runs():
+    """deploy/compose.yml (read by Docker's compose loader, as `docker stack config` does) has the
+    stack's services, and each bulkocr service runs the same command with the same settings,
+    secrets and healthcheck; its gateway listens on loopback only."""
+    stack, compose = stack_config(STACK), stack_config(COMPOSE)
+    assert set(compose["services"]) == BULKOCR_SERVICES | {"nsqlookupd", "nsqd", "mongo"}
+    for name in BULKOCR_SERVICES:
+        ours, theirs = compose["services"][name], stack["services"][name]
+        assert ours["command"] == theirs["command"], name
+        assert ours["healthcheck"] == theirs["healthcheck"], name
+        assert secret_names(ours) == secret_names(theirs), name
+        assert set(ours.get("environment") or {}) == set(theirs.get("environment") or {}), name
+    raw = yaml.safe_load((REPO / COMPOSE).read_text())
+    assert raw["services"]["gateway"]["ports"] == ["127.0.0.1:8080:8080"]
+    assert all("file" in secret for secret in raw["secrets"].values())
