@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bulkocr.page_model import PageText
+from bulkocr.page_model import PageQuality, PageText
 from bulkocr.wire import DecodeError as DecodeError
 from bulkocr.wire import M as M
 from bulkocr.wire import Message as Message
@@ -121,6 +121,8 @@ class PageTimings(Message):
 
 
 class PageDone(Message):
+    # 1.1: `quality`, the page's quality signals (a worker of 1.0 sends none).
+    v: MessageVersion = "1.1"
     job_id: str
     doc_id: str
     page: int = Field(ge=1)
@@ -131,6 +133,7 @@ class PageDone(Message):
     # The result travels inline unless it is large; then it is in the blob store.
     result: PageText | None = None
     result_blob: str | None = None
+    quality: PageQuality | None = None
 
 
 class PageAttempt(Message):

@@ -25,6 +25,7 @@ from bulkocr_gateway.metrics import metrics_middleware
 from bulkocr_gateway.openapi import openapi_routes
 from bulkocr_gateway.page import page_routes, read_page_files
 from bulkocr_gateway.push import push_routes
+from bulkocr_gateway.quality import quality_routes
 from bulkocr_gateway.reference import reference_routes
 from bulkocr_gateway.routes import routes
 from bulkocr_gateway.security import add_security_headers
@@ -51,4 +52,5 @@ def create_app(deps: Deps) -> web.Application:
     app.add_routes(openapi_routes)
     app.add_routes(reference_routes)
     app.add_routes(dead_letter_routes)
+    app.add_routes(quality_routes)
     return app

@@ -28,6 +28,7 @@ from bulkocr_gateway.models import (
     NodeList,
 )
 from bulkocr_gateway.options import OPTION_FIELDS
+from bulkocr_gateway.quality import QualityView
 from bulkocr_gateway.settings import FORMATS
 
 openapi_routes = web.RouteTableDef()
@@ -124,9 +125,16 @@ OPERATIONS = (
     Operation(
         "get",
         "/api/bulk/jobs/{job_id}/documents/{doc_id}/json",
-        "A document's pages with boxes",
-        {200: DocumentResult, **_NOT_FOUND},
-        parameters=_DOCUMENT,
+        "A document's pages with boxes, confidences and quality signals (`page`: that page alone)",
+        {200: DocumentResult, 400: ErrorBody, **_NOT_FOUND},
+        parameters=(*_DOCUMENT, _page_query(1)[0]),
+    ),
+    Operation(
+        "get",
+        "/api/bulk/jobs/{job_id}/quality",
+        "The job's pages ranked worst first by their quality signals, for a curator",
+        {200: QualityView, 400: ErrorBody, **_NOT_FOUND},
+        parameters=(*_JOB, *_page_query(100)),
     ),
     *(
         Operation(
