@@ -231,13 +231,16 @@ async def test_a_failing_engine_is_logged_and_a_later_round_scales(engine, pages
 
 async def test_the_service_runs_as_a_module_and_stops_on_sigterm(engine, pages, nsq_settings):
     """`python -m bulkocr_autoscaler` reads its settings from the environment, scales over
-    the socket, logs JSON lines, and exits cleanly on SIGTERM (Swarm's stop)."""
+    the socket, logs JSON lines, exports its metrics on the shared runtime's /metrics, and
+    exits cleanly on SIGTERM (Swarm's stop)."""
     engine.add_service(NAME, replicas=1, labels=labels())
     await pages(45)
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO / "libs"), str(REPO / "services"), os.environ.get("PYTHONPATH", "")]),
         "BULKOCR_LOG_FORMAT": "json",
+        "BULKOCR_OPS_HOST": "127.0.0.1",
+        "BULKOCR_OPS_PORT": "0",
         "BULKOCR_AUTOSCALER_SERVICE": NAME,
         "BULKOCR_AUTOSCALER_INTERVAL_S": "0.2",
         "BULKOCR_AUTOSCALER_DOCKER_HOST": f"unix://{engine.socket_path}",
@@ -253,13 +256,27 @@ async def test_the_service_runs_as_a_module_and_stops_on_sigterm(engine, pages, 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+    lines: list[dict[str, Any]] = []
+    reading = asyncio.create_task(_read_json_lines(process, lines))
     try:
         await eventually(lambda: engine.replicas(NAME) == 3, what="3 replicas", timeout_s=30)
+        (port,) = [line["port"] for line in lines if line["event"] == "ops_listening"]
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            exported = await response.text()
     finally:
         process.send_signal(signal.SIGTERM)
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode == 0, output.decode()
-    lines = [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
+        await asyncio.wait_for(process.wait(), timeout=30)
+        await reading
+    assert process.returncode == 0, lines
+    assert 'bulkocr_autoscaler_scale_actions_total{direction="up"} 1.0' in exported
+    assert "bulkocr_autoscaler_backlog_pages 45.0" in exported
     events = [line["event"] for line in lines]
     assert {"service_started", "autoscale_decision", "autoscale_scaled", "service_stopped"} <= set(events), events
     assert all(line["service"] == "autoscaler" for line in lines if line["event"] == "autoscale_decision")
+
+
+async def _read_json_lines(process: asyncio.subprocess.Process, lines: list[dict[str, Any]]) -> None:
+    assert process.stdout is not None
+    async for raw in process.stdout:
+        text = raw.decode().strip()
+        lines.append(json.loads(text) if text.startswith("{") else {"event": "text", "text": text})
