@@ -213,6 +213,26 @@ class PushOptions(BaseModel):
         return {key: value for key, value in self.model_dump(exclude_defaults=True).items() if value is not None}
 
 
+JobEventKind = Literal["progress", "page", "document", "job", "outputs", "push"]
+
+
+class JobEvent(Message):
+    """One thing that happened to a job, as a listener (the web page, `bulkocr watch`) shows it."""
+
+    kind: JobEventKind
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobEvents(Message):
+    """What happened to a job since the last message about it: the live feed the gateway
+    streams to listeners (server-sent events). Best effort: a listener that missed some
+    asks for a fresh snapshot, so nothing here is stored."""
+
+    job_id: str
+    at: datetime = Field(default_factory=utcnow)
+    events: tuple[JobEvent, ...]
+
+
 class DeadLetter(Message):
     """A message given up on: where it came from, its body as received, and why.
 
@@ -267,6 +287,8 @@ JOB_COMPLETED = Topic("bulkocr.job.completed", JobCompleted)
 JOB_RETRY = Topic("bulkocr.job.retry", JobRetry)
 JOB_CANCEL = Topic("bulkocr.job.cancel", JobCancel)
 ARCHIPELAGO_PUSH = Topic("bulkocr.archipelago.push", ArchipelagoPush)
+# Ephemeral: nsqd keeps it in memory only, and every gateway reads it on a channel of its own.
+JOB_EVENTS = Topic("bulkocr.job.events#ephemeral", JobEvents)
 
 ALL_TOPICS: tuple[Topic[Any], ...] = (
     JOB_SUBMITTED,
@@ -282,6 +304,7 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
     JOB_RETRY,
     JOB_CANCEL,
     ARCHIPELAGO_PUSH,
+    JOB_EVENTS,
 )
 
 
@@ -316,8 +339,13 @@ created from it before anything is published (a channel made later misses what c
 
 
 def dead_letter_topic(topic_name: str, suffix: str = ".dlq") -> Topic[DeadLetter]:
-    """The topic where a consumer of `topic_name` keeps the messages it gave up on."""
-    return Topic(f"{topic_name}{suffix}", DeadLetter)
+    """The topic where a consumer of `topic_name` keeps the messages it gave up on (an
+    ephemeral topic's letters are ephemeral too: nsqd wants `#ephemeral` last)."""
+    name, ephemeral, _ = topic_name.partition(EPHEMERAL)
+    return Topic(f"{name}{suffix}{ephemeral}", DeadLetter)
+
+
+EPHEMERAL = "#ephemeral"
 
 
 KEEPER_CHANNEL = "keeper"

@@ -9,11 +9,13 @@ from bulkocr_gateway.auth import auth_middleware
 from bulkocr_gateway.control import control_routes
 from bulkocr_gateway.dead_letters import dead_letter_routes
 from bulkocr_gateway.downloads import download_routes
+from bulkocr_gateway.events import events_routes
 from bulkocr_gateway.http import json_errors_middleware
 from bulkocr_gateway.keys import (
     ARCHIPELAGO,
     BLOBS,
     DEAD_LETTERS,
+    JOB_FEEDS,
     OWNERS_BY_TOKEN,
     PAGE_FILES,
     PUBLISHER,
@@ -38,12 +40,19 @@ def create_app(deps: Deps) -> web.Application:
     app[STORE] = deps.store
     app[ARCHIPELAGO] = ArchipelagoStore(deps.store.db)
     app[DEAD_LETTERS] = DeadLetterStore(deps.store.db)
+    app[JOB_FEEDS] = deps.feeds
     app[BLOBS] = deps.blobs
     app[PUBLISHER] = deps.publisher
     app[OWNERS_BY_TOKEN] = deps.settings.owners_by_token()
     app[PAGE_FILES] = read_page_files()
     # On every response, errors and streamed downloads included (security.py says why a hook).
     app.on_response_prepare.append(add_security_headers)
+
+    async def end_streams(app: web.Application) -> None:
+        # Open event streams would hold the shutdown for its whole grace: they end first.
+        app[JOB_FEEDS].close()
+
+    app.on_shutdown.append(end_streams)
     app.add_routes(page_routes)
     app.add_routes(routes)
     app.add_routes(control_routes)
@@ -53,4 +62,5 @@ def create_app(deps: Deps) -> web.Application:
     app.add_routes(reference_routes)
     app.add_routes(dead_letter_routes)
     app.add_routes(quality_routes)
+    app.add_routes(events_routes)
     return app

@@ -131,6 +131,13 @@ OPERATIONS = (
     ),
     Operation(
         "get",
+        "/api/bulk/jobs/{job_id}/events",
+        "The job's live events (server-sent events): snapshot, progress, page, document, job",
+        {200: "text/event-stream", **_NOT_FOUND},
+        parameters=(*_JOB, {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}),
+    ),
+    Operation(
+        "get",
         "/api/bulk/jobs/{job_id}/quality",
         "The job's pages ranked worst first by their quality signals, for a curator",
         {200: QualityView, 400: ErrorBody, **_NOT_FOUND},

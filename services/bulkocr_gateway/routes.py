@@ -19,7 +19,7 @@ from bulkocr.errors import PublishError
 from bulkocr.mongo import Document, OutputStore
 from bulkocr_gateway.http import error_response, fail, json_response
 from bulkocr_gateway.keys import BLOBS, OWNER, PUBLISHER, SETTINGS, STORE
-from bulkocr_gateway.models import Accepted, DocumentResult, Health
+from bulkocr_gateway.models import Accepted, DocumentResult, Health, JobStatusView
 from bulkocr_gateway.options import InvalidOptions, parse_options
 from bulkocr_gateway.push import archipelago_result
 from bulkocr_gateway.settings import GatewaySettings
@@ -196,15 +196,17 @@ async def owned_job(request: web.Request) -> Stored:
 @routes.get("/api/bulk/jobs/{job_id}")
 async def get_job_status(request: web.Request) -> web.Response:
     """Small whatever the job's size: the first documents, counts, the failed ones."""
-    job = await owned_job(request)
+    return json_response(await status_view(request, await owned_job(request)))
+
+
+async def status_view(request: web.Request, job: Stored) -> JobStatusView:
     store = request.app[STORE]
     documents = await store.first_documents(job["_id"], int(job.get("documents_total") or 0), STATUS_DOCUMENTS)
     failed = await store.documents_by_id(job["_id"], job.get("documents_failed") or [])
     archipelago = await archipelago_result(request, job["_id"])
     shown = [d["doc_id"] for d in [*documents, *failed]]
     outputs = outputs_by_document(await OutputStore(store.db).for_documents(job["_id"], shown))
-    body = job_status_view(job, documents, now=utcnow(), failed=failed, archipelago=archipelago, outputs=outputs)
-    return json_response(body)
+    return job_status_view(job, documents, now=utcnow(), failed=failed, archipelago=archipelago, outputs=outputs)
 
 
 @routes.get("/api/bulk/jobs/{job_id}/documents")
