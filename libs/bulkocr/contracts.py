@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bulkocr.page_model import PageText
+from bulkocr.page_model import PageQuality, PageText
 from bulkocr.wire import DecodeError as DecodeError
 from bulkocr.wire import M as M
 from bulkocr.wire import Message as Message
@@ -121,6 +121,8 @@ class PageTimings(Message):
 
 
 class PageDone(Message):
+    # 1.1: `quality`, the page's quality signals (a worker of 1.0 sends none).
+    v: MessageVersion = "1.1"
     job_id: str
     doc_id: str
     page: int = Field(ge=1)
@@ -131,6 +133,7 @@ class PageDone(Message):
     # The result travels inline unless it is large; then it is in the blob store.
     result: PageText | None = None
     result_blob: str | None = None
+    quality: PageQuality | None = None
 
 
 class PageAttempt(Message):
@@ -210,6 +213,26 @@ class PushOptions(BaseModel):
         return {key: value for key, value in self.model_dump(exclude_defaults=True).items() if value is not None}
 
 
+JobEventKind = Literal["progress", "page", "document", "job", "outputs", "push"]
+
+
+class JobEvent(Message):
+    """One thing that happened to a job, as a listener (the web page, `bulkocr watch`) shows it."""
+
+    kind: JobEventKind
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobEvents(Message):
+    """What happened to a job since the last message about it: the live feed the gateway
+    streams to listeners (server-sent events). Best effort: a listener that missed some
+    asks for a fresh snapshot, so nothing here is stored."""
+
+    job_id: str
+    at: datetime = Field(default_factory=utcnow)
+    events: tuple[JobEvent, ...]
+
+
 class DeadLetter(Message):
     """A message given up on: where it came from, its body as received, and why.
 
@@ -264,6 +287,8 @@ JOB_COMPLETED = Topic("bulkocr.job.completed", JobCompleted)
 JOB_RETRY = Topic("bulkocr.job.retry", JobRetry)
 JOB_CANCEL = Topic("bulkocr.job.cancel", JobCancel)
 ARCHIPELAGO_PUSH = Topic("bulkocr.archipelago.push", ArchipelagoPush)
+# Ephemeral: nsqd keeps it in memory only, and every gateway reads it on a channel of its own.
+JOB_EVENTS = Topic("bulkocr.job.events#ephemeral", JobEvents)
 
 ALL_TOPICS: tuple[Topic[Any], ...] = (
     JOB_SUBMITTED,
@@ -279,6 +304,7 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
     JOB_RETRY,
     JOB_CANCEL,
     ARCHIPELAGO_PUSH,
+    JOB_EVENTS,
 )
 
 
@@ -313,5 +339,20 @@ created from it before anything is published (a channel made later misses what c
 
 
 def dead_letter_topic(topic_name: str, suffix: str = ".dlq") -> Topic[DeadLetter]:
-    """The topic where a consumer of `topic_name` keeps the messages it gave up on."""
-    return Topic(f"{topic_name}{suffix}", DeadLetter)
+    """The topic where a consumer of `topic_name` keeps the messages it gave up on (an
+    ephemeral topic's letters are ephemeral too: nsqd wants `#ephemeral` last)."""
+    name, ephemeral, _ = topic_name.partition(EPHEMERAL)
+    return Topic(f"{name}{suffix}{ephemeral}", DeadLetter)
+
+
+EPHEMERAL = "#ephemeral"
+
+
+KEEPER_CHANNEL = "keeper"
+"""The aggregator's channel on every dead-letter topic: it keeps each letter in the database."""
+
+
+def dead_letter_subscriptions(suffix: str = ".dlq") -> tuple[tuple[Topic[DeadLetter], str], ...]:
+    """The dead-letter topic of every consumed topic, with the keeper's channel."""
+    consumed = dict.fromkeys(topic.name for topic, _ in SUBSCRIPTIONS)
+    return tuple((dead_letter_topic(name, suffix), KEEPER_CHANNEL) for name in consumed)

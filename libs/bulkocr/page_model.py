@@ -7,6 +7,8 @@ pixels of the upright page image (after orientation correction), origin top left
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -95,3 +97,38 @@ class PageText(BaseModel):
     def text(self) -> str:
         """Plain text in reading order: lines joined by newlines, blocks by a blank line."""
         return "\n\n".join(block.text for block in self.blocks)
+
+
+LOW_WORD_CONFIDENCE = 0.8
+"""A word read with less confidence than this is marked for a curator to check."""
+
+
+class PageQuality(BaseModel):
+    """How trustworthy a page's OCR looks, so a curator checks the worst pages of a batch first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    words: int = Field(ge=0)
+    mean_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    low_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="the 10th percentile of the words' confidences"
+    )
+    doubtful_words: int = Field(default=0, ge=0, description=f"words read with confidence under {LOW_WORD_CONFIDENCE}")
+    rotation: int = 0
+    blank: bool = Field(description="no word was found: an empty sheet, or a page the engine could not read")
+
+    @classmethod
+    def of(cls, page: PageText) -> PageQuality:
+        confidences = sorted(word.confidence for line in page.lines for word in line.words)
+        if not confidences:
+            return cls(words=0, rotation=page.rotation, blank=True)
+        # nearest-rank percentile: a page of three words reports its worst
+        low = confidences[max(0, math.ceil(0.1 * len(confidences)) - 1)]
+        return cls(
+            words=len(confidences),
+            mean_confidence=round(sum(confidences) / len(confidences), 4),
+            low_confidence=round(low, 4),
+            doubtful_words=sum(1 for confidence in confidences if confidence < LOW_WORD_CONFIDENCE),
+            rotation=page.rotation,
+            blank=False,
+        )

@@ -65,7 +65,7 @@ async def every(interval_s: float, work: Callable[[], Awaitable[object]], name: 
 async def serve(
     *,
     nsq: NsqSettings,
-    publisher: NsqPublisher,
+    publisher: NsqPublisher | None,
     subscriptions: Sequence[Subscription],
     background: Sequence[Coroutine[Any, Any, object]] = (),
     periodic: Sequence[Every] = (),
@@ -75,7 +75,8 @@ async def serve(
 ) -> None:
     """Consume and run until `stop` (SIGTERM or SIGINT by default). `background` runs from the
     start (a dispatcher, heartbeats); `drained` runs once the consumers have drained, before
-    the loops stop (the aggregator writes the progress they moved)."""
+    the loops stop (the aggregator writes the progress they moved). A service that only runs
+    loops (the autoscaler) publishes nothing and passes no publisher."""
     stop = stop or shutdown_event()
     tasks = [asyncio.create_task(work) for work in background]
     for task in tasks:
@@ -87,6 +88,8 @@ async def serve(
             HEALTH.depends_on("nsqd", nsqd_check(session, nsq))
             consumers.callback(HEALTH.forget, "nsqd")
             for subscription in subscriptions:
+                if publisher is None:
+                    raise ValueError("consumers dead-letter through a publisher: pass one")
                 consumer = consuming(
                     subscription.topic,
                     subscription.channel,

@@ -19,7 +19,7 @@ DEFAULT_SECRETS_DIR = Path("/run/secrets")
 S = TypeVar("S", bound=BaseSettings)
 
 
-def _split_commas(value: object) -> object:
+def split_commas(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
@@ -49,7 +49,7 @@ class NsqSettings(BaseSettings):
     reconnect_interval_s: float = Field(default=2.0, gt=0)
     dead_letter_suffix: str = ".dlq"
 
-    _split_lists = field_validator("nsqd_tcp_addresses", "lookupd_http_addresses", mode="before")(_split_commas)
+    _split_lists = field_validator("nsqd_tcp_addresses", "lookupd_http_addresses", mode="before")(split_commas)
 
 
 class MongoSettings(BaseSettings):

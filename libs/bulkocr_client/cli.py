@@ -14,6 +14,7 @@ from bulkocr import __version__
 from bulkocr.errors import ServerStartError
 from bulkocr.settings import load
 from bulkocr_client import client
+from bulkocr_client.dead_letters import DeadLetterRequest, dlq_command
 
 # The development stack (`servers`, `up`, `down`) is imported by those commands only: the
 # client's own commands need nothing of it.
@@ -158,6 +159,35 @@ def _add_results(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     results.set_defaults(run=_results)
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    """List, read, replay or drop the dead letters the system kept (administrators)."""
+    settings = load(client.ClientSettings)
+    request = DeadLetterRequest(
+        action=args.action,
+        url=args.url or settings.url,
+        token=settings.token,
+        letter_id=args.letter_id,
+        topic=args.topic,
+        limit=args.limit,
+        as_json=args.json,
+    )
+    if request.action != "list" and not request.letter_id:
+        print(f"bulkocr: dlq {request.action} needs a letter id (from `bulkocr dlq list`)", file=sys.stderr)
+        return 2
+    return asyncio.run(dlq_command(request))
+
+
+def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dlq = commands.add_parser("dlq", help="dead letters: list, show, replay or drop them (an administrator's token)")
+    dlq.add_argument("action", choices=("list", "show", "replay", "drop"))
+    dlq.add_argument("letter_id", nargs="?", metavar="ID", help="the letter, as `bulkocr dlq list` printed it")
+    dlq.add_argument("--topic", help="list: only letters from this topic (e.g. bulkocr.page)")
+    dlq.add_argument("--limit", type=int, default=50, help="list: at most this many, newest first (default 50)")
+    dlq.add_argument("--json", action="store_true", help="print the gateway's JSON answer")
+    dlq.add_argument("--url", help=f"the gateway (default: BULKOCR_URL or {client.DEFAULT_URL})")
+    dlq.set_defaults(run=_dlq)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bulkocr", description="OCR whole scanned collections.")
     parser.add_argument("--version", action="version", version=f"bulkocr {__version__}")
@@ -182,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(commands)
     _add_push(commands)
     _add_results(commands)
+    _add_dlq(commands)
     return parser
 
 

@@ -107,7 +107,7 @@ class GatewayClient:
         url = f"{self._base}/api/bulk/jobs"
         try:
             async with self._session.post(url, data=form, headers=self._headers, timeout=_UPLOAD_TIMEOUT) as resp:
-                body = await _json(resp, expect=202)
+                body = await answer_json(resp, expect=202)
         finally:
             # A refused upload stops part way: close the file it was reading now, not at GC.
             for chunks in files:
@@ -117,7 +117,7 @@ class GatewayClient:
     async def status(self, job_id: str) -> Status:
         url = f"{self._base}/api/bulk/status/{job_id}"
         async with self._session.get(url, headers=self._headers, timeout=_CALL_TIMEOUT) as response:
-            return await _json(response, expect=200)
+            return await answer_json(response, expect=200)
 
     async def documents(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
         """Every document of the job, page by page (a job may hold thousands)."""
@@ -126,7 +126,7 @@ class GatewayClient:
             async with self._session.get(
                 f"{self._base}{url}", headers=self._headers, timeout=_CALL_TIMEOUT
             ) as response:
-                body = await _json(response, expect=200)
+                body = await answer_json(response, expect=200)
             for document in body["documents"]:
                 yield document
             url = body["next_url"]
@@ -148,7 +148,7 @@ class GatewayClient:
         url = f"{self._base}/api/archipelago/push-bulk-ami"
         body = {**options, "job_id": job_id}
         async with self._session.post(url, json=body, headers=self._headers, timeout=_CALL_TIMEOUT) as response:
-            await _json(response, expect=202)
+            await answer_json(response, expect=202)
 
     async def wait_push(self, job_id: str, on_change: Callable[[Status], None], *, poll_s: float = 1.0) -> Status:
         """Poll the job's `archipelago_result` until the push ends, calling `on_change` as it moves."""
@@ -194,7 +194,7 @@ class GatewayClient:
         url = f"{self._base}/api/bulk/jobs/{job_id}/documents/{doc_id}/{fmt}"
         async with self._session.get(url, headers=self._headers, timeout=_UPLOAD_TIMEOUT) as response:
             if response.status != 200:
-                await _json(response, expect=200)
+                await answer_json(response, expect=200)
             await asyncio.to_thread(destination.parent.mkdir, parents=True, exist_ok=True)
             handle = await asyncio.to_thread(destination.open, "wb")
             try:
@@ -204,7 +204,7 @@ class GatewayClient:
                 await asyncio.to_thread(handle.close)
 
 
-async def _json(response: aiohttp.ClientResponse, *, expect: int) -> Status:
+async def answer_json(response: aiohttp.ClientResponse, *, expect: int) -> Status:
     """The JSON body of an expected answer; `GatewayError` with the gateway's reason otherwise."""
     if response.status != expect:
         try:

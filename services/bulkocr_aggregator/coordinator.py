@@ -7,9 +7,9 @@ cost each, written back coalesced, and its work handed out a window at a time.
   being read; a document's plan and its final state are inserted as records of their own
   (never updated: FerretDB answers an update by reading its whole collection); a finished
   job is announced (`job.completed`) once, after its progress is stored.
-- A job the aggregator has not seen before starts from its record alone. A job it takes
-  over (after a restart) is seeded once from its stored documents, outcomes and page
-  manifest; the slow check recounts the same way and logs any drift.
+- A job it takes over (after a restart) is seeded once from its stored documents, outcomes
+  and page manifest; the slow check recounts the same way and logs any drift.
+- Each flush also tells the job's listeners what changed (`events.py`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from bulkocr.errors import PublishError
 from bulkocr.mongo import JobStore, attempt_fields, page_key, task_from_manifest, unplanned
 from bulkocr.nsq import NsqPublisher
 from bulkocr_aggregator.document_state import DocumentState, PageOutcome, page_id
+from bulkocr_aggregator.events import EventFeed
 from bulkocr_aggregator.state import JobState, Windows
 from bulkocr_aggregator.writes import BatchWriter, OutcomeNotStored, document_writes, outcome_writes
 
@@ -64,6 +65,9 @@ class Coordinator:
     _loading: dict[str, asyncio.Task[JobState | None]] = field(default_factory=dict)
     _writing: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.events = EventFeed(self.publisher)
 
     # --- taking a job on ----------------------------------------------------------------
 
@@ -199,6 +203,7 @@ class Coordinator:
         else:
             state.record(report.doc_id, report.page, PageOutcome("failed", report.node_id), error=report.error)
             log.info("page_failed", doc_id=report.doc_id, page=report.page, error=report.error)
+        self.events.page(report)
         if not stored.done():
             stored.set_result(True)
         self._active(state)
@@ -310,6 +315,7 @@ class Coordinator:
                 and _older(state.last_activity_at, now, self.evict_after_s)
             ):
                 del self.jobs[state.job_id]
+                self.events.forget(state.job_id)
 
     async def flush_job(self, state: JobState) -> None:
         now = utcnow()
@@ -351,13 +357,8 @@ class Coordinator:
             await self.publisher.publish(JOB_COMPLETED, JobCompleted(job_id=state.job_id, status=state.status))
             state.completed_event_sent = True
             await self.store.set_job_fields(state.job_id, {"completed_event_sent": True})
-            log.info(
-                "job_finished",
-                job_id=state.job_id,
-                status=state.status,
-                done=state.pages_done,
-                failed=state.pages_failed,
-            )
+            log.info("job_finished", job_id=state.job_id, status=state.status, done=state.pages_done)
+        await self.events.publish(state, fields, [doc_id for doc_id, record in written if record == "final"])
 
     # --- the slow check -------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ at a time (so a small job is never stuck behind a big one), stores page outcomes
 document plans (idempotent: a redelivered result counts once), and keeps per-job and
 per-node progress in memory, written back coalesced. Timers check the tallies against a
 recount, sweep quiet jobs (work lost with nsqd is handed out again) and remove finished
-jobs past the retention. When a job finishes, `job.completed` is published once.
+jobs past the retention. When a job finishes, `job.completed` is published once. It also
+keeps every dead letter in the database (`dead_letters.py`) for an operator to act on.
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ from bulkocr.contracts import (
     PagesReady,
     Topic,
 )
-from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.mongo import DeadLetterStore, JobStore, connect_mongo
 from bulkocr.nsq import Delivery, Handler, NsqPublisher
 from bulkocr.service import Every, Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings, load
 from bulkocr_aggregator import metrics
 from bulkocr_aggregator.coordinator import Coordinator
+from bulkocr_aggregator.dead_letters import keeper_subscriptions
 from bulkocr_aggregator.state import Windows
 from bulkocr_aggregator.sweeper import Retention, Sweeper
 from bulkocr_aggregator.writes import batch_writer
@@ -122,13 +124,15 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
     ):
         store = JobStore(db)
         await store.ensure_indexes()
+        letters = DeadLetterStore(db)
+        await letters.ensure_indexes()
         windows = Windows(
             pages=settings.page_window, documents=settings.document_window, max_job_pages=settings.max_job_pages
         )
         jobs = Coordinator(store, writer, publisher, windows, evict_after_s=settings.evict_after_s)
         metrics.observe(jobs)
         sweeper = Sweeper(store, jobs, session, nsq, settings.sweep_idle_s, settings.sweep_max_idle_s)
-        retention = Retention(store, make_blob_store(blob, db), settings.retention_s)
+        retention = Retention(store, make_blob_store(blob, db), settings.retention_s, letters)
         handlers: list[tuple[Topic[Any], Handler[Any]]] = [
             (JOB_SUBMITTED, functools.partial(handle_submitted, jobs=jobs)),
             (DOCUMENT_PLANNED, functools.partial(handle_planned, jobs=jobs)),
@@ -144,8 +148,11 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
             nsq=nsq,
             publisher=publisher,
             subscriptions=[
-                Subscription(topic, AGGREGATOR_CHANNEL, handler, max_in_flight=settings.max_in_flight)
-                for topic, handler in handlers
+                *(
+                    Subscription(topic, AGGREGATOR_CHANNEL, handler, max_in_flight=settings.max_in_flight)
+                    for topic, handler in handlers
+                ),
+                *keeper_subscriptions(letters, nsq.dead_letter_suffix),
             ],
             background=[jobs.dispatch_forever()],
             periodic=[

@@ -19,7 +19,7 @@ import structlog
 
 from bulkocr.blobs import BlobStore
 from bulkocr.contracts import FINISHED_STATUSES, OCR_CHANNEL, PAGE, utcnow
-from bulkocr.mongo import JobStore
+from bulkocr.mongo import DeadLetterStore, JobStore
 from bulkocr.nsq import backlog
 from bulkocr.settings import NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
@@ -65,6 +65,7 @@ class Retention:
     store: JobStore
     blobs: BlobStore
     keep_s: float
+    dead_letters: DeadLetterStore | None = None
 
     async def remove_expired(self, now: datetime | None = None) -> list[str]:
         """Remove finished jobs that finished before the retention: records and blobs. Never a running job."""
@@ -75,4 +76,6 @@ class Retention:
             records = await self.store.delete_job(job_id)
             log.info("job_removed", job_id=job_id, blobs=blobs, **records)
             removed.append(job_id)
+        if self.dead_letters is not None and (letters := await self.dead_letters.remove_before(cutoff)):
+            log.info("dead_letters_removed", letters=letters)
         return removed

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from bulkocr.page_model import Block
+from bulkocr.page_model import Block, PageQuality
 
 
 class Body(BaseModel):
@@ -147,6 +147,7 @@ class PageView(Body):
     timings: dict[str, float] | None = None
     node_id: str | None = None
     error: str | None = None
+    quality: PageQuality | None = None
     blocks: list[Block] = []
 
 

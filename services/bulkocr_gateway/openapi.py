@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 from bulkocr import __version__
 from bulkocr.contracts import ENGINE_NAMES, PushOptions
 from bulkocr_gateway.control import ControlAccepted
+from bulkocr_gateway.dead_letters import DeadLetterList, DeadLetterView, Replayed
 from bulkocr_gateway.models import (
     Accepted,
     DocumentList,
@@ -27,6 +28,7 @@ from bulkocr_gateway.models import (
     NodeList,
 )
 from bulkocr_gateway.options import OPTION_FIELDS
+from bulkocr_gateway.quality import QualityView
 from bulkocr_gateway.settings import FORMATS
 
 openapi_routes = web.RouteTableDef()
@@ -49,7 +51,7 @@ class Operation:
     method: str
     path: str
     summary: str
-    answers: dict[int, type[BaseModel] | str]  # status -> model, or a media type for a file
+    answers: dict[int, type[BaseModel] | str | None]  # status -> model, a media type for a file, None: no body
     parameters: tuple[dict[str, Any], ...] = ()
     body: type[BaseModel] | str | None = None  # a model (JSON), or "multipart" for an upload
     public: bool = False
@@ -69,7 +71,9 @@ def _page_query(maximum: int) -> tuple[dict[str, Any], ...]:
 
 _JOB = _in_path("job_id")
 _DOCUMENT = _in_path("job_id", "doc_id")
-_NOT_FOUND: dict[int, type[BaseModel] | str] = {401: ErrorBody, 404: ErrorBody}
+_NOT_FOUND: dict[int, type[BaseModel] | str | None] = {401: ErrorBody, 404: ErrorBody}
+_ADMIN: dict[int, type[BaseModel] | str | None] = {403: ErrorBody, **_NOT_FOUND}
+_LETTER = _in_path("letter_id")
 
 OPERATIONS = (
     Operation("get", "/health", "Liveness of the gateway", {200: Health}, public=True),
@@ -121,9 +125,23 @@ OPERATIONS = (
     Operation(
         "get",
         "/api/bulk/jobs/{job_id}/documents/{doc_id}/json",
-        "A document's pages with boxes",
-        {200: DocumentResult, **_NOT_FOUND},
-        parameters=_DOCUMENT,
+        "A document's pages with boxes, confidences and quality signals (`page`: that page alone)",
+        {200: DocumentResult, 400: ErrorBody, **_NOT_FOUND},
+        parameters=(*_DOCUMENT, _page_query(1)[0]),
+    ),
+    Operation(
+        "get",
+        "/api/bulk/jobs/{job_id}/events",
+        "The job's live events (server-sent events): snapshot, progress, page, document, job",
+        {200: "text/event-stream", **_NOT_FOUND},
+        parameters=(*_JOB, {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}),
+    ),
+    Operation(
+        "get",
+        "/api/bulk/jobs/{job_id}/quality",
+        "The job's pages ranked worst first by their quality signals, for a curator",
+        {200: QualityView, 400: ErrorBody, **_NOT_FOUND},
+        parameters=(*_JOB, *_page_query(100)),
     ),
     *(
         Operation(
@@ -177,6 +195,42 @@ OPERATIONS = (
         parameters=_JOB,
     ),
     Operation("get", "/api/nodes", "The worker nodes and their page counts", {200: NodeList, 401: ErrorBody}),
+    Operation(
+        "get",
+        "/api/admin/dead-letters",
+        "Dead letters, newest first, and how many each topic holds (administrators)",
+        {200: DeadLetterList, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody},
+        parameters=(
+            {"name": "topic", "in": "query", "required": False, "schema": {"type": "string"}},
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+            },
+        ),
+    ),
+    Operation(
+        "get",
+        "/api/admin/dead-letters/{letter_id}",
+        "One dead letter with its body",
+        {200: DeadLetterView, **_ADMIN},
+        parameters=_LETTER,
+    ),
+    Operation(
+        "post",
+        "/api/admin/dead-letters/{letter_id}/replay",
+        "Send a dead letter back to its topic",
+        {202: Replayed, 409: ErrorBody, 503: ErrorBody, **_ADMIN},
+        parameters=_LETTER,
+    ),
+    Operation(
+        "delete",
+        "/api/admin/dead-letters/{letter_id}",
+        "Drop a dead letter",
+        {204: None, **_ADMIN},
+        parameters=_LETTER,
+    ),
 )
 
 
@@ -201,7 +255,7 @@ def _content(answer: type[BaseModel] | str) -> dict[str, Any]:
 
 @functools.cache  # the routes do not change while the gateway runs: built once, on first request
 def openapi_document() -> dict[str, Any]:
-    models = {answer for op in OPERATIONS for answer in op.answers.values() if not isinstance(answer, str)}
+    models = {answer for op in OPERATIONS for answer in op.answers.values() if isinstance(answer, type)}
     models |= {op.body for op in OPERATIONS if isinstance(op.body, type)}
     _, schemas = models_json_schema(
         [(model, "serialization") for model in sorted(models, key=lambda model: model.__name__)],
@@ -213,7 +267,7 @@ def openapi_document() -> dict[str, Any]:
             "summary": op.summary,
             "parameters": list(op.parameters),
             "responses": {
-                str(status): {"description": f"{status}", "content": _content(answer)}
+                str(status): {"description": f"{status}"} | ({} if answer is None else {"content": _content(answer)})
                 for status, answer in op.answers.items()
             },
         }

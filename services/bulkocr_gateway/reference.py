@@ -42,7 +42,8 @@ def _operation(method: str, path: str, operation: dict[str, Any]) -> str:
     if "requestBody" in operation:
         rows.append(f"<p>Body: {_content(operation['requestBody']['content'])}</p>")
     answers = "".join(
-        f"<li>{escape(status)}: {_content(answer['content'])}</li>" for status, answer in operation["responses"].items()
+        f"<li>{escape(status)}: {_content(answer['content']) if 'content' in answer else 'no body'}</li>"
+        for status, answer in operation["responses"].items()
     )
     rows.append(f"<p>Answers:</p><ul>{answers}</ul>")
     return "\n".join(rows)

@@ -19,7 +19,7 @@ from bulkocr.errors import PublishError
 from bulkocr.mongo import Document, OutputStore
 from bulkocr_gateway.http import error_response, fail, json_response
 from bulkocr_gateway.keys import BLOBS, OWNER, PUBLISHER, SETTINGS, STORE
-from bulkocr_gateway.models import Accepted, DocumentResult, Health
+from bulkocr_gateway.models import Accepted, DocumentResult, Health, JobStatusView
 from bulkocr_gateway.options import InvalidOptions, parse_options
 from bulkocr_gateway.push import archipelago_result
 from bulkocr_gateway.settings import GatewaySettings
@@ -183,7 +183,7 @@ def _accepted(job_id: str) -> web.Response:
 # --- reading jobs ----------------------------------------------------------------------
 
 
-async def _owned_job(request: web.Request) -> Stored:
+async def owned_job(request: web.Request) -> Stored:
     """The job named in the path if the caller owns it; 404 otherwise (never 403: ids stay private)."""
     job_id = request.match_info["job_id"]
     job = await request.app[STORE].get_job(job_id, owner=request[OWNER])
@@ -196,23 +196,25 @@ async def _owned_job(request: web.Request) -> Stored:
 @routes.get("/api/bulk/jobs/{job_id}")
 async def get_job_status(request: web.Request) -> web.Response:
     """Small whatever the job's size: the first documents, counts, the failed ones."""
-    job = await _owned_job(request)
+    return json_response(await status_view(request, await owned_job(request)))
+
+
+async def status_view(request: web.Request, job: Stored) -> JobStatusView:
     store = request.app[STORE]
     documents = await store.first_documents(job["_id"], int(job.get("documents_total") or 0), STATUS_DOCUMENTS)
     failed = await store.documents_by_id(job["_id"], job.get("documents_failed") or [])
     archipelago = await archipelago_result(request, job["_id"])
     shown = [d["doc_id"] for d in [*documents, *failed]]
     outputs = outputs_by_document(await OutputStore(store.db).for_documents(job["_id"], shown))
-    body = job_status_view(job, documents, now=utcnow(), failed=failed, archipelago=archipelago, outputs=outputs)
-    return json_response(body)
+    return job_status_view(job, documents, now=utcnow(), failed=failed, archipelago=archipelago, outputs=outputs)
 
 
 @routes.get("/api/bulk/jobs/{job_id}/documents")
 async def job_documents(request: web.Request) -> web.Response:
     """Every document of a job, a page at a time, in upload order."""
-    job = await _owned_job(request)
-    page = _positive_int(request, "page", 1)
-    per_page = _positive_int(request, "per_page", MAX_PER_PAGE)
+    job = await owned_job(request)
+    page = positive_int(request, "page", 1)
+    per_page = positive_int(request, "per_page", MAX_PER_PAGE)
     if per_page > MAX_DOCUMENTS_PER_PAGE:
         fail(web.HTTPBadRequest, f"per_page is at most {MAX_DOCUMENTS_PER_PAGE}")
     store = request.app[STORE]
@@ -227,8 +229,8 @@ async def job_documents(request: web.Request) -> web.Response:
 
 @routes.get("/api/bulk/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    page = _positive_int(request, "page", 1)
-    per_page = _positive_int(request, "per_page", 20)
+    page = positive_int(request, "page", 1)
+    per_page = positive_int(request, "per_page", 20)
     if per_page > MAX_PER_PAGE:
         fail(web.HTTPBadRequest, f"per_page is at most {MAX_PER_PAGE}")
     store, owner = request.app[STORE], request[OWNER]
@@ -237,7 +239,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     return json_response(job_list(jobs, page=page, per_page=per_page, total=total))
 
 
-def _positive_int(request: web.Request, name: str, default: int) -> int:
+def positive_int(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name, str(default))
     # At most 9 digits: larger numbers overflow what the database takes as a skip.
     if not raw.isdigit() or len(raw) > _MAX_DIGITS or int(raw) < 1:
@@ -257,7 +259,7 @@ async def nodes(request: web.Request) -> web.Response:
 
 
 async def _document_pages(request: web.Request) -> tuple[Stored, Stored, list[Document]]:
-    job = await _owned_job(request)
+    job = await owned_job(request)
     doc_id = request.match_info["doc_id"]
     store = request.app[STORE]
     document = await store.get_document(job["_id"], doc_id)
@@ -284,11 +286,18 @@ async def get_document_text(request: web.Request) -> web.Response:
 
 @routes.get("/api/bulk/jobs/{job_id}/documents/{doc_id}/json")
 async def document_json(request: web.Request) -> web.Response:
-    """Every page with its boxes and confidences; pages without an outcome yet are `pending`."""
+    """Every page with its boxes and confidences (`?page=N`: that page alone); pages without an
+    outcome yet are `pending`."""
     job, document, pages = await _document_pages(request)
     by_number = {int(page["page"]): page for page in pages}
+    numbers = page_numbers(document, pages)
+    if "page" in request.query:
+        wanted = positive_int(request, "page", 1)
+        if wanted not in numbers:
+            fail(web.HTTPBadRequest, f"document {document['doc_id']} has no page {wanted}")
+        numbers = [wanted]
     views = []
-    for number in page_numbers(document, pages):
+    for number in numbers:
         page = by_number.get(number)
         views.append(page_view(number, page, await page_result(page, request.app[BLOBS])))
     body = DocumentResult(job_id=job["_id"], doc_id=document["doc_id"], filename=document.get("filename"), pages=views)

@@ -12,8 +12,9 @@ import structlog
 from aiohttp import web
 
 from bulkocr.blobs import make_blob_store
+from bulkocr.contracts import EPHEMERAL, JOB_EVENTS
 from bulkocr.mongo import JobStore, connect_mongo
-from bulkocr.nsq import NsqPublisher, nsqd_check
+from bulkocr.nsq import NsqAdmin, NsqPublisher, consuming, nsqd_check
 from bulkocr.ops import HEALTH
 from bulkocr.runtime import shutdown_event
 from bulkocr.service import run_service
@@ -37,17 +38,23 @@ async def run(settings: GatewaySettings, nsq: NsqSettings, mongo: MongoSettings,
         HEALTH.depends_on("nsqd", nsqd_check(session, nsq))
         store = JobStore(db)
         await store.ensure_indexes()
-        app = create_app(Deps(settings, store, make_blob_store(blob, db), publisher))
+        deps = Deps(settings, store, make_blob_store(blob, db), publisher)
+        app = create_app(deps)
         # aiohttp's keep-alive timer runs from the connection's start and from each answer until a
         # whole request has arrived: a client trickling its headers is cut off when it runs out.
         runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, keepalive_timeout=settings.header_timeout_s)
         await runner.setup()
+        # Every gateway hears every job's events: a channel of its own, gone when it goes. The
+        # topic is made now, so nsqlookupd knows it before the aggregator first publishes to it.
+        await NsqAdmin(session, nsq.nsqd_http_address).create_topic(JOB_EVENTS.name)
+        channel = f"gateway-{deps.feeds.epoch}{EPHEMERAL}"
         try:
-            await web.TCPSite(runner, settings.host, settings.port).start()
-            HEALTH.started = True
-            log.info("service_started", host=settings.host, port=settings.port)
-            await stop.wait()
-            HEALTH.draining = True
+            async with consuming(JOB_EVENTS, channel, deps.feeds.receive, publisher=publisher, settings=nsq):
+                await web.TCPSite(runner, settings.host, settings.port).start()
+                HEALTH.started = True
+                log.info("service_started", host=settings.host, port=settings.port)
+                await stop.wait()
+                HEALTH.draining = True
         finally:
             await runner.cleanup()
     log.info("service_stopped")

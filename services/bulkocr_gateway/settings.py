@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bulkocr.contracts import EngineName
+from bulkocr.settings import CommaList, split_commas
 
 FORMATS = ("txt", "json", "hocr", "alto", "miniocr", "pdf")
 
@@ -59,8 +60,11 @@ class GatewaySettings(BaseSettings):
     body_idle_timeout_s: float = Field(default=60.0, gt=0)
     # Where the uploader pushes to; empty means pushes are refused with 503.
     archipelago_url: str = ""
+    # Owners (as in BULKOCR_API_TOKENS) who may read, replay and drop dead letters.
+    admin_owners: CommaList = []
 
     _parse_tokens = field_validator("api_tokens", mode="before")(parse_tokens)
+    _split_admins = field_validator("admin_owners", mode="before")(split_commas)
 
     @field_validator("api_tokens")
     @classmethod

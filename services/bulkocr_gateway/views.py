@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bulkocr.contracts import FINISHED_STATUSES
-from bulkocr.page_model import PageText
+from bulkocr.page_model import PageQuality, PageText
 from bulkocr_gateway.models import (
     ArchipelagoCounts,
     ArchipelagoLink,
@@ -244,10 +244,15 @@ def page_view(number: int, page: Stored | None, result: PageText | None) -> Page
         node_id=page.get("node_id"),
         error=page.get("error"),
     )
+    stored_quality = page.get("quality")
     if result is None:
-        return view
+        return (
+            view.model_copy(update={"quality": PageQuality.model_validate(stored_quality)}) if stored_quality else view
+        )
     return view.model_copy(
         update={
+            # pages stored by a worker older than quality signals: worked out from the result
+            "quality": PageQuality.model_validate(stored_quality) if stored_quality else PageQuality.of(result),
             "width": result.width,
             "height": result.height,
             "dpi": result.dpi,

@@ -40,7 +40,7 @@ from bulkocr.contracts import (
 from bulkocr.errors import BlobNotFound, PermanentError
 from bulkocr.mongo import JobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher
-from bulkocr.page_model import PageText
+from bulkocr.page_model import PageQuality, PageText
 from bulkocr.service import Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_ocr_worker.engines import EngineUnavailableError
@@ -144,8 +144,10 @@ async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None
         attempts=delivery.attempts,
         timings=PageTimings(recognition_s=round(seconds, 3), total_s=round(time.perf_counter() - started, 3)),
     )
+    page = PageText.model_validate_json(page_json)
+    done = done.model_copy(update={"quality": PageQuality.of(page)})
     if len(page_json) <= deps.settings.inline_result_max_bytes:
-        done = done.model_copy(update={"result": PageText.model_validate_json(page_json)})
+        done = done.model_copy(update={"result": page})
     else:  # large pages travel by reference: nsqd refuses messages over 1 MiB
         await deps.blobs.put(result_blob_key(task), page_json.encode())
         done = done.model_copy(update={"result_blob": result_blob_key(task)})

@@ -14,8 +14,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bulkocr.blobs import make_blob_store
-from bulkocr.contracts import JOB_COMPLETED, OUTPUTS_CHANNEL, JobCompleted
+from bulkocr.contracts import JOB_COMPLETED, OUTPUTS_CHANNEL, JobCompleted, JobEvent
 from bulkocr.formats import ALIASES
+from bulkocr.job_events import tell_listeners
 from bulkocr.mongo import JobStore, OutputStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher
 from bulkocr.results import CACHED, DocumentOutputs, cache_key
@@ -44,15 +45,25 @@ async def heavy_outputs(store: JobStore, job_id: str) -> list[tuple[str, str]]:
 
 
 async def handle_completed(
-    completed: JobCompleted, delivery: Delivery, *, store: JobStore, outputs: OutputStore, builder: DocumentOutputs
+    completed: JobCompleted,
+    delivery: Delivery,
+    *,
+    store: JobStore,
+    outputs: OutputStore,
+    builder: DocumentOutputs,
+    publisher: NsqPublisher | None = None,
 ) -> None:
-    for doc_id, fmt in await heavy_outputs(store, completed.job_id):
+    wanted = await heavy_outputs(store, completed.job_id)
+    for doc_id, fmt in wanted:
         if await builder.blobs.exists(cache_key(completed.job_id, doc_id, fmt)):
             continue  # built before this redelivery
         with structlog.contextvars.bound_contextvars(doc_id=doc_id, format=fmt):
             size = await builder.build(completed.job_id, doc_id, fmt)
             await outputs.record(completed.job_id, doc_id, fmt, status="ready", size=size)
             log.info("output_built", bytes=size)
+    if wanted:
+        ready = JobEvent(kind="outputs", data={"formats": sorted({fmt for _, fmt in wanted}), "documents": len(wanted)})
+        await tell_listeners(publisher, completed.job_id, ready)
 
 
 async def give_up(completed: JobCompleted, cause: str, attempts: int, *, store: JobStore, outputs: OutputStore) -> None:
@@ -68,7 +79,7 @@ async def run(settings: OutputSettings, nsq: NsqSettings, mongo: MongoSettings, 
         completions = Subscription(
             JOB_COMPLETED,
             OUTPUTS_CHANNEL,
-            functools.partial(handle_completed, store=store, outputs=outputs, builder=builder),
+            functools.partial(handle_completed, store=store, outputs=outputs, builder=builder, publisher=publisher),
             max_in_flight=settings.max_in_flight,
             on_give_up=functools.partial(give_up, store=store, outputs=outputs),
         )

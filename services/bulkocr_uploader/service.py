@@ -47,11 +47,13 @@ from bulkocr.contracts import (
     UPLOADER_CHANNEL,
     ArchipelagoPush,
     JobCompleted,
+    JobEvent,
     PushOptions,
     utcnow,
 )
 from bulkocr.errors import BulkOcrError, PermanentError
 from bulkocr.formats import OutputUnavailable
+from bulkocr.job_events import tell_listeners
 from bulkocr.mongo import ArchipelagoStore, JobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher
 from bulkocr.service import Subscription, run_service, serve
@@ -78,6 +80,8 @@ class Deps:
     session: aiohttp.ClientSession
     # One push of a job at a time in this process (a push and an auto-push may meet).
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    # Where a push's state is announced to the job's listeners (none: not announced).
+    publisher: NsqPublisher | None = None
 
     def client(self) -> ArchipelagoClient:
         settings = self.settings
@@ -132,6 +136,7 @@ async def push_job(job_id: str, options: PushOptions, *, deps: Deps) -> None:
         if job is None:
             raise PermanentError(f"no job {job_id}")
         await _start_run(job_id, options, deps.pushes)
+        await tell_listeners(deps.publisher, job_id, JobEvent(kind="push", data={"status": "uploading"}))
         try:
             summary = await _run(job, options, deps)
         except ArchipelagoError as error:
@@ -143,6 +148,8 @@ async def push_job(job_id: str, options: PushOptions, *, deps: Deps) -> None:
             await _finish_run(deps.pushes, job_id, Summary("failed", _describe(error)))
             raise
         await _finish_run(deps.pushes, job_id, summary)
+        finished = JobEvent(kind="push", data={"status": summary.status, "error": summary.error})
+        await tell_listeners(deps.publisher, job_id, finished)
     if summary.retry:
         raise PushIncomplete(summary.error or "some documents did not get through")
 
@@ -338,7 +345,7 @@ async def run(
         store, pushes = JobStore(db), ArchipelagoStore(db)
         await pushes.ensure_indexes()
         outputs = fetch_output or StoredOutputs(store, make_blob_store(blob, db))
-        deps = Deps(settings, store, pushes, outputs, session)
+        deps = Deps(settings, store, pushes, outputs, session, publisher=publisher)
         in_flight = settings.max_in_flight
         subscriptions = [
             Subscription(ARCHIPELAGO_PUSH, UPLOADER_CHANNEL, functools.partial(handle_push, deps=deps), in_flight),

@@ -91,6 +91,19 @@ async def test_a_batch_of_real_scans_comes_out_complete_and_accurate(stack: Loca
     assert len(layers) == 4
     assert all(character_error_rate(layer, truth) <= MAX_CER for layer in layers)
 
+    # Quality signals come with each page, as the worker measured them: the rotated pages of
+    # cardinal.pdf say how they were turned, and a clean scan reads with high confidence.
+    async with http.get(f"{stack.gateway_url}/api/bulk/jobs/{job_id}/quality?per_page=100") as response:
+        ranked = (await response.json())["pages"]
+    assert len(ranked) == 8
+    by_page = {(row["doc_id"], row["page"]): row["quality"] for row in ranked}
+    rotations = [by_page[(documents["cardinal.pdf"]["doc_id"], number)]["rotation"] for number in range(1, 5)]
+    assert rotations == [0, 270, 180, 90]
+    linn = by_page[(documents["linn.png"]["doc_id"], 1)]
+    assert linn["words"] > 300
+    assert linn["mean_confidence"] > 0.9
+    assert not linn["blank"]
+
 
 async def test_a_corrupt_file_fails_alone_with_its_cause(stack: LocalStack, http: aiohttp.ClientSession):
     """invalid.pdf fails with the reason in the status while the other document of the job is read."""

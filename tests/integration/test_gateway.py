@@ -22,7 +22,7 @@ from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import JOB_SUBMITTED, JobSubmitted, NodeHeartbeat, PageDone, PageFailed, PageTimings, utcnow
 from bulkocr.mongo import Database, Document, JobStore
 from bulkocr.nsq import Delivery, NsqAdmin, consuming
-from bulkocr.page_model import Block, Box, Line, PageText, Word
+from bulkocr.page_model import Block, Box, Line, PageQuality, PageText, Word
 from bulkocr.settings import BlobSettings
 from bulkocr_client import client
 from bulkocr_gateway.app import create_app
@@ -57,9 +57,12 @@ async def stored_blob_count(db: Database) -> int:
     return await db["blobs.files"].count_documents({})
 
 
-def page_text(*lines: str) -> PageText:
+def page_text(*lines: str, confidence: float = 0.9) -> PageText:
     box = Box(x0=10, y0=10, x1=90, y1=30)
-    words = [Line(text=t, box=box, confidence=0.9, words=[Word(text=t, box=box, confidence=0.9)]) for t in lines]
+    words = [
+        Line(text=t, box=box, confidence=confidence, words=[Word(text=t, box=box, confidence=confidence)])
+        for t in lines
+    ]
     return PageText(
         width=100, height=200, dpi=300, engine="null", blocks=[Block(box=box, lines=words)] if lines else []
     )
@@ -69,7 +72,9 @@ def page_done(
     job_id: str, doc_id: str, page: int, *, result: PageText | None = None, result_blob: str | None = None
 ) -> PageDone:
     timings = PageTimings(recognition_s=0.5, total_s=0.7)
+    quality = PageQuality.of(result) if result is not None else None
     return PageDone(
+        quality=quality,
         job_id=job_id,
         doc_id=doc_id,
         page=page,
@@ -589,3 +594,38 @@ async def test_cli_submit_with_a_refused_token_exits_2_with_the_reason(api, tmp_
     assert await client.submit_command(request, out=io.StringIO(), err=err) == 2
     assert "401" in err.getvalue()
     assert "unknown token" in err.getvalue()
+
+
+async def test_quality_view_ranks_blank_then_least_confident_pages_first(api, store):
+    """A curator's worklist: the job's done pages, blank ones first, then by rising mean word
+    confidence, a page at a time, each with links to its text and its words; the JSON of one
+    page carries the same signals."""
+    job_id = await submit(api, ("book.pdf", b"%PDF"))
+    await set_document(store, job_id, "d0001", pages=5, status="processing")
+    confidences = {1: 0.95, 2: 0.55, 3: None, 4: 0.75}
+    for number, confidence in confidences.items():
+        result = page_text("word", "more", confidence=confidence) if confidence is not None else page_text()
+        await store.record_outcome(page_done(job_id, "d0001", number, result=result))
+    failed = PageFailed(job_id=job_id, doc_id="d0001", page=5, node_id="n1", worker_id="w1", attempts=3, error="x")
+    await store.record_outcome(failed)
+
+    first = await (await api.get(f"/api/bulk/jobs/{job_id}/quality?per_page=2", headers=ALICE)).json()
+    assert [row["page"] for row in first["pages"]] == [3, 2]
+    assert first["pages"][0]["quality"]["blank"] is True
+    assert first["pages"][1]["quality"] == {
+        "words": 2,
+        "mean_confidence": 0.55,
+        "low_confidence": 0.55,
+        "doubtful_words": 2,
+        "rotation": 0,
+        "blank": False,
+    }
+    assert (first["total"], first["pages_failed"]) == (4, 1)
+    rest = await (await api.get(first["next_url"], headers=ALICE)).json()
+    assert [row["page"] for row in rest["pages"]] == [4, 1]
+    assert rest["next_url"] is None
+
+    one = await (await api.get(first["pages"][1]["json_url"], headers=ALICE)).json()
+    assert [(p["page"], p["quality"]["mean_confidence"]) for p in one["pages"]] == [(2, 0.55)]
+    assert (await api.get(f"/api/bulk/jobs/{job_id}/documents/d0001/json?page=9", headers=ALICE)).status == 400
+    assert (await api.get(f"/api/bulk/jobs/{job_id}/quality", headers=BOB)).status == 404

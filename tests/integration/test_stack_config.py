@@ -1,7 +1,7 @@
 """The Swarm stack as Docker itself reads it (`docker stack config`, which needs no engine):
 only the gateway (or, with the TLS overlay, the proxy) is published, MongoDB demands a
-password that comes from a secret, every service has a memory limit, and the images run
-as a non-root user."""
+password that comes from a secret, every service has a memory limit, the images run
+as a non-root user, and the autoscaler runs once on a manager with the Engine's socket."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from bulkocr_autoscaler.labels import policy_from_labels
+from bulkocr_autoscaler.settings import AutoscalerSettings
 from bulkocr_gateway.settings import GatewaySettings
 from tests.unit.test_settings_doc import settings_classes
 
@@ -27,6 +29,8 @@ GIB = 1 << 30
 
 # The stack's own bulkocr services (python -m bulkocr_*) and the servers they use.
 BULKOCR_SERVICES = {"gateway", "ingest", "aggregator", "outputs", "uploader", "ocr-worker"}
+# bulkocr services that never touch the database, so never get its URL and password.
+WITHOUT_DATABASE = {"autoscaler"}
 INFRASTRUCTURE = {"nsqlookupd", "nsqd", "nsqadmin", "mongo"}
 
 Config = dict[str, Any]
@@ -128,13 +132,16 @@ def test_mongo_cache_fits_inside_its_memory_limit(stack):
 
 def test_every_bulkocr_service_reads_the_mongo_url_from_its_secret(stack):
     """The URL carries the password, so it is the secret bulkocr_mongo_url for every bulkocr
-    service, and no BULKOCR_MONGO_URL variable (which would win over the file) is left."""
+    service that uses the database (and for no other), and no BULKOCR_MONGO_URL variable
+    (which would win over the file) is left."""
     services = stack["services"]
     running_bulkocr = {name for name, service in services.items() if "bulkocr_" in " ".join(service["command"])}
-    assert running_bulkocr == BULKOCR_SERVICES
+    assert running_bulkocr == BULKOCR_SERVICES | WITHOUT_DATABASE
     for name in BULKOCR_SERVICES:
         assert "bulkocr_mongo_url" in secret_names(services[name]), f"{name} lacks the secret bulkocr_mongo_url"
         assert "BULKOCR_MONGO_URL" not in (services[name].get("environment") or {}), name
+    for name in WITHOUT_DATABASE:
+        assert secret_names(services[name]) == set(), f"{name} needs no secret"
     assert stack["secrets"]["bulkocr_mongo_url"]["external"] is True
     assert "BULKOCR_MONGO_URL" not in (REPO / STACK).read_text()
 
@@ -215,11 +222,55 @@ def test_the_stack_images_run_as_a_non_root_user(stack):
     """Every bulkocr image the stack runs is a Dockerfile target whose last USER is an
     unprivileged account, so a hostile upload that exploits a parser gets no root."""
     users = dockerfile_users(REPO / "deploy" / "Dockerfile")
-    targets = {stack["services"][name]["image"].rpartition(":")[2] for name in BULKOCR_SERVICES}
+    services = BULKOCR_SERVICES | WITHOUT_DATABASE
+    targets = {stack["services"][name]["image"].rpartition(":")[2] for name in services}
     assert targets == {"app", "ocr"}
     for target in targets:
         user = users[target] or "root"
         assert user.partition(":")[0] not in ("root", "0"), f"target {target} runs as {user}"
+    for name in services:  # nor does a service that names its own user
+        user = str(stack["services"][name].get("user") or "bulkocr")
+        assert user.partition(":")[0] not in ("root", "0"), f"{name} runs as {user}"
+
+
+# --- the autoscaler -----------------------------------------------------------------------
+
+
+def test_the_autoscaler_runs_once_on_a_manager_with_the_engine_socket(stack):
+    """One replica (two would each follow their own cooldowns), on a manager (only a
+    manager's Engine reads and updates services), with the socket and the socket's group,
+    published nowhere, scaling this stack's workers."""
+    autoscaler = stack["services"]["autoscaler"]
+    assert autoscaler["command"] == ["python", "-m", "bulkocr_autoscaler"]
+    assert autoscaler["deploy"]["replicas"] == 1
+    assert "node.role == manager" in autoscaler["deploy"]["placement"]["constraints"]
+    (mount,) = autoscaler["volumes"]
+    assert (mount["type"], mount["source"], mount["target"]) == ("bind", "/var/run/docker.sock", "/var/run/docker.sock")
+    assert autoscaler["user"] == "10001:999"
+    assert stack_config(STACK, BULKOCR_DOCKER_GID="988")["services"]["autoscaler"]["user"] == "10001:988"
+    assert published_ports(autoscaler) == []
+    environment = autoscaler["environment"]
+    # Swarm expands the template per task: <the stack's name>_ocr-worker.
+    assert (
+        environment["BULKOCR_AUTOSCALER_SERVICE"] == '{{index .Service.Labels "com.docker.stack.namespace"}}_ocr-worker'
+    )
+    assert environment["BULKOCR_AUTOSCALER_DRY_RUN"] == "false"
+    assert environment["BULKOCR_NSQ_LOOKUPD_HTTP_ADDRESSES"] == "nsqlookupd:4161"
+
+
+def test_the_workers_opt_in_to_autoscaling_with_a_valid_policy(stack):
+    """The ocr-worker's deploy labels (the service's own labels in Swarm) opt in, with bounds
+    the autoscaler accepts; no other service is scaled."""
+    labelled = {
+        name
+        for name, service in stack["services"].items()
+        if ((service.get("deploy") or {}).get("labels") or {}).get("bulkocr.autoscale") == "true"
+    }
+    assert labelled == {"ocr-worker"}
+    labels = stack["services"]["ocr-worker"]["deploy"]["labels"]
+    policy = policy_from_labels(labels, AutoscalerSettings().default_policy())
+    assert policy is not None
+    assert 1 <= policy.min_replicas <= policy.max_replicas
 
 
 def setting_variables() -> set[str]:
@@ -236,7 +287,7 @@ def test_every_bulkocr_service_runs_reads_and_is_checked_as_the_code_says(stack)
     BULKOCR_* variable and each secret is a setting the code reads, and each healthcheck asks
     the service's own ops port, which the stack never moves away from the default the check uses."""
     known = setting_variables()
-    for name in BULKOCR_SERVICES:
+    for name in BULKOCR_SERVICES | WITHOUT_DATABASE:
         service = stack["services"][name]
         command = service["command"]
         assert command[:2] == ["python", "-m"], (name, command)
@@ -255,3 +306,23 @@ def test_every_server_has_a_healthcheck(stack):
     """Swarm restarts a server that stopped answering, not only one whose process exited."""
     unchecked = [name for name, service in stack["services"].items() if not service.get("healthcheck", {}).get("test")]
     assert unchecked == []
+
+
+COMPOSE = "deploy/compose.yml"
+
+
+def test_the_one_host_compose_file_runs_what_the_stack_runs():
+    """deploy/compose.yml (read by Docker's compose loader, as `docker stack config` does) has the
+    stack's services, and each bulkocr service runs the same command with the same settings,
+    secrets and healthcheck; its gateway listens on loopback only."""
+    stack, compose = stack_config(STACK), stack_config(COMPOSE)
+    assert set(compose["services"]) == BULKOCR_SERVICES | {"nsqlookupd", "nsqd", "mongo"}
+    for name in BULKOCR_SERVICES:
+        ours, theirs = compose["services"][name], stack["services"][name]
+        assert ours["command"] == theirs["command"], name
+        assert ours["healthcheck"] == theirs["healthcheck"], name
+        assert secret_names(ours) == secret_names(theirs), name
+        assert set(ours.get("environment") or {}) == set(theirs.get("environment") or {}), name
+    raw = yaml.safe_load((REPO / COMPOSE).read_text())
+    assert raw["services"]["gateway"]["ports"] == ["127.0.0.1:8080:8080"]
+    assert all("file" in secret for secret in raw["secrets"].values())

@@ -48,12 +48,15 @@ def test_no_message_grows_with_the_job():
 
 
 def test_topic_names_are_valid_and_unique():
-    """Every topic name is a legal NSQ name (<=64 chars of [.a-zA-Z0-9_-]) and no two are the same."""
+    """Every topic name is a legal NSQ name (<=64 chars of [.a-zA-Z0-9_-], `#ephemeral` only
+    last) and no two are the same; an ephemeral topic's dead letters stay ephemeral."""
     names = [topic.name for topic in ALL_TOPICS]
     assert len(set(names)) == len(names)
     for name in [*names, *(dead_letter_topic(n).name for n in names)]:
         assert len(name) <= 64
-        assert all(char.isalnum() or char in "._-" for char in name)
+        base = name.removesuffix("#ephemeral")
+        assert all(char.isalnum() or char in "._-" for char in base), name
+    assert dead_letter_topic("bulkocr.job.events#ephemeral").name == "bulkocr.job.events.dlq#ephemeral"
 
 
 @pytest.mark.parametrize(

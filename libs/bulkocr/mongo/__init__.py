@@ -1,6 +1,7 @@
 """MongoDB access, the only package that imports pymongo (GridFS aside, in `blobs.py`):
 `client` (connect, shared types and keys), `records` (what the services write), and one store
-per concern: `jobs` (JobStore), `pushes` (ArchipelagoStore), `outputs` (OutputStore).
+per concern: `jobs` (JobStore), `pushes` (ArchipelagoStore), `outputs` (OutputStore),
+`dead_letters` (DeadLetterStore).
 
 Only features that both MongoDB and FerretDB v1 support are used: no transactions, no
 change streams, no TTL indexes, and `$group` with `$sum` only. FerretDB applies an update
@@ -20,6 +21,7 @@ from bulkocr.mongo.client import (
     insert_ignoring_duplicates,
     page_key,
 )
+from bulkocr.mongo.dead_letters import DeadLetterStore
 from bulkocr.mongo.jobs import JobStore
 from bulkocr.mongo.outputs import OutputStore
 from bulkocr.mongo.pushes import ArchipelagoStore
@@ -41,6 +43,7 @@ __all__ = [
     "PLAN_STAGE",
     "ArchipelagoStore",
     "Database",
+    "DeadLetterStore",
     "Document",
     "JobStore",
     "OutputStore",

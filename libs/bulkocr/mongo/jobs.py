@@ -264,6 +264,17 @@ class JobStore:
         projection = {"doc_id": 1, "page": 1, "status": 1, "node_id": 1, "busy_s": 1, "error": 1}
         return [page async for page in self.pages.find({"job_id": job_id}, projection)]
 
+    async def pages_worst_first(self, job_id: str, *, skip: int, limit: int) -> list[Document]:
+        """A job's done pages ranked for a curator: blank pages first, then by rising mean word
+        confidence (a page at a time: the database sorts, this reads one screenful)."""
+        order = [("quality.blank", DESCENDING), ("quality.mean_confidence", ASCENDING), ("_id", ASCENDING)]
+        query = {"job_id": job_id, "status": "done"}
+        cursor = self.pages.find(query, {"doc_id": 1, "page": 1, "quality": 1}).sort(order).skip(skip).limit(limit)
+        return [page async for page in cursor]
+
+    async def count_pages(self, job_id: str, status: str) -> int:
+        return await self.pages.count_documents({"job_id": job_id, "status": status})
+
     async def page_tasks_for(self, keys: list[str]) -> list[Document]:
         return [task async for task in self.page_tasks.find({"_id": {"$in": keys}})]
 

@@ -57,6 +57,7 @@ def done_fields(done: PageDone) -> Document:
         "attempts": done.attempts,
         "timings": done.timings.model_dump(),
         "busy_s": done.timings.total_s,
+        "quality": done.quality.model_dump() if done.quality else None,
         "error": None,
         "finished_at": utcnow(),
     }

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from bulkocr.contracts import SUBSCRIPTIONS
+from bulkocr.contracts import SUBSCRIPTIONS, dead_letter_subscriptions
 from bulkocr.errors import PublishError
 from bulkocr.settings import NsqSettings
 
@@ -50,13 +50,14 @@ class NsqAdmin:
 
 
 async def create_channels(settings: NsqSettings, topics: Collection[str] | None = None) -> None:
-    """Create the channels of the queue topology (`contracts.SUBSCRIPTIONS`) on nsqd, those of
-    `topics` or all: nsqd gives a message only to the channels that exist when it arrives.
-    The publisher makes a topic's channels before its first message to it (`NsqPublisher`)."""
+    """Create the channels of the queue topology (`contracts.SUBSCRIPTIONS`, and the keeper's on
+    every dead-letter topic) on nsqd, those of `topics` or all: nsqd gives a message only to the
+    channels that exist when it arrives. The publisher makes a topic's channels before its first
+    message to it (`NsqPublisher`)."""
     timeout = aiohttp.ClientTimeout(total=settings.publish_timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         admin = NsqAdmin(session, settings.nsqd_http_address)
-        for topic, channel in SUBSCRIPTIONS:
+        for topic, channel in (*SUBSCRIPTIONS, *dead_letter_subscriptions(settings.dead_letter_suffix)):
             if topics is None or topic.name in topics:
                 await admin.create_channel(topic.name, channel)
 
