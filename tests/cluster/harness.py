@@ -23,7 +23,7 @@ import signal
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,6 +251,22 @@ class Cluster:
             if (name := addresses.get(remote.rsplit(":", 1)[0])) is not None:
                 found.setdefault(name, set()).add(remote)
         return found
+
+    @contextlib.contextmanager
+    def pages_held(self) -> Iterator[None]:
+        """Pause the page channel on the manager's nsqd for the block (pages in hand are still
+        read and finished; no new one goes out), and let it go again whatever happens."""
+        self._page_channel("pause")
+        try:
+            yield
+        finally:
+            self._page_channel("unpause")
+
+    def _page_channel(self, action: str) -> None:
+        a = self.services.servers.addresses
+        url = f"http://{a.host}:{a.nsqd_http}/channel/{action}?topic={PAGE.name}&channel={OCR_CHANNEL}"
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5):
+            self.note(f"page_channel_{action}")
 
     def producers(self, topic: str) -> set[str]:
         """The addresses of the nsqds that nsqlookupd sends `topic`'s consumers to."""
