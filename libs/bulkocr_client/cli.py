@@ -7,14 +7,18 @@ import asyncio
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from bulkocr import __version__
 from bulkocr.errors import ServerStartError
 from bulkocr.settings import load
-from bulkocr_client import client
+from bulkocr_client import client, jobs
 from bulkocr_client.dead_letters import DeadLetterRequest, dlq_command
+from bulkocr_client.push import PushRequest, push_command
+from bulkocr_client.results import ResultsRequest, results_command
+from bulkocr_client.submit import SubmitRequest, submit_command
 
 # The development stack (`servers`, `up`, `down`) is imported by those commands only: the
 # client's own commands need nothing of it.
@@ -84,21 +88,24 @@ def _submit(args: argparse.Namespace) -> int:
     """Upload files as one job; with --wait, follow it and save each document's text."""
     settings = load(client.ClientSettings)
     fields = {"dpi": args.dpi, "language": args.language, "engine": args.engine}
-    request = client.SubmitRequest(
+    request = SubmitRequest(
         paths=[Path(p) for p in args.paths],
         url=args.url or settings.url,
         token=settings.token,
         options={name: str(value) for name, value in fields.items() if value is not None},
         wait=args.wait,
         out=Path(args.out) if args.out else None,
+        as_json=args.json,
+        show_progress=sys.stderr.isatty(),
     )
-    return asyncio.run(client.submit_command(request))
+    return asyncio.run(submit_command(request))
 
 
 def _add_submit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    submit = commands.add_parser("submit", help="upload files to the gateway as one job (token from BULKOCR_TOKEN)")
-    submit.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders whose files are all sent")
+    submit = commands.add_parser("submit", help="upload files to the gateway as one job")
+    submit.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (all their files) or quoted globs")
     submit.add_argument("--wait", action="store_true", help="follow the job to its end, then save the texts")
+    submit.add_argument("--json", action="store_true", help="with --wait: one JSON line per event, no bars")
     submit.add_argument("--out", help="where --wait saves texts (default: ./bulkocr-output/<job id>/)")
     submit.add_argument("--url", help=f"the gateway (default: BULKOCR_URL or {client.DEFAULT_URL})")
     submit.add_argument("--dpi", type=int, help="rendering resolution for PDF pages")
@@ -113,14 +120,14 @@ def _push(args: argparse.Namespace) -> int:
     fields: dict[str, str | bool | None] = {"mode": args.mode, "label": args.label, "ado_type": args.ado_type}
     fields |= {"moderation_state": "draft" if args.draft else None, "text": False if args.no_text else None}
     fields["force"] = True if args.force else None
-    request = client.PushRequest(
+    request = PushRequest(
         job_id=args.job_id,
         url=args.url or settings.url,
         token=settings.token,
         options={name: value for name, value in fields.items() if value is not None},
         wait=args.wait,
     )
-    return asyncio.run(client.push_command(request))
+    return asyncio.run(push_command(request))
 
 
 def _add_push(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -140,14 +147,16 @@ def _add_push(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _results(args: argparse.Namespace) -> int:
     """Download a job's documents in the given formats."""
     settings = load(client.ClientSettings)
-    request = client.ResultsRequest(
+    request = ResultsRequest(
         job_id=args.job_id,
         url=args.url or settings.url,
         token=settings.token,
         formats=[name.strip() for name in args.format.split(",") if name.strip()],
         out=Path(args.out or f"bulkocr-output/{args.job_id}"),
+        partial=args.partial,
+        wait=not args.no_wait,
     )
-    return asyncio.run(client.results_command(request))
+    return asyncio.run(results_command(request))
 
 
 def _add_results(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -156,7 +165,54 @@ def _add_results(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     results.add_argument("--format", default="txt", help="comma list of txt, json, pdf, hocr, alto, miniocr")
     results.add_argument("--out", help="where to write them (default: ./bulkocr-output/<job id>/)")
     results.add_argument("--url", help=f"the gateway (default: BULKOCR_URL or {client.DEFAULT_URL})")
+    results.add_argument("--partial", action="store_true", help="a running job: write what is done now")
+    results.add_argument("--no-wait", action="store_true", help="a running job: say so and exit 1 (default: wait)")
     results.set_defaults(run=_results)
+
+
+def _gateway(args: argparse.Namespace) -> jobs.Gateway:
+    settings = load(client.ClientSettings)
+    return jobs.Gateway(url=args.url or settings.url, token=settings.token, as_json=args.json)
+
+
+def _job_command(args: argparse.Namespace) -> int:
+    """status, jobs, cancel, retry-failed, nodes: one request, its answer shown."""
+    gateway = _gateway(args)
+    if args.command == "watch":
+        return asyncio.run(jobs.watch_command(gateway, args.job_id))
+    call: Callable[[client.GatewayClient], Awaitable[client.Status]]
+    show: Callable[[client.Status, TextIO], None] = jobs.show_status
+    if args.command == "status":
+        call = lambda gateway_client: gateway_client.status(args.job_id)  # noqa: E731
+    elif args.command in ("cancel", "retry-failed"):
+        call = lambda gateway_client: gateway_client.control(args.job_id, args.command)  # noqa: E731
+        show = lambda answer, out: print(f"job {answer['job_id']}: {answer['status']}", file=out)  # noqa: E731
+    elif args.command == "jobs":
+        call = lambda gateway_client: gateway_client.get(f"/api/bulk/jobs?page={args.page}")  # noqa: E731
+        show = jobs.show_jobs
+    else:
+        call, show = (lambda gateway_client: gateway_client.get("/api/nodes")), jobs.show_nodes
+    return asyncio.run(jobs.run(gateway, call, show))
+
+
+def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    described = {
+        "watch": "follow a job to its end with live bars (per node too) and the time left",
+        "status": "a job's progress, its failed documents and its nodes",
+        "cancel": "cancel a running job",
+        "retry-failed": "read a finished job's failed pages again",
+        "jobs": "your jobs, newest first",
+        "nodes": "the OCR nodes and what they did",
+    }
+    for name, summary in described.items():
+        command = commands.add_parser(name, help=summary)
+        if name == "jobs":
+            command.add_argument("--page", type=int, default=1, help="which page of the list (20 a page)")
+        elif name != "nodes":
+            command.add_argument("job_id", metavar="JOB", help="the job's id, as `bulkocr submit` printed it")
+        command.add_argument("--json", action="store_true", help="print the gateway's JSON (watch: a line per event)")
+        command.add_argument("--url", help=f"the gateway (default: BULKOCR_URL or {client.DEFAULT_URL})")
+        command.set_defaults(run=_job_command)
 
 
 def _dlq(args: argparse.Namespace) -> int:
@@ -212,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(commands)
     _add_push(commands)
     _add_results(commands)
+    _add_job_commands(commands)
     _add_dlq(commands)
     return parser
 

@@ -1,27 +1,32 @@
-"""A client for the gateway's HTTP API, and the `bulkocr submit` command built on it.
+"""A client for the gateway's HTTP API, which the `bulkocr` commands are built on.
 
 Uploads stream from disk one chunk at a time (the gateway streams them on into the blob
-store), so submitting a folder of large scans needs no more memory than one chunk.
+store), so submitting a folder of large scans needs no more memory than one chunk. A job's
+live events are read from its server-sent events stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import sys
+import json
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from bulkocr.contracts import FINISHED_STATUSES
 from bulkocr.errors import BulkOcrError
-from bulkocr.formats import OutputUnavailable, extension, format_name
 
 FINISHED = frozenset(FINISHED_STATUSES)
 PUSH_FINISHED = frozenset({"completed", "partial", "failed", "staged"})
@@ -31,17 +36,36 @@ _CHUNK_BYTES = 256 * 1024
 # Uploads may take long; only the connect is bounded. Other calls are quick.
 _UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30)
 _CALL_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=30)
+# An event stream is quiet between events; the gateway sends a keep-alive every 15 s.
+_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
 
 Status = dict[str, Any]
 
 
+def config_file() -> Path:
+    """`BULKOCR_CONFIG`, or ~/.config/bulkocr/config.toml."""
+    return Path(os.environ.get("BULKOCR_CONFIG") or Path.home() / ".config" / "bulkocr" / "config.toml")
+
+
 class ClientSettings(BaseSettings):
-    """Where the gateway is and the token to show it (`BULKOCR_URL`, `BULKOCR_TOKEN`)."""
+    """Where the gateway is and the token to show it: `BULKOCR_URL` and `BULKOCR_TOKEN`, or
+    `url` and `token` in the config file (`config_file()`); the environment wins."""
 
     model_config = SettingsConfigDict(env_prefix="BULKOCR_", extra="ignore")
 
     url: str = DEFAULT_URL
     token: str = Field(default="", repr=False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file())
 
 
 class GatewayError(BulkOcrError):
@@ -76,7 +100,7 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-async def _file_chunks(path: Path) -> AsyncGenerator[bytes, None]:
+async def _file_chunks(path: Path, on_sent: Callable[[int], None]) -> AsyncGenerator[bytes, None]:
     # Opened only when the upload reaches this file, so a big folder holds one file open.
     # Opened in this thread: an open in a worker thread whose upload is cancelled meanwhile
     # would leave a handle nobody closes.
@@ -84,6 +108,7 @@ async def _file_chunks(path: Path) -> AsyncGenerator[bytes, None]:
     try:
         while chunk := await asyncio.to_thread(handle.read, _CHUNK_BYTES):
             yield chunk
+            on_sent(len(chunk))
     finally:
         handle.close()
 
@@ -96,10 +121,13 @@ class GatewayClient:
         self._base = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
 
-    async def submit(self, uploads: Sequence[Upload], options: Mapping[str, str]) -> str:
-        """Upload the files as one job with the given form options; return its job id."""
+    async def submit(
+        self, uploads: Sequence[Upload], options: Mapping[str, str], on_sent: Callable[[int], None] = lambda n: None
+    ) -> str:
+        """Upload the files as one job with the given form options (`on_sent` hears each chunk
+        go out); return its job id."""
         form = aiohttp.FormData()
-        files = [_file_chunks(upload.path) for upload in uploads]
+        files = [_file_chunks(upload.path, on_sent) for upload in uploads]
         for upload, chunks in zip(uploads, files, strict=True):
             form.add_field("files", chunks, filename=upload.name, content_type="application/octet-stream")
         for name, value in options.items():
@@ -115,9 +143,40 @@ class GatewayClient:
         return str(body["job_id"])
 
     async def status(self, job_id: str) -> Status:
-        url = f"{self._base}/api/bulk/status/{job_id}"
-        async with self._session.get(url, headers=self._headers, timeout=_CALL_TIMEOUT) as response:
+        return await self.get(f"/api/bulk/status/{job_id}")
+
+    async def get(self, path: str) -> Status:
+        """A JSON answer of the gateway (`path` from the root, query included)."""
+        async with self._session.get(f"{self._base}{path}", headers=self._headers, timeout=_CALL_TIMEOUT) as response:
             return await answer_json(response, expect=200)
+
+    async def control(self, job_id: str, action: str) -> Status:
+        """`cancel` or `retry-failed` a job: the gateway asks the aggregator and answers 202."""
+        url = f"{self._base}/api/bulk/jobs/{job_id}/{action}"
+        async with self._session.post(url, headers=self._headers, timeout=_CALL_TIMEOUT) as response:
+            return await answer_json(response, expect=202)
+
+    async def events(self, job_id: str, last_event_id: str | None = None) -> AsyncIterator[tuple[str, str, Status]]:
+        """The job's live events as (id, name, data), from the first (a snapshot, unless the
+        gateway still holds `last_event_id`) until the caller stops or the stream breaks."""
+        headers = {**self._headers, "Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        url = f"{self._base}/api/bulk/jobs/{job_id}/events"
+        async with self._session.get(url, headers=headers, timeout=_STREAM_TIMEOUT) as response:
+            if response.status != 200:
+                await answer_json(response, expect=200)
+            fields: dict[str, str] = {}
+            async for raw in response.content:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith(":"):
+                    continue  # a keep-alive
+                if line:
+                    name, _, value = line.partition(":")
+                    fields[name] = value.removeprefix(" ")
+                elif "data" in fields:
+                    yield fields.get("id", ""), fields.get("event", "message"), json.loads(fields["data"])
+                    fields = {}
 
     async def documents(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
         """Every document of the job, page by page (a job may hold thousands)."""
@@ -224,70 +283,6 @@ async def connect(url: str, token: str) -> AsyncIterator[GatewayClient]:
         yield GatewayClient(session, url, token)
 
 
-# --- `bulkocr submit` -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SubmitRequest:
-    paths: Sequence[Path]
-    url: str
-    token: str
-    options: Mapping[str, str]
-    wait: bool = False
-    out: Path | None = None
-    poll_s: float = 1.0
-
-
-def output_path(folder: Path, filename: str, doc_id: str, taken: set[Path]) -> Path:
-    """Where a document's text goes: `<filename>.txt` under `folder` (never outside it),
-    with the document id added when two documents share a name."""
-    parts = [part for part in PurePosixPath(filename.replace("\\", "/")).parts if part not in ("/", ".", "..")]
-    name = "/".join(parts) or doc_id
-    path = folder / f"{name}.txt"
-    if path in taken:
-        path = folder / f"{name}.{doc_id}.txt"
-    taken.add(path)
-    return path
-
-
-def _progress_line(status: Status) -> str:
-    p = status["progress"]
-    return f"{status['status']}: {p['pages_done']}/{p['pages_total']} pages done, {p['pages_failed']} failed"
-
-
-async def _write_texts(client: GatewayClient, status: Status, folder: Path, out: TextIO) -> None:
-    taken: set[Path] = set()
-    async for document in client.documents(status["job_id"]):
-        if not document["pages"]:
-            # Unreadable, or an archive whose pages belong to its member documents.
-            if document["error"]:
-                print(f"skipped {document['filename']}: {document['error']}", file=out)
-            continue
-        path = output_path(folder, document["filename"] or document["doc_id"], document["doc_id"], taken)
-        await client.download_text(status["job_id"], document["doc_id"], path)
-    print(f"texts written to {folder}", file=out)
-
-
-async def submit_command(request: SubmitRequest, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Submit, and with `wait` follow the job and save its texts. Exit code: 0 completed,
-    1 partial, failed or cancelled, 2 when the request could not be made."""
-    try:
-        uploads = collect_files(request.paths)
-        async with connect(request.url, request.token) as client:
-            job_id = await client.submit(uploads, request.options)
-            print(job_id, file=out, flush=True)
-            if not request.wait:
-                return 0
-            final = await client.wait(
-                job_id, lambda status: print(_progress_line(status), file=out, flush=True), poll_s=request.poll_s
-            )
-            folder = request.out or Path("bulkocr-output") / job_id
-            await _write_texts(client, final, folder, out)
-    except (GatewayError, aiohttp.ClientError, TimeoutError, OSError) as error:  # OSError: a file or folder
-        return could_not(error, request.url, err)
-    return 0 if final["status"] == "completed" else 1
-
-
 def could_not(error: BaseException, url: str, err: TextIO) -> int:
     """Say why a command could not be carried out; its exit code, 2."""
     if isinstance(error, aiohttp.ClientError | TimeoutError):
@@ -296,100 +291,3 @@ def could_not(error: BaseException, url: str, err: TextIO) -> int:
         reason = str(error)
     print(f"bulkocr: {reason}", file=err)
     return 2
-
-
-# --- `bulkocr push` -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PushRequest:
-    job_id: str
-    url: str
-    token: str
-    options: Mapping[str, str | bool]
-    wait: bool = False
-    poll_s: float = 1.0
-
-
-def _push_line(result: Status) -> str:
-    counts = result["documents"]
-    line = f"{result['status']}: {counts['completed']}/{counts['total']} documents pushed, {counts['failed']} failed"
-    return f"{line} ({result['last_error']})" if result.get("last_error") else line
-
-
-def _print_links(result: Status, out: TextIO) -> None:
-    for name in ("collection", "ami_set"):
-        if result.get(name):
-            print(f"{name.replace('_', ' ')}: {result[name]['url']}", file=out)
-    for entry in result["objects"]:
-        note = f" ({entry['error']})" if entry.get("error") else ""
-        print(f"{entry['doc_id']} {entry['state']}: {entry['url']}{note}", file=out)
-
-
-async def push_command(request: PushRequest, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Queue a push into Archipelago; with `wait`, follow it and print every object's link.
-    Exit code: 0 queued (or pushed, or staged), 1 partial or failed, 2 when the request could not be made."""
-    try:
-        async with connect(request.url, request.token) as client:
-            await client.push(request.job_id, request.options)
-            print(f"push of job {request.job_id} queued", file=out, flush=True)
-            if not request.wait:
-                return 0
-            show = functools.partial(_print_line, out=out)
-            result = await client.wait_push(request.job_id, show, poll_s=request.poll_s)
-    except (GatewayError, aiohttp.ClientError, TimeoutError) as error:
-        return could_not(error, request.url, err)
-    _print_links(result, out)
-    return 0 if result["status"] in ("completed", "staged") else 1
-
-
-def _print_line(result: Status, *, out: TextIO) -> None:
-    print(_push_line(result), file=out, flush=True)
-
-
-# --- `bulkocr results` ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ResultsRequest:
-    job_id: str
-    url: str
-    token: str
-    formats: Sequence[str]
-    out: Path
-
-
-async def results_command(request: ResultsRequest, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Download every readable document of a job in each format into `out`; 0 when all came."""
-    try:
-        for fmt in request.formats:
-            format_name(fmt)
-    except OutputUnavailable as error:
-        print(f"bulkocr results: {error}", file=err)
-        return 2
-    try:
-        async with connect(request.url, request.token) as gateway:
-            status = await gateway.status(request.job_id)
-            written = await _download_all(gateway, status, request, out)
-    except (GatewayError, aiohttp.ClientError, OSError) as error:
-        print(f"bulkocr results: {error}", file=err)
-        return 2
-    print(f"{written} files written to {request.out}", file=out)
-    return 0 if status["status"] == "completed" else 1
-
-
-async def _download_all(gateway: GatewayClient, status: Status, request: ResultsRequest, out: TextIO) -> int:
-    written = 0
-    taken: dict[str, set[Path]] = {fmt: set() for fmt in request.formats}
-    async for document in gateway.documents(request.job_id):
-        if not document["pages"]:
-            if document["error"]:
-                print(f"skipped {document['filename']}: {document['error']}", file=out)
-            continue
-        for fmt in request.formats:
-            name = document["filename"] or document["doc_id"]
-            path = output_path(request.out, name, document["doc_id"], taken[fmt])
-            destination = path.with_name(path.name.removesuffix(".txt") + extension(fmt))
-            await gateway.download(request.job_id, document["doc_id"], fmt, destination)
-            written += 1
-    return written

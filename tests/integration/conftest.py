@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,15 +17,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bulkocr.blobs import BlobStore, make_blob_store
+from bulkocr.contracts import EPHEMERAL, JOB_EVENTS
 from bulkocr.mongo import Database, JobStore, connect_mongo
-from bulkocr.nsq import NsqAdmin, NsqPublisher
+from bulkocr.nsq import NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
 from bulkocr_aggregator.state import Windows
 from bulkocr_aggregator.writes import batch_writer
 from bulkocr_devstack.servers import LocalServers
 from bulkocr_gateway.app import create_app
-from bulkocr_gateway.keys import Deps
+from bulkocr_gateway.feeds import JobFeeds
+from bulkocr_gateway.keys import JOB_FEEDS, Deps
 from bulkocr_gateway.settings import GatewaySettings
 
 pytestmark = pytest.mark.integration
@@ -136,3 +139,17 @@ async def jobs(store: JobStore, db: Database, publisher: NsqPublisher) -> AsyncI
         dispatching = asyncio.create_task(coordinator.dispatch_forever())
         yield coordinator
         dispatching.cancel()
+
+
+@pytest.fixture
+async def feeds(
+    start_gateway, publisher: NsqPublisher, nsq_settings: NsqSettings, nsq_admin: NsqAdmin
+) -> AsyncIterator[tuple[Any, JobFeeds]]:
+    """A gateway reading the job events feed on a channel of its own, as the service does."""
+    api = await start_gateway()
+    await nsq_admin.create_topic(JOB_EVENTS.name)
+    job_feeds = api.server.app[JOB_FEEDS]
+    channel = f"test-{uuid.uuid4().hex[:8]}{EPHEMERAL}"
+    async with consuming(JOB_EVENTS, channel, job_feeds.receive, publisher=publisher, settings=nsq_settings) as feed:
+        await feed.wait_connected()
+        yield api, job_feeds

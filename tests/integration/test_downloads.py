@@ -16,7 +16,7 @@ from bulkocr.nsq import Delivery
 from bulkocr.page_model import Block, Box, Line, PageText, Word
 from bulkocr.results import DocumentOutputs, cache_key
 from bulkocr_aggregator.coordinator import Coordinator
-from bulkocr_client import client
+from bulkocr_client import results as results_cli
 from bulkocr_outputs.service import handle_completed
 from tests.integration.test_gateway import ALICE, BOB, submit
 from tests.integration.test_store import page_done
@@ -141,14 +141,16 @@ async def test_builder_makes_only_what_the_job_asked_for(api, store, blobs, jobs
 async def test_results_command_downloads_every_format(api, store, blobs, jobs, tmp_path):
     """`bulkocr results JOB --format pdf,alto,txt` writes each document in each format under --out."""
     job_id = await finished_job(api, store, blobs, jobs)
-    request = client.ResultsRequest(
+    request = results_cli.ResultsRequest(
         job_id=job_id, url=str(api.make_url("")), token="alice-token", formats=["pdf", "alto", "txt"], out=tmp_path
     )
     out, err = io.StringIO(), io.StringIO()
-    assert await client.results_command(request, out=out, err=err) == 0, err.getvalue()
+    assert await results_cli.results_command(request, out=out, err=err) == 0, err.getvalue()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.pdf.alto.xml", "scan.pdf.pdf", "scan.pdf.txt"]
     assert (tmp_path / "scan.pdf.txt").read_text() == "alpha1 beta\falpha2 beta"
     assert (tmp_path / "scan.pdf.pdf").read_bytes().startswith(b"%PDF")
-    bad = client.ResultsRequest(job_id=job_id, url=str(api.make_url("")), token="t", formats=["docx"], out=tmp_path)
-    assert await client.results_command(bad, out=out, err=err) == 2
+    bad = results_cli.ResultsRequest(
+        job_id=job_id, url=str(api.make_url("")), token="t", formats=["docx"], out=tmp_path
+    )
+    assert await results_cli.results_command(bad, out=out, err=err) == 2
     assert "unknown format" in err.getvalue()

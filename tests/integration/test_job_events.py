@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bulkocr.contracts import EPHEMERAL, JOB_EVENTS, DocumentPlanned, JobEvent, JobEvents, JobSubmitted
-from bulkocr.nsq import NsqAdmin, NsqPublisher, consuming
-from bulkocr.settings import NsqSettings
+from bulkocr.contracts import JOB_EVENTS, DocumentPlanned, JobEvent, JobEvents, JobSubmitted
+from bulkocr.nsq import NsqPublisher
 from bulkocr_aggregator.coordinator import Coordinator
-from bulkocr_gateway.feeds import JobFeeds
-from bulkocr_gateway.keys import JOB_FEEDS
 from tests.integration.test_gateway import ALICE, BOB, submit
 from tests.integration.test_store import page_done, page_failed
 
@@ -49,20 +44,6 @@ async def read_events(response: aiohttp.ClientResponse, count: int, timeout_s: f
         return events
 
     return await asyncio.wait_for(read(), timeout_s)
-
-
-@pytest.fixture
-async def feeds(
-    start_gateway, publisher: NsqPublisher, nsq_settings: NsqSettings, nsq_admin: NsqAdmin
-) -> AsyncIterator[tuple[Any, JobFeeds]]:
-    """A gateway reading the job events feed on a channel of its own, as the service does."""
-    api = await start_gateway()
-    await nsq_admin.create_topic(JOB_EVENTS.name)
-    job_feeds = api.server.app[JOB_FEEDS]
-    channel = f"test-{uuid.uuid4().hex[:8]}{EPHEMERAL}"
-    async with consuming(JOB_EVENTS, channel, job_feeds.receive, publisher=publisher, settings=nsq_settings) as feed:
-        await feed.wait_connected()
-        yield api, job_feeds
 
 
 async def test_a_listener_follows_a_job_from_snapshot_to_its_end(feeds, jobs: Coordinator):

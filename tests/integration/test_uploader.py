@@ -40,7 +40,7 @@ from bulkocr.contracts import (
 from bulkocr.mongo import Database, JobStore
 from bulkocr.nsq import NsqAdmin, NsqPublisher
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
-from bulkocr_client import client
+from bulkocr_client import push as push_cli
 from bulkocr_gateway.app import create_app
 from bulkocr_gateway.keys import Deps
 from bulkocr_gateway.settings import GatewaySettings
@@ -301,8 +301,8 @@ async def test_bulkocr_push_follows_the_push_and_prints_every_link(gateway, stor
     await start_uploader(uploader_settings(fake))
     out, err = io.StringIO(), io.StringIO()
     url = str(gateway.make_url("/"))
-    request = client.PushRequest(job_id, url, "alice-token", {"ado_type": "Document"}, wait=True, poll_s=0.05)
-    assert await client.push_command(request, out=out, err=err) == 0, err.getvalue()
+    request = push_cli.PushRequest(job_id, url, "alice-token", {"ado_type": "Document"}, wait=True, poll_s=0.05)
+    assert await push_cli.push_command(request, out=out, err=err) == 0, err.getvalue()
     lines = out.getvalue().splitlines()
     assert lines[0] == f"push of job {job_id} queued"
     assert "completed: 2/2 documents pushed, 0 failed" in lines
@@ -312,8 +312,8 @@ async def test_bulkocr_push_follows_the_push_and_prints_every_link(gateway, stor
     assert fake.nodes[object_uuid(job_id, doc_ids[0])].sbf["type"] == "Document"
 
     running_id, _ = await finished_job(store, status="processing")
-    request = client.PushRequest(running_id, url, "alice-token", {}, wait=True)
-    assert await client.push_command(request, out=io.StringIO(), err=err) == 2
+    request = push_cli.PushRequest(running_id, url, "alice-token", {}, wait=True)
+    assert await push_cli.push_command(request, out=io.StringIO(), err=err) == 2
     assert "409" in err.getvalue()
 
 

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from bulkocr.contracts import utcnow
 from bulkocr.settings import load
-from bulkocr_client.client import GatewayError, collect_files, output_path
+from bulkocr_client.client import GatewayError, collect_files
+from bulkocr_client.submit import output_path
 from bulkocr_gateway.options import InvalidOptions, parse_options
 from bulkocr_gateway.settings import GatewaySettings
 from bulkocr_gateway.upload import clean_filename
