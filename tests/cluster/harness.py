@@ -5,8 +5,10 @@ on a private bridge (tests/cluster/netns.py), as on a Docker Swarm with an nsqd 
   gateway, ingest, aggregator, outputs and uploader (its LocalStack), all through
   `ip netns exec`, on the manager's address.
 - node-N: its own nsqd (`--broadcast-address=<node address>`, registered with the manager's
-  nsqlookupd) and one OCR worker (`BULKOCR_NODE_ID=node-N`) that publishes to that nsqd and
-  consumes through nsqlookupd, as a Swarm task does.
+  nsqlookupd under the hostname `nsqd-node-N`, its own UTS namespace's) and one OCR worker
+  (`BULKOCR_NODE_ID=node-N`) that finds that nsqd through nsqlookupd
+  (`BULKOCR_NSQ_LOCAL_NSQD_HOSTNAME`), publishes to it and consumes through nsqlookupd, as a
+  task of the Swarm stack's ocr-worker does beside its node's nsqd-node.
 
 The test process reaches the gateway, the database and every nsqd over the bridge (the host
 end has the subnet's .1). Every server listens on its standard port: each namespace has its
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import urllib.error
@@ -32,7 +35,7 @@ from typing import Any
 from bulkocr.contracts import OCR_CHANNEL, PAGE
 from bulkocr_devstack.servers import LocalServers, ServerAddresses
 from bulkocr_devstack.stack import WORKER_MODULE, LocalStack
-from tests.cluster.netns import Machine, Network, preflight, sweep_leftovers
+from tests.cluster.netns import HarnessUnavailable, Machine, Network, preflight, sweep_leftovers
 
 NODES = ("n1", "n2", "n3")
 MANAGER = "m"
@@ -76,6 +79,20 @@ def cluster_environment(caller: Mapping[str, str]) -> dict[str, str]:
     the cluster is built before any test's own clean environment exists."""
     kept = {name: value for name, value in caller.items() if not name.startswith("BULKOCR_")}
     return {**kept, **CLUSTER_ENV, "BULKOCR_SECRETS_DIR": "/nonexistent"}
+
+
+def nsqd_hostname(node_id: str) -> str:
+    """The hostname a node's nsqd registers with nsqlookupd (the stack's `nsqd-<node>`)."""
+    return f"nsqd-{node_id}"
+
+
+def with_hostname(hostname: str) -> tuple[str, ...]:
+    """Run a command in a UTS namespace of its own with this hostname: nsqd registers its
+    hostname with nsqlookupd, and the namespaces of one machine share the machine's."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise HarnessUnavailable("`unshare` (util-linux) is not installed")
+    return (unshare, "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', hostname)
 
 
 def standard_ports(host: str, lookupd_host: str = "") -> ServerAddresses:
@@ -151,14 +168,15 @@ class Cluster:
         self.stack.start()
         for name in NODES:
             machine = self.network.machines[name]
+            node_id = f"node-{name[1:]}"
             nsqd = LocalServers(
                 self.state_dir / name,
                 standard_ports(machine.address, lookupd_host=self.manager.address),
                 msg_timeout_s=MSG_TIMEOUT_S,
                 names=("nsqd",),
-                command_prefix=machine.prefix(),
+                command_prefix=(*machine.prefix(), *with_hostname(nsqd_hostname(node_id))),
             )
-            self.nodes[name] = Node(machine, nsqd, node_id=f"node-{name[1:]}")
+            self.nodes[name] = Node(machine, nsqd, node_id=node_id)
             nsqd.start()
             self.start_worker(name)
 
@@ -180,9 +198,9 @@ class Cluster:
         node.worker = f"{name}-w{node.starts}"
         env = self.services.service_environment(node.node_id)
         env["BULKOCR_NODE_ID"] = node.node_id
-        # Publish to the node's own nsqd; consume through nsqlookupd (the manager's address).
-        env["BULKOCR_NSQ_NSQD_TCP_ADDRESSES"] = f"{node.address}:{node.nsqd.addresses.nsqd_tcp}"
-        env["BULKOCR_NSQ_NSQD_HTTP_ADDRESS"] = f"{node.address}:{node.nsqd.addresses.nsqd_http}"
+        # The manager's nsqd, as the stack's shared settings say, until the worker has found its
+        # node's own through nsqlookupd; pages come through nsqlookupd from wherever they are.
+        env["BULKOCR_NSQ_LOCAL_NSQD_HOSTNAME"] = nsqd_hostname(node.node_id)
         command = [*node.machine.prefix(), sys.executable, "-m", WORKER_MODULE]
         self.services.launch(node.worker, command, env, ops_host=node.address)
         self.note("worker_started", node=name, worker=node.worker)
@@ -267,6 +285,14 @@ class Cluster:
         url = f"http://{a.host}:{a.nsqd_http}/channel/{action}?topic={PAGE.name}&channel={OCR_CHANNEL}"
         with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5):
             self.note(f"page_channel_{action}")
+
+    def published_to(self, address: str, topic: str) -> int:
+        """How many messages of `topic` the nsqd at `address` has taken in (every nsqd here
+        listens on the standard ports)."""
+        url = f"http://{address}:{self.services.servers.addresses.nsqd_http}/stats?format=json&topic={topic}"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            stats: dict[str, Any] = json.loads(response.read())
+        return sum(int(entry["message_count"]) for entry in stats.get("topics") or [] if entry["topic_name"] == topic)
 
     def producers(self, topic: str) -> set[str]:
         """The addresses of the nsqds that nsqlookupd sends `topic`'s consumers to."""

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from bulkocr.contracts import ARCHIPELAGO_PUSH, DOCUMENT, JOB_COMPLETED, PAGE, PageTask
+from bulkocr.contracts import ARCHIPELAGO_PUSH, DOCUMENT, JOB_COMPLETED, PAGE, PAGE_DONE, PageTask
 from bulkocr.mongo import JobStore
 from bulkocr.nsq import NsqPublisher
 from bulkocr.settings import NsqSettings
@@ -95,6 +95,10 @@ async def test_one_job_is_spread_over_every_node_and_each_page_read_once(cluster
     per_node = Counter(r["node_id"] for r in records)
     assert set(per_node) == NODE_IDS, per_node
     assert min(per_node.values()) >= pages // 6, f"equal nodes should each read about a third: {per_node}"
+    # Each worker published its results to its own node's nsqd, found through nsqlookupd.
+    for name, node in cluster.nodes.items():
+        assert cluster.published_to(node.address, PAGE_DONE.name) >= per_node[node.node_id], name
+    assert cluster.published_to(cluster.manager.address, PAGE_DONE.name) == 0
 
 
 async def test_a_node_cut_off_mid_job_leaves_its_pages_to_the_others(cluster, http, store):
