@@ -49,9 +49,7 @@ def _parse(header: str) -> tuple[int | None, list[str]]:
     return timestamp, signatures
 
 
-def verify(
-    secret: str | bytes, header: str, body: bytes, now: float, tolerance_s: float = DEFAULT_TOLERANCE_S
-) -> bool:
+def verify(secret: str | bytes, header: str, body: bytes, now: float, tolerance_s: float = DEFAULT_TOLERANCE_S) -> bool:
     """True if `header` signs exactly `body` under `secret` and its time is within
     `tolerance_s` of `now` (unix seconds). Pass the body's raw bytes, as received: parsed and
     serialised again, JSON need not come out the same."""
