@@ -135,7 +135,7 @@ def _log_answer(outcome: str, answer: Answer, attempt: int) -> None:
         log.warning(f"webhook_{outcome}", **fields)
 
 
-def _connector(settings: WebhookSettings) -> aiohttp.TCPConnector:
+def connector_for(settings: WebhookSettings) -> aiohttp.TCPConnector:
     """Connections only to public addresses, unless private ones are allowed."""
     resolver = aiohttp.ThreadedResolver()
     return aiohttp.TCPConnector(resolver=resolver if settings.allow_private else PublicOnlyResolver(resolver))
@@ -150,7 +150,7 @@ async def run(
     async with (
         connect_mongo(mongo) as db,
         NsqPublisher(nsq) as publisher,
-        aiohttp.ClientSession(connector=_connector(settings)) as session,
+        aiohttp.ClientSession(connector=connector_for(settings)) as session,
     ):
         records = WebhookStore(db)
         await records.ensure_indexes()
