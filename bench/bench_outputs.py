@@ -20,7 +20,7 @@ from pathlib import Path
 import pypdfium2 as pdfium  # type: ignore[import-untyped]  # no py.typed marker
 from PIL import Image
 
-from bulkocr.outputs import FORMATS, OcrPage, render
+from bulkocr.renderers import FORMATS, OcrPage, render
 from bulkocr_ocr_worker.engines import make_engine, read_page
 from bulkocr_ocr_worker.orientation import turn_clockwise
 

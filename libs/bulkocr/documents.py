@@ -13,8 +13,8 @@ import structlog
 
 from bulkocr.blobs import BlobStore
 from bulkocr.errors import BlobNotFound
-from bulkocr.outputs.words import clean_text
 from bulkocr.page_model import PageText
+from bulkocr.renderers.words import clean_text
 
 log = structlog.get_logger(__name__)
 

@@ -25,8 +25,8 @@ from bulkocr.documents import page_numbers, page_result
 from bulkocr.errors import BlobNotFound
 from bulkocr.formats import OutputUnavailable, format_name
 from bulkocr.mongo import JobStore, page_key
-from bulkocr.outputs import FORMATS, OcrPage, OutputFormat
 from bulkocr.page_model import PageText
+from bulkocr.renderers import FORMATS, OcrPage, OutputFormat
 
 # Formats worth building ahead of a request and keeping (the others render in milliseconds).
 CACHED = frozenset({"pdf"})

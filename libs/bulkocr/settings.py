@@ -48,6 +48,9 @@ class NsqSettings(BaseSettings):
     drain_timeout_s: float = Field(default=30.0, ge=0)
     reconnect_interval_s: float = Field(default=2.0, gt=0)
     dead_letter_suffix: str = ".dlq"
+    # An nsqd on every node: a worker publishes to the one registered with nsqlookupd under
+    # this hostname (the stack names each `nsqd-<node>`), found at start (`nsq.local_nsqd`).
+    local_nsqd_hostname: str = ""
 
     _split_lists = field_validator("nsqd_tcp_addresses", "lookupd_http_addresses", mode="before")(split_commas)
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from PIL import Image
 
 from bulkocr.page_model import Box, Line, PageText, Word
-from bulkocr_ocr_worker.orientation import TextLineReader, find_orientation, greyscale_or_rgb, turn_clockwise
+from bulkocr_ocr_worker.orientation import find_orientation, greyscale_or_rgb, turn_clockwise
 from bulkocr_ocr_worker.reading_order import PlacedLine, Quad, order_lines
 
 if TYPE_CHECKING:
@@ -39,20 +39,27 @@ class EngineUnavailableError(RuntimeError):
 
 
 class OcrEngine(Protocol):
-    """Recognise one upright page. Blocking and CPU-bound: call it from the service's executor."""
+    """What every engine does (the interface test, tests/integration/test_engine_interface.py,
+    holds each one to it). Blocking and CPU-bound: call it from the service's executor."""
 
-    def recognize(self, image: Image.Image, *, language: str | None, dpi: int) -> PageText: ...
+    def rotation(self, image: Image.Image) -> int:
+        """Degrees (0, 90, 180, 270) to turn the image clockwise so its text stands upright;
+        0 from an engine that cannot tell."""
+        ...
+
+    def recognize(self, image: Image.Image, *, language: str | None, dpi: int) -> PageText:
+        """The text of an upright page."""
+        ...
 
 
 def read_page(engine: OcrEngine, image: Image.Image, *, language: str | None, dpi: int) -> PageText:
     """Orientation, recognition and reading order for one page image.
 
     Coordinates in the result refer to the page turned upright; `rotation` says by how much
-    the given image was turned clockwise to get there. Engines that cannot detect lines on
-    their own (NullEngine) read the image as it is.
+    the given image was turned clockwise to get there.
     """
     image = greyscale_or_rgb(image)
-    rotation = find_orientation(engine, image).rotation if isinstance(engine, TextLineReader) else 0
+    rotation = engine.rotation(image)
     page = engine.recognize(turn_clockwise(image, rotation), language=language, dpi=dpi)
     return page.model_copy(update={"rotation": rotation})
 
@@ -65,6 +72,9 @@ class NullEngine:
 
     def __init__(self, *, seconds_per_page: float = 0.0) -> None:
         self._seconds_per_page = seconds_per_page
+
+    def rotation(self, image: Image.Image) -> int:
+        return 0  # it reads nothing, so it cannot tell
 
     def recognize(self, image: Image.Image, *, language: str | None, dpi: int) -> PageText:
         if self._seconds_per_page:
@@ -124,6 +134,10 @@ class RapidOcrEngine:
         )
         cv2 = importlib.import_module("cv2")
         cv2.setNumThreads(threads)  # OpenCV's resize/warp pool would otherwise take every core
+
+    def rotation(self, image: Image.Image) -> int:
+        """From its own detector and recogniser (orientation.py)."""
+        return find_orientation(self, image).rotation
 
     def recognize(self, image: Image.Image, *, language: str | None, dpi: int) -> PageText:
         from rapidocr.utils.output import RapidOCROutput
@@ -218,6 +232,9 @@ class PaddleEngine:
             cpu_threads=threads,
         )
         self.version = f"paddleocr {importlib.metadata.version('paddleocr')} {det_model_name}+{rec_model_name}"
+
+    def rotation(self, image: Image.Image) -> int:
+        return 0  # reads pages as given: its pipeline's orientation models are off (they need their own files)
 
     def recognize(self, image: Image.Image, *, language: str | None, dpi: int) -> PageText:
         numpy = importlib.import_module("numpy")

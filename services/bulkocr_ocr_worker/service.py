@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import structlog
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,7 +40,7 @@ from bulkocr.contracts import (
 )
 from bulkocr.errors import BlobNotFound, PermanentError
 from bulkocr.mongo import JobStore, connect_mongo
-from bulkocr.nsq import Delivery, NsqPublisher
+from bulkocr.nsq import Delivery, NsqPublisher, local_nsqd
 from bulkocr.page_model import PageQuality, PageText
 from bulkocr.service import Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
@@ -225,6 +226,8 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
         page_timeout_s=settings.page_timeout_s,
     )
     try:
+        async with aiohttp.ClientSession() as session:
+            nsq = await local_nsqd(session, nsq)  # this node's nsqd, where the stack runs one per node
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
             deps = Deps(settings, worker_id, pool, make_blob_store(blob, db), JobStore(db), publisher)
             pages = Subscription(

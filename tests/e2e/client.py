@@ -1,14 +1,19 @@
 """The one HTTP client of the end-to-end tests: submit files to a running gateway, read a job's
-status and results, and wait (with `eventually`) until a job's status says something."""
+status and results, and wait (with `eventually`) until a job's status says something; and the
+stack's database, for what HTTP does not show."""
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
 
+from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.settings import MongoSettings
+from bulkocr_devstack.stack import LocalStack
 from tests.waiting import eventually
 
 FINISHED = ("completed", "partial", "failed", "cancelled")
@@ -107,3 +112,11 @@ async def document_text(http: aiohttp.ClientSession, gateway: str, job_id: str, 
     async with http.get(f"{gateway}/api/bulk/jobs/{job_id}/documents/{doc_id}/text") as response:
         assert response.status == 200, await response.text()
         return await response.text()
+
+
+@contextlib.asynccontextmanager
+async def stack_store(stack: LocalStack) -> AsyncIterator[JobStore]:
+    """The running stack's database, as the services see it: for checks a user cannot make
+    over HTTP (every page's stored outcome)."""
+    async with connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db:
+        yield JobStore(db)

@@ -18,10 +18,10 @@ import aiohttp
 import pytest
 
 from bulkocr.contracts import PAGE_DONE, PageDone, PageTimings
-from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.mongo import JobStore
 from bulkocr.nsq import NsqPublisher
 from bulkocr.page_model import PageText
-from bulkocr.settings import MongoSettings, NsqSettings
+from bulkocr.settings import NsqSettings
 from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
 from tests.ocr_quality import TEST_DATA
@@ -69,8 +69,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def store(stack: LocalStack) -> AsyncIterator[JobStore]:
-    async with connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db:
-        yield JobStore(db)
+    async with client.stack_store(stack) as job_store:
+        yield job_store
 
 
 async def submit(http: aiohttp.ClientSession, stack: LocalStack) -> str:

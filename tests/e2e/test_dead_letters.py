@@ -14,8 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bulkocr.mongo import JobStore, connect_mongo
-from bulkocr.settings import MongoSettings
+from bulkocr.mongo import JobStore
 from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
 from tests.ocr_quality import TEST_DATA
@@ -47,8 +46,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def store(stack: LocalStack) -> AsyncIterator[JobStore]:
-    async with connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db:
-        yield JobStore(db)
+    async with client.stack_store(stack) as job_store:
+        yield job_store
 
 
 def bulkocr(stack: LocalStack, *arguments: str, token: str = ADMIN) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from bulkocr.contracts import ENGINE_NAMES
 from bulkocr.page_model import Box, PageText
-from bulkocr_ocr_worker.engines import ENGINES, EngineUnavailableError, OcrEngine, make_engine, read_page
+from bulkocr_ocr_worker.engines import ENGINES, EngineUnavailableError, NullEngine, OcrEngine, make_engine, read_page
 from tests.ocr_quality import TEST_DATA
 
 # paddle needs local model folders, which no package registry ships: it is held to saying so.
@@ -57,3 +57,13 @@ def test_an_engine_reads_a_blank_page_as_no_text(engine: OcrEngine) -> None:
 def test_an_engine_that_cannot_be_built_here_says_why(tmp_path) -> None:
     with pytest.raises(EngineUnavailableError, match="model directory"):
         make_engine("paddle", det_model_dir=tmp_path, rec_model_dir=tmp_path)
+
+
+def test_an_engine_says_how_to_turn_a_page_upright(engine: OcrEngine) -> None:
+    """`rotation` is a quarter turn, 0 for an upright page; an engine that reads text turns a
+    page lying on its side back (one that reads nothing cannot tell, and says 0)."""
+    with Image.open(TEST_DATA / "typewriter.png") as image:
+        upright = image.convert("L")
+    assert engine.rotation(upright) == 0
+    sideways = upright.rotate(90, expand=True)  # a quarter turn counter-clockwise: 90 clockwise undoes it
+    assert engine.rotation(sideways) == (0 if isinstance(engine, NullEngine) else 90)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
 from bulkocr.contracts import DeadLetter, Message, Topic, dead_letter_topic
 from bulkocr.errors import PermanentError, PublishError
-from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
+from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming, local_nsqd
 from bulkocr.settings import NsqSettings
 from bulkocr_devstack.servers import LocalServers
 from tests.fakes.crashing_consumer import Crash
@@ -344,3 +346,19 @@ async def test_publisher_reconnects_after_nsqd_restarts(tmp_path):
             own.start_server("nsqd")
             await publisher.wait_connected(10)
             await publisher.publish(topic, Ping(n=3))
+
+
+async def test_a_worker_finds_the_nsqd_of_its_own_node_through_nsqlookupd(nsq_settings):
+    """With one nsqd per node, a worker publishes to the one registered under its node's nsqd
+    hostname (nsqd registers the machine's hostname here); a name nobody registered is a clear
+    error once the connect timeout has passed, and without the setting nothing changes."""
+    async with aiohttp.ClientSession() as session:
+        assert await local_nsqd(session, nsq_settings) == nsq_settings
+        own = nsq_settings.model_copy(update={"local_nsqd_hostname": socket.gethostname(), "nsqd_tcp_addresses": []})
+        found = await local_nsqd(session, own)
+        tcp_port = nsq_settings.nsqd_tcp_addresses[0].rpartition(":")[2]
+        assert [address.rpartition(":")[2] for address in found.nsqd_tcp_addresses] == [tcp_port]
+        assert found.nsqd_http_address.rpartition(":")[2] == nsq_settings.nsqd_http_address.rpartition(":")[2]
+        nobody = nsq_settings.model_copy(update={"local_nsqd_hostname": "nsqd-elsewhere", "connect_timeout_s": 1.0})
+        with pytest.raises(PublishError, match="no nsqd registered as 'nsqd-elsewhere'"):
+            await local_nsqd(session, nobody)

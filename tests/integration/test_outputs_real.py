@@ -30,8 +30,8 @@ from lxml import etree
 from ocrmypdf.hocrtransform import HocrParser
 from PIL import Image, ImageChops, ImageStat
 
-from bulkocr.outputs import OcrPage, render
 from bulkocr.page_model import Box, PageText
+from bulkocr.renderers import OcrPage, render
 from bulkocr_ocr_worker.engines import make_engine, read_page
 from bulkocr_ocr_worker.orientation import turn_clockwise
 from tests.ocr_quality import TEST_DATA, character_error_rate, render_pdf_pages

@@ -322,7 +322,41 @@ def test_the_one_host_compose_file_runs_what_the_stack_runs():
         assert ours["command"] == theirs["command"], name
         assert ours["healthcheck"] == theirs["healthcheck"], name
         assert secret_names(ours) == secret_names(theirs), name
-        assert set(ours.get("environment") or {}) == set(theirs.get("environment") or {}), name
+        # One host, one nsqd: the per-node nsqd of the cluster is not there to be found.
+        cluster_only = {"BULKOCR_NSQ_LOCAL_NSQD_HOSTNAME"}
+        assert set(ours.get("environment") or {}) == set(theirs.get("environment") or {}) - cluster_only, name
     raw = yaml.safe_load((REPO / COMPOSE).read_text())
     assert raw["services"]["gateway"]["ports"] == ["127.0.0.1:8080:8080"]
     assert all("file" in secret for secret in raw["secrets"].values())
+
+
+SINGLETONS = {"aggregator", "uploader", "autoscaler"}
+
+
+def test_rolling_updates_roll_back_and_singletons_never_run_twice(stack):
+    """Every bulkocr service updates one task at a time and rolls back an update whose tasks
+    fail; the services that must run alone stop the old task before starting the new one."""
+    for name in BULKOCR_SERVICES | WITHOUT_DATABASE:
+        deploy = stack["services"][name]["deploy"]
+        update = deploy["update_config"]
+        assert (update["parallelism"], update["failure_action"]) == (1, "rollback"), name
+        expected = "stop-first" if name in SINGLETONS else "start-first"
+        assert update["order"] == expected, name
+        assert deploy["rollback_config"]["order"] == "stop-first", name
+
+
+def test_every_ocr_node_runs_its_own_nsqd_which_its_workers_publish_to(stack):
+    """nsqd-node runs once on each node labelled bulkocr.ocr=true, unpublished, with its own
+    volume, registered under nsqd-<node>; the workers run on the same nodes and look for that
+    very name, so each node's results go to its own nsqd."""
+    services = stack["services"]
+    node = services["nsqd-node"]
+    label = "node.labels.bulkocr.ocr == true"
+    assert node["deploy"]["mode"] == "global"
+    assert node["deploy"]["placement"]["constraints"] == [label]
+    assert published_ports(node) == []
+    assert node["volumes"][0]["source"] == "nsqd-node-data"
+    assert "--lookupd-tcp-address=nsqlookupd:4160" in " ".join(node["command"])
+    worker = services["ocr-worker"]
+    assert label in worker["deploy"]["placement"]["constraints"]
+    assert worker["environment"]["BULKOCR_NSQ_LOCAL_NSQD_HOSTNAME"] == node["hostname"] == "nsqd-{{.Node.Hostname}}"

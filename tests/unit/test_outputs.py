@@ -21,9 +21,9 @@ from lxml import etree, html
 from PIL import Image
 
 from bulkocr import __version__
-from bulkocr.outputs import FORMATS, EmptyDocumentError, OcrPage, render
-from bulkocr.outputs.words import line_words
 from bulkocr.page_model import Block, Box, Line, PageText, Word
+from bulkocr.renderers import FORMATS, EmptyDocumentError, OcrPage, render
+from bulkocr.renderers.words import line_words
 
 XHTML = "{http://www.w3.org/1999/xhtml}"
 ALTO_NS = "http://www.loc.gov/standards/alto/ns-v4#"

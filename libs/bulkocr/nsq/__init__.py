@@ -16,7 +16,7 @@ pynsq objects bind to the running loop when built, so everything here is created
 `asyncio.run(...)`, never at import time.
 """
 
-from bulkocr.nsq.admin import NsqAdmin, backlog, create_channels, nsqd_check
+from bulkocr.nsq.admin import NsqAdmin, backlog, create_channels, local_nsqd, nsqd_check
 from bulkocr.nsq.consume import Consumer, Delivery, GiveUp, Handler, backoff_delay, consuming
 from bulkocr.nsq.publish import NsqPublisher
 
@@ -31,5 +31,6 @@ __all__ = [
     "backoff_delay",
     "consuming",
     "create_channels",
+    "local_nsqd",
     "nsqd_check",
 ]

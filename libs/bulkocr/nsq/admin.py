@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -68,6 +70,33 @@ def nsqd_check(session: aiohttp.ClientSession, settings: NsqSettings) -> Callabl
             response.raise_for_status()
 
     return ping
+
+
+async def local_nsqd(session: aiohttp.ClientSession, settings: NsqSettings) -> NsqSettings:
+    """The settings with the nsqd registered under `local_nsqd_hostname` (the nsqd of this
+    service's node) as the one to publish to; unchanged without that setting. Waits up to
+    the connect timeout for it to register (it may start after this service)."""
+    if not settings.local_nsqd_hostname:
+        return settings
+    deadline = asyncio.get_running_loop().time() + settings.connect_timeout_s
+    while True:
+        for lookupd in settings.lookupd_http_addresses:
+            url = lookupd if "://" in lookupd else f"http://{lookupd}"
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(f"{url}/nodes") as response:
+                    body = await response.json(content_type=None)
+                for producer in body.get("producers", []):
+                    if producer.get("hostname") == settings.local_nsqd_hostname:
+                        address = producer["broadcast_address"]
+                        return settings.model_copy(
+                            update={
+                                "nsqd_tcp_addresses": [f"{address}:{producer['tcp_port']}"],
+                                "nsqd_http_address": f"{address}:{producer['http_port']}",
+                            }
+                        )
+        if asyncio.get_running_loop().time() > deadline:
+            raise PublishError(f"no nsqd registered as {settings.local_nsqd_hostname!r} with nsqlookupd")
+        await asyncio.sleep(1.0)
 
 
 async def backlog(session: aiohttp.ClientSession, settings: NsqSettings, topic: str, channel: str) -> int:

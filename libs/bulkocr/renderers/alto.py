@@ -16,9 +16,9 @@ from typing import BinaryIO
 from lxml import etree
 
 from bulkocr import __version__
-from bulkocr.outputs.document import OcrPage, without_images
-from bulkocr.outputs.words import block_lines, clean_text
 from bulkocr.page_model import Box, Line, PageText, Word
+from bulkocr.renderers.document import OcrPage, without_images
+from bulkocr.renderers.words import block_lines, clean_text
 
 ALTO = "http://www.loc.gov/standards/alto/ns-v4#"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"

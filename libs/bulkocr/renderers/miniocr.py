@@ -14,9 +14,9 @@ from typing import BinaryIO
 
 from lxml import etree
 
-from bulkocr.outputs.document import OcrPage, without_images
-from bulkocr.outputs.words import block_lines
 from bulkocr.page_model import PageText, Word
+from bulkocr.renderers.document import OcrPage, without_images
+from bulkocr.renderers.words import block_lines
 
 XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'

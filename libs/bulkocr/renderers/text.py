@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from bulkocr.outputs.document import OcrPage, without_images
-from bulkocr.outputs.words import clean_text
+from bulkocr.renderers.document import OcrPage, without_images
+from bulkocr.renderers.words import clean_text
 
 
 def write(pages: Iterable[OcrPage], out: BinaryIO) -> None:

@@ -15,9 +15,9 @@ from typing import BinaryIO
 from lxml import etree
 
 from bulkocr import __version__
-from bulkocr.outputs.document import OcrPage, image_name, without_images
-from bulkocr.outputs.words import block_lines, clean_text
 from bulkocr.page_model import Box, Line, Word
+from bulkocr.renderers.document import OcrPage, image_name, without_images
+from bulkocr.renderers.words import block_lines, clean_text
 
 XHTML = "http://www.w3.org/1999/xhtml"
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'

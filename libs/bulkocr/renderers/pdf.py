@@ -41,9 +41,9 @@ from ocrmypdf.hocrtransform import BoundingBox, OcrClass, OcrElement
 from PIL import Image
 
 from bulkocr import __version__
-from bulkocr.outputs.document import OcrPage, numbered
-from bulkocr.outputs.words import block_lines
 from bulkocr.page_model import Box, PageText
+from bulkocr.renderers.document import OcrPage, numbered
+from bulkocr.renderers.words import block_lines
 
 PDFA_FLAVOUR = "2b"
 # Image modes that go into the PDF as they are (bilevel as CCITT G4, grey, RGB); others become RGB.

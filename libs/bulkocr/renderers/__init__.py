@@ -1,4 +1,4 @@
-"""Archive-grade outputs from one OCR pass: every format is rendered from the page model alone.
+"""The renderers: every archive format made from one OCR pass, from the page model alone.
 
 A document is an iterable of `OcrPage` (a page's `PageText`, and its image where the format
 needs one). Each format's `write(pages, out)` writes the whole document to a binary stream;
@@ -15,8 +15,8 @@ from types import MappingProxyType
 from typing import BinaryIO
 
 from bulkocr.formats import EXTENSIONS
-from bulkocr.outputs import alto, hocr, json_model, miniocr, text
-from bulkocr.outputs.document import EmptyDocumentError, OcrPage
+from bulkocr.renderers import alto, hocr, json_model, miniocr, text
+from bulkocr.renderers.document import EmptyDocumentError, OcrPage
 
 __all__ = ["FORMATS", "EmptyDocumentError", "OcrPage", "OutputFormat", "render"]
 
@@ -35,7 +35,7 @@ class OutputFormat:
 def _write_pdf(pages: Iterable[OcrPage], out: BinaryIO) -> None:
     # Imported on first use: OCRmyPDF, fpdf2 and pikepdf take over a second to import, and
     # most users of this package (the gateway listing formats, the text formats) never need them.
-    from bulkocr.outputs import pdf
+    from bulkocr.renderers import pdf
 
     pdf.write(pages, out)
 

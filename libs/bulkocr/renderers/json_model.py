@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from bulkocr.outputs.document import OcrPage, without_images
+from bulkocr.renderers.document import OcrPage, without_images
 
 
 def write(pages: Iterable[OcrPage], out: BinaryIO) -> None:
