@@ -39,11 +39,14 @@ def document_id(index: int) -> str:
 
 
 class JobOptions(Message):
+    # 1.1: `callback_url`, where the notifier POSTs the job's webhooks (the gateway checks it).
+    v: MessageVersion = "1.1"
     language: str | None = None
     dpi: int = Field(default=300, ge=50, le=1200)
     engine: str = "rapidocr"
     formats: tuple[str, ...] = ("txt", "json")
     auto_push: bool = False
+    callback_url: str | None = Field(default=None, max_length=2000)
 
 
 class DocumentRef(Message):
@@ -194,6 +197,19 @@ class ArchipelagoPush(Message):
     """`PushOptions` as a plain dict (defaults left out): the gateway validates it, the uploader parses it."""
 
 
+PushStatus = Literal["completed", "partial", "failed", "staged"]
+
+
+class PushFinished(Message):
+    """A run of an Archipelago push of a job ended (how it went, in the uploader's words):
+    the notifier tells the job's webhooks."""
+
+    job_id: str
+    status: PushStatus
+    error: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
 class PushOptions(BaseModel):
     """What a push to Archipelago may ask for. Not a message itself: it travels in
     `ArchipelagoPush.options`, so a new option does not change the payload's schema."""
@@ -287,6 +303,7 @@ JOB_COMPLETED = Topic("bulkocr.job.completed", JobCompleted)
 JOB_RETRY = Topic("bulkocr.job.retry", JobRetry)
 JOB_CANCEL = Topic("bulkocr.job.cancel", JobCancel)
 ARCHIPELAGO_PUSH = Topic("bulkocr.archipelago.push", ArchipelagoPush)
+PUSH_FINISHED = Topic("bulkocr.push.finished", PushFinished)
 # Ephemeral: nsqd keeps it in memory only, and every gateway reads it on a channel of its own.
 JOB_EVENTS = Topic("bulkocr.job.events#ephemeral", JobEvents)
 
@@ -304,6 +321,7 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
     JOB_RETRY,
     JOB_CANCEL,
     ARCHIPELAGO_PUSH,
+    PUSH_FINISHED,
     JOB_EVENTS,
 )
 
@@ -317,6 +335,7 @@ INGEST_CHANNEL = "ingest"
 OCR_CHANNEL = "ocr"
 UPLOADER_CHANNEL = "uploader"
 OUTPUTS_CHANNEL = "outputs"
+NOTIFIER_CHANNEL = "notifier"
 
 SUBSCRIPTIONS: tuple[tuple[Topic[Any], str], ...] = (
     (JOB_SUBMITTED, AGGREGATOR_CHANNEL),
@@ -330,9 +349,11 @@ SUBSCRIPTIONS: tuple[tuple[Topic[Any], str], ...] = (
     (NODE_HEARTBEAT, AGGREGATOR_CHANNEL),
     (JOB_COMPLETED, UPLOADER_CHANNEL),
     (JOB_COMPLETED, OUTPUTS_CHANNEL),
+    (JOB_COMPLETED, NOTIFIER_CHANNEL),
     (JOB_RETRY, AGGREGATOR_CHANNEL),
     (JOB_CANCEL, AGGREGATOR_CHANNEL),
     (ARCHIPELAGO_PUSH, UPLOADER_CHANNEL),
+    (PUSH_FINISHED, NOTIFIER_CHANNEL),
 )
 """Every (topic, channel) that some service consumes: the whole queue topology. Channels are
 created from it before anything is published (a channel made later misses what came before)."""

@@ -27,10 +27,12 @@ from bulkocr.contracts import (
     DOCUMENT,
     INGEST_CHANNEL,
     JOB_COMPLETED,
+    NOTIFIER_CHANNEL,
     OCR_CHANNEL,
     OUTPUTS_CHANNEL,
     PAGE,
     PAGE_DONE,
+    PUSH_FINISHED,
     SUBSCRIPTIONS,
     UPLOADER_CHANNEL,
 )
@@ -43,6 +45,7 @@ SERVICES: dict[str, tuple[str, str, str]] = {
     "ingest": ("bulkocr_ingest", DOCUMENT.name, INGEST_CHANNEL),
     "uploader": ("bulkocr_uploader", ARCHIPELAGO_PUSH.name, UPLOADER_CHANNEL),
     "outputs": ("bulkocr_outputs", JOB_COMPLETED.name, OUTPUTS_CHANNEL),
+    "notifier": ("bulkocr_notifier", PUSH_FINISHED.name, NOTIFIER_CHANNEL),
     "gateway": ("bulkocr_gateway", "", ""),
 }
 WORKER_MODULE = "bulkocr_ocr_worker"

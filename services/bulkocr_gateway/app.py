@@ -31,6 +31,7 @@ from bulkocr_gateway.quality import quality_routes
 from bulkocr_gateway.reference import reference_routes
 from bulkocr_gateway.routes import routes
 from bulkocr_gateway.security import add_security_headers
+from bulkocr_gateway.webhooks import webhook_routes
 
 
 def create_app(deps: Deps) -> web.Application:
@@ -63,4 +64,5 @@ def create_app(deps: Deps) -> web.Application:
     app.add_routes(dead_letter_routes)
     app.add_routes(quality_routes)
     app.add_routes(events_routes)
+    app.add_routes(webhook_routes)
     return app

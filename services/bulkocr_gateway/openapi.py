@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 from bulkocr import __version__
+from bulkocr.callback_urls import MAX_URL_CHARS
 from bulkocr.contracts import ENGINE_NAMES, PushOptions
 from bulkocr_gateway.control import ControlAccepted
 from bulkocr_gateway.dead_letters import DeadLetterList, DeadLetterView, Replayed
@@ -30,6 +31,7 @@ from bulkocr_gateway.models import (
 from bulkocr_gateway.options import OPTION_FIELDS
 from bulkocr_gateway.quality import QualityView
 from bulkocr_gateway.settings import FORMATS
+from bulkocr_gateway.webhooks import WebhookDeliveryList
 
 openapi_routes = web.RouteTableDef()
 
@@ -143,6 +145,13 @@ OPERATIONS = (
         {200: QualityView, 400: ErrorBody, **_NOT_FOUND},
         parameters=(*_JOB, *_page_query(100)),
     ),
+    Operation(
+        "get",
+        "/api/bulk/jobs/{job_id}/webhooks",
+        "Every attempt at delivering the job's webhooks, oldest first",
+        {200: WebhookDeliveryList, 400: ErrorBody, **_NOT_FOUND},
+        parameters=(*_JOB, *_page_query(100)),
+    ),
     *(
         Operation(
             "get",
@@ -242,6 +251,7 @@ def _upload_schema() -> dict[str, Any]:
         "dpi": {"type": "string", "pattern": "^[0-9]{2,4}$"},
         "formats": {"type": "string", "description": f"comma-separated, of {', '.join(FORMATS)}"},
         "auto_push": {"type": "string", "enum": ["true", "false"]},
+        "callback_url": {"type": "string", "maxLength": MAX_URL_CHARS, "description": "http(s) URL for webhooks"},
     }
     assert set(fields) == {"files", *OPTION_FIELDS}
     return {"type": "object", "properties": fields, "required": ["files"]}

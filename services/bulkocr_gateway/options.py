@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from bulkocr.callback_urls import url_problem
 from bulkocr.contracts import ENGINE_NAMES, JobOptions
 from bulkocr_gateway.settings import FORMATS, GatewaySettings
 
-OPTION_FIELDS = frozenset({"language", "dpi", "engine", "formats", "auto_push"})
+OPTION_FIELDS = frozenset({"language", "dpi", "engine", "formats", "auto_push", "callback_url"})
 DEFAULT_FORMATS = ("txt", "json")
 
 _LANGUAGE = re.compile(r"[A-Za-z0-9_+,-]{1,64}")
@@ -27,6 +28,7 @@ def parse_options(fields: Mapping[str, str], settings: GatewaySettings) -> JobOp
         engine=_engine(fields.get("engine"), settings),
         formats=_formats(fields.get("formats")),
         auto_push=_flag(fields.get("auto_push")),
+        callback_url=_callback_url(fields.get("callback_url")),
     )
 
 
@@ -73,3 +75,12 @@ def _flag(raw: str | None) -> bool:
     if value in _FALSE:
         return False
     raise InvalidOptions(f"auto_push {raw!r} is not true or false")
+
+
+def _callback_url(raw: str | None) -> str | None:
+    """Where the job's webhooks go. Only its form is checked here: where it points is checked
+    when a webhook is sent (a name may resolve elsewhere by then)."""
+    value = (raw or "").strip()
+    if value and (problem := url_problem(value)):
+        raise InvalidOptions(problem)
+    return value or None

@@ -23,7 +23,8 @@ T = TypeVar("T")
 
 FILES_FIELD = "files"
 _DRIVE = re.compile(r"[A-Za-z]:")
-_MAX_FIELD_BYTES = 1024
+# Room for the longest callback_url (2,000 characters); each option checks its own value.
+_MAX_FIELD_BYTES = 4096
 
 
 class UploadRejected(Exception):

@@ -44,10 +44,12 @@ from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import (
     ARCHIPELAGO_PUSH,
     JOB_COMPLETED,
+    PUSH_FINISHED,
     UPLOADER_CHANNEL,
     ArchipelagoPush,
     JobCompleted,
     JobEvent,
+    PushFinished,
     PushOptions,
     utcnow,
 )
@@ -140,14 +142,14 @@ async def push_job(job_id: str, options: PushOptions, *, deps: Deps) -> None:
         try:
             summary = await _run(job, options, deps)
         except ArchipelagoError as error:
-            await _finish_run(deps.pushes, job_id, Summary("failed", str(error)))
+            await _finish_run(deps.pushes, job_id, Summary("failed", str(error)), deps.publisher)
             if isinstance(error, Unavailable):
                 raise  # Archipelago may be back later
             raise PermanentError(str(error)) from error
         except Exception as error:
-            await _finish_run(deps.pushes, job_id, Summary("failed", _describe(error)))
+            await _finish_run(deps.pushes, job_id, Summary("failed", _describe(error)), deps.publisher)
             raise
-        await _finish_run(deps.pushes, job_id, summary)
+        await _finish_run(deps.pushes, job_id, summary, deps.publisher)
         finished = JobEvent(kind="push", data={"status": summary.status, "error": summary.error})
         await tell_listeners(deps.publisher, job_id, finished)
     if summary.retry:
@@ -177,10 +179,18 @@ async def _start_run(job_id: str, options: PushOptions, pushes: ArchipelagoStore
     await pushes.set_push_fields(job_id, fields)
 
 
-async def _finish_run(pushes: ArchipelagoStore, job_id: str, summary: Summary) -> None:
-    fields = {"status": summary.status, "last_error": summary.error, "finished_at": utcnow()}
+async def _finish_run(
+    pushes: ArchipelagoStore, job_id: str, summary: Summary, publisher: NsqPublisher | None = None
+) -> None:
+    finished_at = utcnow()
+    fields = {"status": summary.status, "last_error": summary.error, "finished_at": finished_at}
     await pushes.set_push_fields(job_id, fields)
     log.info("push_finished", status=summary.status, error=summary.error)
+    if publisher is not None:
+        # For the job's webhooks (the notifier). Not best effort: if it cannot be said, the
+        # push is tried again, which redoes nothing that got through.
+        finished = PushFinished(job_id=job_id, status=summary.status, error=summary.error, at=finished_at)
+        await publisher.publish(PUSH_FINISHED, finished)
 
 
 async def _run(job: Mapping[str, Any], options: PushOptions, deps: Deps) -> Summary:

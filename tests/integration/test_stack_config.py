@@ -28,7 +28,7 @@ DOMAIN = "ocr.example.org"
 GIB = 1 << 30
 
 # The stack's own bulkocr services (python -m bulkocr_*) and the servers they use.
-BULKOCR_SERVICES = {"gateway", "ingest", "aggregator", "outputs", "uploader", "ocr-worker"}
+BULKOCR_SERVICES = {"gateway", "ingest", "aggregator", "outputs", "uploader", "notifier", "ocr-worker"}
 # bulkocr services that never touch the database, so never get its URL and password.
 WITHOUT_DATABASE = {"autoscaler"}
 INFRASTRUCTURE = {"nsqlookupd", "nsqd", "nsqadmin", "mongo"}

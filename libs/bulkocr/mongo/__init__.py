@@ -1,7 +1,7 @@
 """MongoDB access, the only package that imports pymongo (GridFS aside, in `blobs.py`):
 `client` (connect, shared types and keys), `records` (what the services write), and one store
 per concern: `jobs` (JobStore), `pushes` (ArchipelagoStore), `outputs` (OutputStore),
-`dead_letters` (DeadLetterStore).
+`dead_letters` (DeadLetterStore), `webhooks` (WebhookStore).
 
 Only features that both MongoDB and FerretDB v1 support are used: no transactions, no
 change streams, no TTL indexes, and `$group` with `$sum` only. FerretDB applies an update
@@ -37,6 +37,7 @@ from bulkocr.mongo.records import (
     task_from_manifest,
     unplanned,
 )
+from bulkocr.mongo.webhooks import WebhookStore
 
 __all__ = [
     "DUPLICATE_KEY",
@@ -48,6 +49,7 @@ __all__ = [
     "JobStore",
     "OutputStore",
     "PageStatus",
+    "WebhookStore",
     "attempt_fields",
     "connect_mongo",
     "document_key",

@@ -366,6 +366,7 @@ class JobStore:
             "outputs",
             "idempotency_keys",
             "archipelago_objects",
+            "webhook_deliveries",
         )
         for name in by_field:
             removed[name] = (await self.db[name].delete_many({"job_id": job_id})).deleted_count

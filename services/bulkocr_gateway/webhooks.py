@@ -1,0 +1,68 @@
+"""A job's webhook deliveries, as its owner sees them: every attempt the notifier made, with
+the receiver's answer or why nothing was sent. URLs are shown without user name, password
+or query (the notifier records them so), and no header or secret is ever stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from bulkocr.mongo import WebhookStore
+from bulkocr_gateway.http import fail, json_response
+from bulkocr_gateway.keys import STORE
+from bulkocr_gateway.routes import MAX_PER_PAGE, owned_job, positive_int
+
+webhook_routes = web.RouteTableDef()
+
+DeliveryOutcome = Literal["delivered", "rejected", "refused", "retrying", "given_up"]
+
+
+class WebhookAttempt(BaseModel):
+    delivery_id: str
+    event: Literal["job.finished", "push.finished"]
+    target: Literal["callback", "global"]
+    url: str
+    attempt: int
+    outcome: DeliveryOutcome
+    status_code: int | None
+    error: str | None
+    ends: bool
+    at: datetime
+
+
+class WebhookDeliveryList(BaseModel):
+    job_id: str
+    deliveries: list[WebhookAttempt]
+    page: int
+    per_page: int
+    total: int
+    next_url: str | None
+
+
+def _webhooks_url(job_id: str, page: int, per_page: int) -> str:
+    return f"/api/bulk/jobs/{job_id}/webhooks?page={page}&per_page={per_page}"
+
+
+@webhook_routes.get("/api/bulk/jobs/{job_id}/webhooks")
+async def job_webhooks(request: web.Request) -> web.Response:
+    job = await owned_job(request)
+    job_id = str(job["_id"])
+    page = positive_int(request, "page", 1)
+    per_page = positive_int(request, "per_page", 50)
+    if per_page > MAX_PER_PAGE:
+        fail(web.HTTPBadRequest, f"per_page is at most {MAX_PER_PAGE}")
+    records = WebhookStore(request.app[STORE].db)
+    found = await records.for_job(job_id, skip=(page - 1) * per_page, limit=per_page)
+    total = await records.count_for_job(job_id)
+    view = WebhookDeliveryList(
+        job_id=job_id,
+        deliveries=[WebhookAttempt.model_validate(record) for record in found],
+        page=page,
+        per_page=per_page,
+        total=total,
+        next_url=_webhooks_url(job_id, page + 1, per_page) if page * per_page < total else None,
+    )
+    return json_response(view)

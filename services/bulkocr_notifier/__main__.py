@@ -1,0 +1,3 @@
+from bulkocr_notifier.service import main
+
+main()
