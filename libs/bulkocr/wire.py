@@ -4,8 +4,10 @@ encodes and decodes exactly its model (refusing anything else at the edge, never
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -98,16 +100,41 @@ class Topic(Generic[M]):
         if not isinstance(version, str) or VERSION_PATTERN.match(version) is None:
             raise invalid from error
         self._check_major(version)
-        errors = error.errors()
-        if version_of(version) <= self.model.version() or any(e["type"] != "extra_forbidden" for e in errors):
+        trimmed = without_newer_fields(self.model, data, version, error)
+        if trimmed is None:
             raise invalid from error
-        for extra in errors:
-            *path, name = extra["loc"]
-            parent: Any = data
-            for step in path:
-                parent = parent[step]
-            del parent[name]
         try:
-            return self.model.model_validate(data)
+            return self.model.model_validate(trimmed)
         except ValidationError as again:
             raise DecodeError(f"not a valid {self.model.__name__} for {self.name}: {again}") from again
+
+
+def without_newer_fields(model: type[Message], data: Any, version: str, error: ValidationError) -> Any | None:
+    """`data` without the fields a newer minor version added (each `extra_forbidden` location,
+    at any depth), or None when `version` is not newer or another error stands."""
+    errors = error.errors()
+    if version_of(version) <= model.version() or any(e["type"] != "extra_forbidden" for e in errors):
+        return None
+    trimmed = copy.deepcopy(data)
+    for extra in errors:
+        *path, name = extra["loc"]
+        parent: Any = trimmed
+        for step in path:
+            parent = parent[step]
+        del parent[name]
+    return trimmed
+
+
+def read_stored(model: type[M], data: Mapping[str, Any]) -> M:
+    """A model stored in the database by a service of this or a newer minor version (job
+    options written by an updated gateway, read by an ingest not yet updated): the same
+    rules as a message, so a rolling update never strands a record."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        version = data.get("v")
+        if isinstance(version, str) and VERSION_PATTERN.match(version):
+            trimmed = without_newer_fields(model, data, version, error)
+            if trimmed is not None:
+                return model.model_validate(trimmed)
+        raise

@@ -37,6 +37,7 @@ from bulkocr.mongo import Document, JobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher
 from bulkocr.service import Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
+from bulkocr.wire import read_stored
 from bulkocr_ingest.deps import Deps, JobInfo
 from bulkocr_ingest.pages import queue_pages, rendered_pages, split_and_queue, stored_page
 from bulkocr_ingest.settings import IngestSettings
@@ -118,7 +119,7 @@ async def _job_and_document(task: DocumentTask, deps: Deps) -> tuple[JobInfo, Do
     if job.get("status") == "cancelled":
         log.info("document_dropped", reason="job cancelled")
         return None
-    info = JobInfo(task.job_id, JobOptions.model_validate(job["options"]))
+    info = JobInfo(task.job_id, read_stored(JobOptions, job["options"]))
     document = await deps.store.uploaded_document(task.job_id, task.doc_id)
     if document is None or not document.get("blob"):
         # Announced as failed so the job still finishes, with the reason.
@@ -152,7 +153,7 @@ async def give_up_document(task: DocumentTask, cause: str, attempts: int, *, dep
     if job is None:
         return
     document = await deps.store.uploaded_document(task.job_id, task.doc_id) or {}
-    plans = Plans(JobInfo(task.job_id, JobOptions.model_validate(job["options"])), deps)
+    plans = Plans(JobInfo(task.job_id, read_stored(JobOptions, job["options"])), deps)
     filename = str(document.get("filename") or task.doc_id)
     await plans.announce(task.doc_id, filename, error=f"could not be split: {cause}")
     await deps.store.record_ingest(task.job_id, task.doc_id, plans=plans.announced, done=True)

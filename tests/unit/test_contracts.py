@@ -11,6 +11,7 @@ from bulkocr.contracts import (
     PAGE,
     PAGES_READY,
     DecodeError,
+    JobOptions,
     JobSubmitted,
     Message,
     MessageVersion,
@@ -19,6 +20,7 @@ from bulkocr.contracts import (
     Topic,
     dead_letter_topic,
 )
+from bulkocr.wire import read_stored
 
 
 def job() -> JobSubmitted:
@@ -140,3 +142,13 @@ def test_messages_are_immutable_and_typed_per_topic():
         task.page = 2
     with pytest.raises(TypeError):
         JOB_SUBMITTED.encode(task)  # type: ignore[arg-type]
+
+
+def test_a_record_stored_by_a_newer_minor_version_reads_like_its_message():
+    """Job options stored by an updated gateway (a newer minor, a field more) are read by an
+    ingest not yet updated; a record of its own version with a field it does not know is not."""
+    stored = {"v": "1.9", "dpi": 200, "engine": "null", "colour_profile": "sRGB"}
+    assert read_stored(JobOptions, stored) == JobOptions(v="1.9", dpi=200, engine="null")
+    assert stored["colour_profile"] == "sRGB", "the record itself is left as it was"
+    with pytest.raises(ValidationError):
+        read_stored(JobOptions, {**stored, "v": JobOptions.model_fields["v"].default})
