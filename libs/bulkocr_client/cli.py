@@ -87,7 +87,7 @@ def _wait_for_stop_signal() -> None:
 def _submit(args: argparse.Namespace) -> int:
     """Upload files as one job; with --wait, follow it and save each document's text."""
     settings = load(client.ClientSettings)
-    fields = {"dpi": args.dpi, "language": args.language, "engine": args.engine}
+    fields = {"dpi": args.dpi, "language": args.language, "engine": args.engine, "callback_url": args.callback_url}
     request = SubmitRequest(
         paths=[Path(p) for p in args.paths],
         url=args.url or settings.url,
@@ -111,6 +111,7 @@ def _add_submit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     submit.add_argument("--dpi", type=int, help="rendering resolution for PDF pages")
     submit.add_argument("--language", help="language code(s) for OCR, e.g. en")
     submit.add_argument("--engine", help="OCR engine: rapidocr, paddle or null")
+    submit.add_argument("--callback-url", help="a signed POST goes there when the job ends (docs/webhooks.md)")
     submit.set_defaults(run=_submit)
 
 
