@@ -1,16 +1,20 @@
 # The two commands a new user needs: `make run` and `make test`. Each sets up what it needs
-# on a fresh machine: a virtualenv in .venv/ with the Python packages, and the real servers
-# (nsqd, nsqlookupd, nsqadmin, FerretDB) built with Go into .tools/bin/.
+# on a fresh machine: a virtualenv in .venv/ with the Python packages, the real servers
+# (nsqd, nsqlookupd, nsqadmin, FerretDB) built with Go into .tools/bin/, and Debian's
+# chromium for the web app's browser tests.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 SERVERS := .tools/bin/nsqd .tools/bin/nsqlookupd .tools/bin/nsqadmin .tools/bin/ferretdb
+# Playwright drives the system's chromium: its own browser downloads are never used.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup servers run test lint typecheck unit integration clean
 
-setup: $(INSTALLED) servers
+setup: $(INSTALLED) servers $(CHROMIUM)
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +23,11 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 servers: $(SERVERS)
+
+# Only when it is missing (a file target): an installed chromium is left as it is.
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 $(SERVERS) &: deploy/build-servers.sh deploy/tools/go.mod deploy/tools/go.sum
 	bash deploy/build-servers.sh
