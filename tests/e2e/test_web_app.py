@@ -107,8 +107,11 @@ def tab(browser: Browser, stack: LocalStack) -> Iterator[Tab]:
 
 
 def sign_in(page: Page, token: str = TOKEN) -> None:
+    """Sign in, and wait until signed in: a place opened before the token is checked would
+    be opened twice."""
     page.get_by_label("API token").fill(token)
     page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
 # --- what a curator does -------------------------------------------------------------------
@@ -122,7 +125,8 @@ def test_a_curator_uploads_follows_checks_and_pushes_a_job(
     word boxes on its ink), turn the PDF's pages, open the quality view (blank pages first),
     push to Archipelago and see its links, and sign out; no token in any address."""
     page = tab.page
-    sign_in(page, "not-a-token")
+    page.get_by_label("API token").fill("not-a-token")
+    page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#sign-in-error")).to_have_text("The gateway does not know this token.")
     sign_in(page)
     expect(page.get_by_role("heading", name="Upload scans")).to_be_visible()
@@ -211,6 +215,53 @@ def ink_under_boxes(page: Page, margin: float = 0.0) -> tuple[float, float]:
         inside += sum(crop.histogram()[255:])
         covered += crop.width * crop.height
     return inside / covered, sum(ink.histogram()[255:]) / (shot.width * shot.height)
+
+
+# A drop of a folder and a file, as a browser hands them to the page: entries, a folder's
+# read in batches until an empty one. Synthetic drags carry no entries, so they are built here.
+DROP_A_FOLDER = """() => {
+  const file = (path, text) => ({ isFile: true, isDirectory: false, fullPath: `/${path}`,
+    file: (ok) => ok(new File([text], path.split("/").pop())) });
+  const folder = (path, children) => ({ isFile: false, isDirectory: true, fullPath: `/${path}`,
+    createReader: () => { const batches = [children.slice(0, 2), children.slice(2)];
+      return { readEntries: (ok) => ok(batches.shift() || []) }; } });
+  const scans = folder("scans", [file("scans/a.png", "a"), file("scans/.DS_Store", "x"),
+    folder("scans/box1", [file("scans/box1/b.png", "bb")])]);
+  const items = [scans, file("loose.png", "ccc")].map((entry) => ({ webkitGetAsEntry: () => entry }));
+  const drop = new Event("drop", { bubbles: true, cancelable: true });
+  Object.defineProperty(drop, "dataTransfer", { value: { items, files: [] } });
+  document.getElementById("drop").dispatchEvent(drop);
+}"""
+
+
+def test_a_dropped_folder_is_sent_whole_with_each_files_path(tab: Tab):
+    """Every file under a dropped folder is chosen with its path in the folder (its last
+    entries in a second batch), hidden files are left out, and the upload sends them and
+    the options as one job, with the token in a header."""
+    page = tab.page
+    sign_in(page)
+    page.evaluate(DROP_A_FOLDER)
+    expect(page.locator("#chosen-summary")).to_have_text("3 files · 6 B")
+    expect(page.locator("#chosen li")).to_have_text(["loose.png", "scans/a.png", "scans/box1/b.png"])
+    sent: list[tuple[bytes, str | None]] = []
+
+    def submit(route: Route) -> None:
+        sent.append((route.request.post_data_buffer or b"", route.request.headers.get("authorization")))
+        route.fulfill(status=202, json={"job_id": FAKE_JOB, "status_url": f"/api/bulk/status/{FAKE_JOB}"})
+
+    page.route("**/api/bulk/jobs", lambda route: submit(route) if route.request.method == "POST" else route.fallback())
+    options = page.locator("#upload-form")
+    options.get_by_label("DPI").fill("200")
+    options.get_by_label("PDF").check()
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#upload-state")).to_contain_text(f"Job {FAKE_JOB[:12]} queued")
+    ((body, authorization),) = sent
+    assert authorization == f"Bearer {TOKEN}"
+    filenames = re.findall(rb'name="files"; filename="([^"]+)"', body)
+    assert filenames == [b"loose.png", b"scans/a.png", b"scans/box1/b.png"]
+    assert re.search(rb'name="dpi"\r\n\r\n200\r\n', body)
+    assert re.search(rb'name="formats"\r\n\r\ntxt,json,pdf\r\n', body)
+    tab.assert_clean()
 
 
 # --- exact answers, scripted ---------------------------------------------------------------
@@ -307,6 +358,40 @@ def test_the_job_page_polls_the_status_without_an_event_stream(tab: Tab, stack: 
     expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
     expect(page.locator("#job-progress")).to_contain_text("4 of 4 pages read")
     assert len(asked) >= 3
+    tab.assert_clean()
+
+
+def test_failed_pages_show_their_cause_and_can_be_read_again(tab: Tab, stack: LocalStack):
+    """A finished job with a failed page: its document is listed with the page and its
+    cause, the page opens in the viewer, and "Retry failed pages" asks the gateway to read
+    it again."""
+    page = tab.page
+    sign_in(page)
+    document = {"doc_id": "d0001", "filename": "book.pdf", "pages": 2, "status": "partial", "error": None}
+    finished = status_body("partial", 1, 2) | {"failed_documents": [document], "failed_documents_total": 1}
+    finished["progress"] |= {"pages_failed": 1, "percent": 100}
+    pages = [{"page": 1, "status": "done"}, {"page": 2, "status": "failed", "error": "the engine crashed"}]
+    result = {"job_id": FAKE_JOB, "doc_id": "d0001", "filename": "book.pdf", "page_count": 2, "pages": pages}
+    retried: list[str] = []
+
+    def retry(route: Route) -> None:
+        retried.append(route.request.method)
+        route.fulfill(status=202, json={"job_id": FAKE_JOB, "status": "retrying", "pages_failed": 1})
+
+    page.route(f"**/api/bulk/status/{FAKE_JOB}", lambda route: route.fulfill(json=finished))
+    page.route(f"**/api/bulk/jobs/{FAKE_JOB}/events", lambda route: route.fulfill(status=404, json={"error": "no"}))
+    page.route(f"**/api/bulk/jobs/{FAKE_JOB}/documents/d0001/json", lambda route: route.fulfill(json=result))
+    page.route(f"**/api/bulk/jobs/{FAKE_JOB}/retry-failed", retry)
+    script_documents(page)
+    page.goto(f"{stack.gateway_url}/#/jobs/{FAKE_JOB}")
+    failed = page.locator("#failed-section")
+    expect(failed).to_contain_text("book.pdf partial")
+    failed.get_by_role("button", name="failed pages").click()
+    expect(page.locator("#failed-pages li")).to_have_text(["book.pdf, page 2: the engine crashed view"])
+    expect(page.locator("#failed-pages a")).to_have_attribute("href", f"#/jobs/{FAKE_JOB}/documents/d0001/pages/2")
+    page.get_by_role("button", name="Retry failed pages").click()
+    expect(page.locator("#job-message")).to_have_text("Reading 1 failed page(s) again…")
+    assert retried == ["POST"]
     tab.assert_clean()
 
 

@@ -89,7 +89,8 @@ function documentRow(jobId, doc) {
       `${base}.${format}`), "link"));
   }
   const view = doc.pages ? link("view", `#/jobs/${jobId}/documents/${doc.doc_id}/pages/1`) : el("span");
-  const state = el("span", doc.status, `status ${doc.status}`);
+  const state = el("span");
+  state.append(el("span", doc.status, `status ${doc.status}`));
   if (doc.error) state.append(el("span", ` ${doc.error}`, "error"));
   if (doc.duplicate_of) state.append(el("span", ` same file as ${doc.duplicate_of}`, "muted"));
   const tr = row(name, String(doc.pages ?? "?"), state, downloads, view);
