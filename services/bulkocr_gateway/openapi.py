@@ -131,6 +131,13 @@ OPERATIONS = (
     ),
     Operation(
         "get",
+        "/api/bulk/jobs/{job_id}/quality",
+        "The job's pages ranked worst first by their quality signals, for a curator",
+        {200: QualityView, 400: ErrorBody, **_NOT_FOUND},
+        parameters=(*_JOB, *_page_query(100)),
+    ),
+    Operation(
+        "get",
         "/api/bulk/jobs/{job_id}/documents/{doc_id}/pages/{page}/image",
         "A page's image as ingest rendered it, in its source orientation (the page viewer)",
         {200: "image/png", **_NOT_FOUND},
@@ -138,13 +145,6 @@ OPERATIONS = (
             *_DOCUMENT,
             {"name": "page", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
         ),
-    ),
-    Operation(
-        "get",
-        "/api/bulk/jobs/{job_id}/quality",
-        "The job's pages ranked worst first by their quality signals, for a curator",
-        {200: QualityView, 400: ErrorBody, **_NOT_FOUND},
-        parameters=(*_JOB, *_page_query(100)),
     ),
     *(
         Operation(
