@@ -1,16 +1,18 @@
 # The two commands a new user needs: `make run` and `make test`. Each sets up what it needs
-# on a fresh machine: a virtualenv in .venv/ with the Python packages, and the real servers
-# (nsqd, nsqlookupd, nsqadmin, FerretDB) built with Go into .tools/bin/.
+# on a fresh machine: a virtualenv in .venv/ with the Python packages, the real servers
+# (nsqd, nsqlookupd, nsqadmin, FerretDB) built with Go into .tools/bin/, and Debian's
+# chromium for the web app's browser tests.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 SERVERS := .tools/bin/nsqd .tools/bin/nsqlookupd .tools/bin/nsqadmin .tools/bin/ferretdb
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: setup servers iproute2 run test lint typecheck unit integration cluster clean
 
-setup: $(INSTALLED) servers
+setup: $(INSTALLED) servers chromium
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +36,19 @@ iproute2:
 
 $(SERVERS) &: deploy/build-servers.sh deploy/tools/go.mod deploy/tools/go.sum
 	bash deploy/build-servers.sh
+
+# The web app's browser tests (tests/e2e/test_web_app.py) drive Debian's chromium through
+# Playwright, which never downloads a browser of its own. It is installed here when missing
+# and we are root; otherwise those tests fail and say why.
+.PHONY: chromium
+chromium:
+	@if ! test -x $(CHROMIUM); then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "$(CHROMIUM) is missing: the web app's browser tests will fail (as root: apt-get install chromium)"; \
+	  fi; \
+	fi
 
 # `make run`: bring everything up on loopback, OCR the sample scans, write their text to
 # out/samples/, and bring everything down again.

@@ -11,6 +11,7 @@ from bulkocr_gateway.dead_letters import dead_letter_routes
 from bulkocr_gateway.downloads import download_routes
 from bulkocr_gateway.events import events_routes
 from bulkocr_gateway.http import json_errors_middleware
+from bulkocr_gateway.images import image_routes
 from bulkocr_gateway.keys import (
     ARCHIPELAGO,
     BLOBS,
@@ -58,6 +59,7 @@ def create_app(deps: Deps) -> web.Application:
     app.add_routes(routes)
     app.add_routes(control_routes)
     app.add_routes(download_routes)
+    app.add_routes(image_routes)
     app.add_routes(push_routes)
     app.add_routes(openapi_routes)
     app.add_routes(reference_routes)

@@ -155,6 +155,8 @@ class DocumentResult(Body):
     job_id: str
     doc_id: str
     filename: str | None
+    # How many pages the document has so far, also when `pages` holds one (the viewer's next).
+    page_count: int
     pages: list[PageView]
 
 

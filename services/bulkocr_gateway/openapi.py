@@ -152,6 +152,16 @@ OPERATIONS = (
         {200: WebhookDeliveryList, 400: ErrorBody, **_NOT_FOUND},
         parameters=(*_JOB, *_page_query(100)),
     ),
+    Operation(
+        "get",
+        "/api/bulk/jobs/{job_id}/documents/{doc_id}/pages/{page}/image",
+        "A page's image as ingest rendered it, in its source orientation (the page viewer)",
+        {200: "image/png", **_NOT_FOUND},
+        parameters=(
+            *_DOCUMENT,
+            {"name": "page", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+        ),
+    ),
     *(
         Operation(
             "get",

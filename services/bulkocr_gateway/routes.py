@@ -291,6 +291,7 @@ async def document_json(request: web.Request) -> web.Response:
     job, document, pages = await _document_pages(request)
     by_number = {int(page["page"]): page for page in pages}
     numbers = page_numbers(document, pages)
+    page_count = len(numbers)
     if "page" in request.query:
         wanted = positive_int(request, "page", 1)
         if wanted not in numbers:
@@ -300,6 +301,12 @@ async def document_json(request: web.Request) -> web.Response:
     for number in numbers:
         page = by_number.get(number)
         views.append(page_view(number, page, await page_result(page, request.app[BLOBS])))
-    body = DocumentResult(job_id=job["_id"], doc_id=document["doc_id"], filename=document.get("filename"), pages=views)
+    body = DocumentResult(
+        job_id=job["_id"],
+        doc_id=document["doc_id"],
+        filename=document.get("filename"),
+        page_count=page_count,
+        pages=views,
+    )
     complete = document_complete(job, document, pages)
     return json_response(body, headers={COMPLETE_HEADER: str(complete).lower()})

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-# What the web page needs (page.py: its own script and stylesheet, requests to this origin)
-# and nothing else: no inline code, no other origin, no frames, no <base>.
+# What the web app needs (page.py: its own scripts and stylesheet, requests to this origin,
+# page images it fetched itself) and nothing else: no inline code, no other origin, no
+# frames, no <base>.
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
         "connect-src 'self'",
+        # The viewer fetches a page image with the token (an <img src> cannot send it) and
+        # shows it from an object URL: only blob: images, none from any address.
+        "img-src blob:",
         "form-action 'self'",
         "base-uri 'none'",
         "frame-ancestors 'none'",

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import io
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -27,6 +28,7 @@ from bulkocr.settings import BlobSettings
 from bulkocr_client import submit as submit_cli
 from bulkocr_gateway.app import create_app
 from bulkocr_gateway.keys import Deps
+from bulkocr_gateway.page import PAGE
 from bulkocr_gateway.settings import GatewaySettings
 from tests.integration.conftest import GATEWAY_TOKENS
 from tests.progress import set_document
@@ -427,21 +429,26 @@ async def test_health_needs_no_token(api):
     assert await response.json() == {"status": "healthy", "service": "gateway", "version": __version__}
 
 
-async def test_the_web_page_is_served_with_only_its_own_files(api):
-    """/ serves the HTML page without a token; it loads its script and stylesheet from the
-    gateway (public too) and nothing from elsewhere."""
+async def test_the_web_app_is_served_with_only_its_own_files(api):
+    """/ serves the app's HTML without a token; it loads its entry module and stylesheet from
+    the gateway, and every module and style it needs is served there too (public), with its
+    media type; nothing is loaded from elsewhere."""
     response = await api.get("/")
     assert response.status == 200
     assert response.content_type == "text/html"
     page = await response.text()
-    assert '<script src="/page.js"></script>' in page
-    assert '<link rel="stylesheet" href="/page.css">' in page
+    assert '<script type="module" src="/app/main.js"></script>' in page
+    assert '<link rel="stylesheet" href="/app/app.css">' in page
     assert "//" not in page
-    script = await api.get("/page.js")
-    assert (script.status, script.content_type) == (200, "text/javascript")
-    assert "/api/bulk/jobs" in await script.text()
-    styles = await api.get("/page.css")
-    assert (styles.status, styles.content_type) == (200, "text/css")
+    sources = ""
+    for path, (_, media_type) in PAGE.items():
+        served = await api.get(path)
+        assert (served.status, served.content_type) == (200, media_type), path
+        sources += await served.text()
+    # The gateway serves the modules the app imports, and no file it does not use.
+    imported = {f"/app/{name}" for name in re.findall(r'from "\./([a-z]+\.js)"', sources)}
+    assert imported | {"/", "/app/main.js", "/app/app.css"} == set(PAGE)
+    assert "/api/bulk/jobs" in sources
 
 
 async def test_unknown_routes_and_methods_answer_json_errors(api):

@@ -5,12 +5,15 @@ Content-Security-Policy forbids."""
 from __future__ import annotations
 
 import io
+import re
 from html.parser import HTMLParser
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+
+from bulkocr_gateway.page import PAGE
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +39,8 @@ def assert_security_headers(response: aiohttp.ClientResponse) -> None:
 
 
 async def test_the_page_and_its_files_carry_the_headers(api: Client):
-    """/, /page.js and /page.css (public) each answer with every header."""
-    for path in ("/", "/page.js", "/page.css"):
+    """/ and the app's modules and stylesheet (public) each answer with every header."""
+    for path in PAGE:
         response = await api.get(path)
         assert response.status == 200, path
         assert_security_headers(response)
@@ -116,3 +119,17 @@ async def test_the_page_needs_nothing_the_policy_forbids(api: Client):
     page = _InlineCode()
     page.feed(await (await api.get("/")).text())
     assert page.found == []
+
+
+async def test_the_app_never_turns_data_into_markup_or_code(api: Client):
+    """File names, OCR'd words and error messages reach the page as text: no module sets
+    HTML (innerHTML, outerHTML, insertAdjacentHTML, document.write) or runs strings as code
+    (eval, Function, string timers), which the policy would refuse or an injected name abuse."""
+    forbidden = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function(")
+    found = []
+    for path in PAGE:
+        if path.endswith(".js"):
+            code = await (await api.get(path)).text()
+            found += [f"{path}: {name}" for name in forbidden if name in code]
+            found += [f"{path}: string timer" for _ in re.finditer(r"set(?:Timeout|Interval)\(\s*[\"'`]", code)]
+    assert found == []
