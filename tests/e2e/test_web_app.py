@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pypdfium2 as pdfium  # type: ignore[import-untyped]  # no type information
 import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
@@ -121,9 +122,10 @@ def test_a_curator_uploads_follows_checks_and_pushes_a_job(
     tab: Tab, stack: LocalStack, archipelago: FakeArchipelago, tmp_path: Path
 ):
     """Sign in (a wrong token is refused), upload a scan and a two-page PDF with the file
-    picker, follow the job to completed, download a text, read the scan in the viewer (its
-    word boxes on its ink), turn the PDF's pages, open the quality view (blank pages first),
-    push to Archipelago and see its links, and sign out; no token in any address."""
+    picker, follow the job to completed live, download a text and a searchable PDF, read the
+    scan in the viewer (its word boxes on its ink), turn the PDF's pages, open the quality view
+    (blank pages first), push to Archipelago and see its links, and sign out; no token in any
+    address."""
     page = tab.page
     page.get_by_label("API token").fill("not-a-token")
     page.get_by_role("button", name="Sign in").click()
@@ -150,6 +152,10 @@ def test_a_curator_uploads_follows_checks_and_pushes_a_job(
     with page.expect_download() as downloaded:
         typewriter.get_by_role("button", name="txt", exact=True).click()
     assert "linzensoep" in Path(downloaded.value.path()).read_text().casefold()
+    with page.expect_download() as downloaded:
+        typewriter.get_by_role("button", name="pdf", exact=True).click()
+    with pdfium.PdfDocument(downloaded.value.path()) as searchable:  # its text layer reads back
+        assert "linzensoep" in searchable[0].get_textpage().get_text_range().casefold()
 
     typewriter.get_by_role("link", name="view").click()
     expect(page.locator("#viewer-title")).to_have_text("typewriter.png · page 1 of 1")
