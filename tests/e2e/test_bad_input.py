@@ -520,7 +520,8 @@ async def test_requests_made_from_the_openapi_document_get_no_server_error(stack
     """schemathesis reads `/api/openapi.json` and sends what it describes, with the owner's token:
     examples, boundary values, fuzzed values and linked sequences (submit, then read, cancel,
     download). Not one answer is a 5xx, and every process of the stack still runs. The seed is
-    fixed, so a failure here is reproducible with the command in the output."""
+    fixed, so a failure here is reproducible with the command in the output. The live event
+    stream is left out: it never ends while its job is watched."""
     command = [
         str(Path(sys.executable).parent / "st"),
         "run",
@@ -535,6 +536,11 @@ async def test_requests_made_from_the_openapi_document_get_no_server_error(stack
         "30",
         "--seed",
         "20261129",
+        # A live event stream stays open for as long as its job is watched: a request-and-answer
+        # tool would wait on it for ever. Its bad input (unknown job, another owner, no token,
+        # a stale Last-Event-ID) is tested in tests/integration/test_job_events.py.
+        "--exclude-path",
+        "/api/bulk/jobs/{job_id}/events",
     ]
     # In the stack's folder: schemathesis keeps a cache of what it found where it runs.
     run = functools.partial(

@@ -80,7 +80,7 @@ async def test_a_listener_follows_a_job_from_snapshot_to_its_end(feeds, jobs: Co
 
 async def test_a_listener_that_reconnects_gets_what_it_missed_or_a_fresh_snapshot(feeds, publisher: NsqPublisher):
     """Last-Event-ID known to this gateway: only the events after it; unknown (another gateway,
-    or too old): a snapshot. Another owner's job is 404; a finished job is a snapshot and the end."""
+    or too old): a snapshot. Another owner's job, or an unknown one, is 404; no token is 401."""
     api, job_feeds = feeds
     job_id = await submit(api, ("book.pdf", b"%PDF"))
     first = await api.get(f"/api/bulk/jobs/{job_id}/events", headers=ALICE)
@@ -96,5 +96,7 @@ async def test_a_listener_that_reconnects_gets_what_it_missed_or_a_fresh_snapsho
     assert [name for _, name, _ in await read_events(stale, 1)] == ["snapshot"]
     assert snapshot_id.startswith(job_feeds.epoch)
     assert (await api.get(f"/api/bulk/jobs/{job_id}/events", headers=BOB)).status == 404
+    assert (await api.get("/api/bulk/jobs/no-such-job/events", headers=ALICE)).status == 404
+    assert (await api.get(f"/api/bulk/jobs/{job_id}/events")).status == 401
     for response in (first, again, stale):
         response.close()
