@@ -138,6 +138,10 @@ async def start_uploader(nsq_settings, mongo_settings, nsq_admin, store, blobs) 
         return PDF if fmt == "pdf" else await texts(job_id, doc_id, fmt)
 
     async def start(settings: UploaderSettings, *, real_outputs: bool = False) -> Callable[[], Awaitable[None]]:
+        # The gateway and the aggregator make these channels as they first publish to them;
+        # the uploader finds nsqd through nsqlookupd once the topics exist.
+        for topic in (ARCHIPELAGO_PUSH, JOB_COMPLETED):
+            await nsq_admin.create_channel(topic.name, UPLOADER_CHANNEL)
         stop = asyncio.Event()
         outputs = None if real_outputs else fetch_output
         service = run(settings, nsq_settings, mongo_settings, BlobSettings(), stop=stop, fetch_output=outputs)
