@@ -111,6 +111,10 @@ async def test_a_finished_job_posts_signed_webhooks_to_its_callback_and_the_glob
     uploader's own code) sends push.finished the same way."""
     settings = webhook_settings(url=receiver.url("/global"))
     job_id = await finished_job(store, receiver.url("/hook"), status="partial")
+    # The aggregator and the uploader make these channels as they first publish to them; the
+    # notifier finds nsqd through nsqlookupd once the topics exist.
+    for topic in (JOB_COMPLETED, PUSH_FINISHED):
+        await nsq_admin.create_channel(topic.name, NOTIFIER_CHANNEL)
     stop = asyncio.Event()
     service = asyncio.create_task(run(settings, nsq_settings, mongo_settings, stop=stop))
 
