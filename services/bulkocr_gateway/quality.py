@@ -8,9 +8,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from bulkocr.page_model import LOW_WORD_CONFIDENCE, PageQuality
-from bulkocr_gateway.http import fail, json_response
+from bulkocr_gateway.http import json_response
 from bulkocr_gateway.keys import STORE
-from bulkocr_gateway.routes import MAX_PER_PAGE, owned_job, positive_int
+from bulkocr_gateway.routes import owned_job, paging
 
 quality_routes = web.RouteTableDef()
 
@@ -42,10 +42,7 @@ def _quality_url(job_id: str, page: int, per_page: int) -> str:
 async def job_quality(request: web.Request) -> web.Response:
     job = await owned_job(request)
     job_id = str(job["_id"])
-    page = positive_int(request, "page", 1)
-    per_page = positive_int(request, "per_page", 50)
-    if per_page > MAX_PER_PAGE:
-        fail(web.HTTPBadRequest, f"per_page is at most {MAX_PER_PAGE}")
+    page, per_page = paging(request, per_page=50)
     store = request.app[STORE]
     ranked = await store.pages_worst_first(job_id, skip=(page - 1) * per_page, limit=per_page)
     total = await store.count_pages(job_id, "done")

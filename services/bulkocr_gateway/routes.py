@@ -213,10 +213,7 @@ async def status_view(request: web.Request, job: Stored) -> JobStatusView:
 async def job_documents(request: web.Request) -> web.Response:
     """Every document of a job, a page at a time, in upload order."""
     job = await owned_job(request)
-    page = positive_int(request, "page", 1)
-    per_page = positive_int(request, "per_page", MAX_PER_PAGE)
-    if per_page > MAX_DOCUMENTS_PER_PAGE:
-        fail(web.HTTPBadRequest, f"per_page is at most {MAX_DOCUMENTS_PER_PAGE}")
+    page, per_page = paging(request, per_page=MAX_PER_PAGE, maximum=MAX_DOCUMENTS_PER_PAGE)
     store = request.app[STORE]
     documents = await store.list_documents(job["_id"], skip=(page - 1) * per_page, limit=per_page)
     outputs = outputs_by_document(
@@ -229,14 +226,20 @@ async def job_documents(request: web.Request) -> web.Response:
 
 @routes.get("/api/bulk/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    page = positive_int(request, "page", 1)
-    per_page = positive_int(request, "per_page", 20)
-    if per_page > MAX_PER_PAGE:
-        fail(web.HTTPBadRequest, f"per_page is at most {MAX_PER_PAGE}")
+    page, per_page = paging(request, per_page=20)
     store, owner = request.app[STORE], request[OWNER]
     jobs = await store.list_jobs(owner, skip=(page - 1) * per_page, limit=per_page)
     total = await store.count_jobs(owner)
     return json_response(job_list(jobs, page=page, per_page=per_page, total=total))
+
+
+def paging(request: web.Request, *, per_page: int, maximum: int = MAX_PER_PAGE) -> tuple[int, int]:
+    """`page` and `per_page` from the query (per_page at most `maximum`), and how many to skip."""
+    page = positive_int(request, "page", 1)
+    size = positive_int(request, "per_page", per_page)
+    if size > maximum:
+        fail(web.HTTPBadRequest, f"per_page is at most {maximum}")
+    return page, size
 
 
 def positive_int(request: web.Request, name: str, default: int) -> int:

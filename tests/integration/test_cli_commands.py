@@ -125,8 +125,9 @@ async def test_results_of_a_running_job_wait_or_take_what_is_done(feeds, jobs: C
     assert (tmp_path / "book.pdf.txt").read_text() == "page 1\f"
     assert "partial" in out.getvalue()
 
-    waiting = asyncio.create_task(results_command(request(), out=io.StringIO(), err=io.StringIO()))
-    await asyncio.sleep(0.2)  # the command is waiting: show that it has not written the end yet
+    waiting_err = io.StringIO()
+    waiting = asyncio.create_task(results_command(request(), out=io.StringIO(), err=waiting_err))
+    await eventually(lambda: "waiting for it" in waiting_err.getvalue(), what="the command to say it waits")
     assert not waiting.done()
     await jobs.outcome(page_done(2, job_id=job_id, doc_id="d0001"))
     await jobs.flush()
