@@ -37,7 +37,7 @@ from bulkocr.contracts import (
     UPLOADER_CHANNEL,
 )
 from bulkocr.errors import ServerStartError
-from bulkocr_devstack.servers import SERVER_NAMES, LocalServers, ServerAddresses
+from bulkocr_devstack.servers import SERVER_NAMES, LocalServers, ServerAddresses, free_port
 
 # service name -> (module, the topic/channel it consumes, which tells that it is up)
 SERVICES: dict[str, tuple[str, str, str]] = {
@@ -75,7 +75,7 @@ class LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.servers = own_servers or LocalServers(self.state_dir / "servers", ServerAddresses())
         if not self.port:
-            self.port = _free_port()
+            self.port = free_port()
 
     @property
     def host(self) -> str:
@@ -145,7 +145,7 @@ class LocalStack:
         """Start a process of this stack (stopped with it), logging to `<state_dir>/<name>.log`,
         its ops routes on `ops_host` (the stack's host by default) and a port it keeps."""
         self.ops_hosts[name] = ops_host or self.host
-        port = self.ops_ports.setdefault(name, _free_port())
+        port = self.ops_ports.setdefault(name, free_port())
         ops = {"BULKOCR_OPS_HOST": self.ops_hosts[name], "BULKOCR_OPS_PORT": str(port)}
         with (self.state_dir / f"{name}.log").open("ab") as log_file:
             self.processes[name] = subprocess.Popen(
@@ -183,7 +183,10 @@ class LocalStack:
         while not self._healthy():
             for name, process in self.processes.items():
                 if process.poll() is not None:
-                    raise ServerStartError(f"{name} exited with {process.returncode}: see {self.state_dir}/{name}.log")
+                    log = self.state_dir / f"{name}.log"
+                    # The log's end in the error itself: CI keeps the output, not the state folder.
+                    tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+                    raise ServerStartError(f"{name} exited with {process.returncode}: see {log}; it ends:\n{tail}")
             if time.monotonic() > deadline:
                 raise ServerStartError(f"services not healthy after {self.start_timeout_s}s: see {self.state_dir}")
             time.sleep(0.2)
@@ -254,12 +257,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _nsqd_post(addresses: ServerAddresses, path: str, **params: str) -> None:

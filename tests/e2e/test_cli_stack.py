@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bulkocr_devstack.servers import free_port
 from tests.e2e import client
 from tests.ocr_quality import TEST_DATA
 from tests.waiting import eventually
@@ -23,12 +23,6 @@ pytestmark = pytest.mark.e2e
 
 TOKEN = "cli-stack-token"
 BULKOCR = Path(sys.executable).parent / "bulkocr"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def descendants(pid: int) -> set[int]:
