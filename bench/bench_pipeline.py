@@ -36,9 +36,10 @@ from typing import Any
 
 import aiohttp
 from PIL import Image
+from tests.stores import SeedStore
 
 from bulkocr.contracts import FINISHED_STATUSES, JobOptions, utcnow
-from bulkocr.mongo import JobStore, connect_mongo, page_key
+from bulkocr.mongo import connect_mongo, page_key
 from bulkocr.settings import MongoSettings
 from bulkocr_devstack.stack import LocalStack
 
@@ -232,7 +233,7 @@ async def fill(stack: LocalStack, pages: int, per_job: int = 1000) -> None:
     """Store `pages` pages of finished, retained jobs as the pipeline leaves them."""
     settings = MongoSettings(url=stack.servers.addresses.mongo_url)
     async with connect_mongo(settings) as db:
-        store = JobStore(db)
+        store = SeedStore(db)
         for number in range(pages // per_job):
             job_id = f"old-{number:04d}"
             await store.insert_job(

@@ -39,7 +39,7 @@ from bulkocr.contracts import (
     utcnow,
 )
 from bulkocr.errors import PublishError
-from bulkocr.mongo import JobStore, attempt_fields, page_key, task_from_manifest, unplanned
+from bulkocr.mongo import AggregatorJobStore, attempt_fields, page_key, task_from_manifest, unplanned
 from bulkocr.nsq import NsqPublisher
 from bulkocr_aggregator.document_state import DocumentState, PageOutcome, page_id
 from bulkocr_aggregator.events import EventFeed
@@ -55,7 +55,7 @@ without it has nothing stored to seed from."""
 
 @dataclass
 class Coordinator:
-    store: JobStore
+    store: AggregatorJobStore
     writer: BatchWriter
     publisher: NsqPublisher
     windows: Windows = field(default_factory=Windows)

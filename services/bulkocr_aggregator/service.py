@@ -42,7 +42,7 @@ from bulkocr.contracts import (
     PagesReady,
     Topic,
 )
-from bulkocr.mongo import DeadLetterStore, JobStore, connect_mongo
+from bulkocr.mongo import AggregatorJobStore, DeadLetterStore, connect_mongo
 from bulkocr.nsq import Delivery, Handler, NsqPublisher
 from bulkocr.service import Every, Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings, load
@@ -102,7 +102,9 @@ async def handle_retrying(retrying: PageRetrying, delivery: Delivery, *, jobs: C
     await jobs.retrying(retrying)
 
 
-async def handle_heartbeat(beat: NodeHeartbeat, delivery: Delivery, *, store: JobStore, jobs: Coordinator) -> None:
+async def handle_heartbeat(
+    beat: NodeHeartbeat, delivery: Delivery, *, store: AggregatorJobStore, jobs: Coordinator
+) -> None:
     jobs.heartbeat(beat.node_id, beat.at)
     await store.record_heartbeat(beat)
 
@@ -122,7 +124,7 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
         aiohttp.ClientSession() as session,
         batch_writer(db) as writer,
     ):
-        store = JobStore(db)
+        store = AggregatorJobStore(db)
         await store.ensure_indexes()
         letters = DeadLetterStore(db)
         await letters.ensure_indexes()

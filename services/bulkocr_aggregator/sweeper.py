@@ -9,7 +9,6 @@ retention, with their blobs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ import structlog
 
 from bulkocr.blobs import BlobStore
 from bulkocr.contracts import FINISHED_STATUSES, OCR_CHANNEL, PAGE, utcnow
-from bulkocr.mongo import DeadLetterStore, JobStore
+from bulkocr.mongo import AggregatorJobStore, DeadLetterStore
 from bulkocr.nsq import backlog
 from bulkocr.settings import NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
@@ -29,7 +28,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class Sweeper:
-    store: JobStore
+    store: AggregatorJobStore
     jobs: Coordinator
     session: aiohttp.ClientSession
     nsq: NsqSettings
@@ -38,7 +37,7 @@ class Sweeper:
 
     async def sweep(self) -> None:
         queue_empty: bool | None = None
-        async for job in self.unfinished():
+        async for job in self.store.unfinished_jobs():
             if not self._idle(job, self.idle_s):
                 continue
             if queue_empty is None:
@@ -46,12 +45,6 @@ class Sweeper:
             if queue_empty or self._idle(job, self.max_idle_s):
                 await self.jobs.redispatch(job["_id"])
                 log.warning("job_swept", job_id=job["_id"])
-
-    async def unfinished(self) -> AsyncIterator[dict[str, Any]]:
-        """Jobs not finished (or not yet announced as finished), with their last activity."""
-        query = {"$or": [{"status": {"$nin": list(FINISHED_STATUSES)}}, {"completed_event_sent": False}]}
-        async for job in self.store.jobs.find(query, {"created_at": 1, "last_activity_at": 1, "status": 1}):
-            yield job
 
     def _idle(self, job: dict[str, Any], seconds: float) -> bool:
         state = self.jobs.in_memory(job["_id"])
@@ -62,7 +55,7 @@ class Sweeper:
 
 @dataclass
 class Retention:
-    store: JobStore
+    store: AggregatorJobStore
     blobs: BlobStore
     keep_s: float
     dead_letters: DeadLetterStore | None = None

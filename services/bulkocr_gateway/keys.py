@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from bulkocr.blobs import BlobStore
-from bulkocr.mongo import ArchipelagoStore, DeadLetterStore, JobStore
+from bulkocr.mongo import ArchipelagoStore, DeadLetterStore, GatewayJobStore
 from bulkocr.nsq import NsqPublisher
 from bulkocr_gateway.feeds import JobFeeds
 from bulkocr_gateway.settings import GatewaySettings
@@ -16,14 +16,14 @@ from bulkocr_gateway.settings import GatewaySettings
 @dataclass(frozen=True)
 class Deps:
     settings: GatewaySettings
-    store: JobStore
+    store: GatewayJobStore
     blobs: BlobStore
     publisher: NsqPublisher
     feeds: JobFeeds = field(default_factory=JobFeeds)
 
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
-STORE = web.AppKey("store", JobStore)
+STORE = web.AppKey("store", GatewayJobStore)
 ARCHIPELAGO = web.AppKey("archipelago", ArchipelagoStore)
 DEAD_LETTERS = web.AppKey("dead_letters", DeadLetterStore)
 BLOBS = web.AppKey("blobs", BlobStore)

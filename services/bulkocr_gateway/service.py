@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import EPHEMERAL, JOB_EVENTS
-from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.mongo import GatewayJobStore, connect_mongo
 from bulkocr.nsq import NsqAdmin, NsqPublisher, consuming, nsqd_check
 from bulkocr.ops import HEALTH
 from bulkocr.runtime import shutdown_event
@@ -36,7 +36,7 @@ async def run(settings: GatewaySettings, nsq: NsqSettings, mongo: MongoSettings,
         log.warning("no_api_tokens", hint="set BULKOCR_API_TOKENS=owner:token,...; every API call will get 401")
     async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher, aiohttp.ClientSession() as session:
         HEALTH.depends_on("nsqd", nsqd_check(session, nsq))
-        store = JobStore(db)
+        store = GatewayJobStore(db)
         await store.ensure_indexes()
         deps = Deps(settings, store, make_blob_store(blob, db), publisher)
         app = create_app(deps)

@@ -9,7 +9,7 @@ from bulkocr.blobs import BlobStore
 from bulkocr.contracts import (
     JobOptions,
 )
-from bulkocr.mongo import JobStore
+from bulkocr.mongo import IngestJobStore
 from bulkocr.nsq import NsqPublisher
 from bulkocr_ingest.settings import IngestSettings
 from bulkocr_ingest.split_process import SplitProcesses
@@ -18,7 +18,7 @@ from bulkocr_ingest.split_process import SplitProcesses
 @dataclass(frozen=True)
 class Deps:
     settings: IngestSettings
-    store: JobStore
+    store: IngestJobStore
     blobs: BlobStore
     publisher: NsqPublisher
     splitters: SplitProcesses

@@ -33,7 +33,7 @@ from bulkocr.contracts import (
     DocumentTask,
     JobOptions,
 )
-from bulkocr.mongo import Document, JobStore, connect_mongo
+from bulkocr.mongo import Document, IngestJobStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher
 from bulkocr.service import Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
@@ -266,7 +266,7 @@ async def _download(blobs: BlobStore, key: str, path: Path) -> None:
 async def run(settings: IngestSettings, nsq: NsqSettings, mongo: MongoSettings, blob: BlobSettings) -> None:
     with SplitProcesses(settings.max_in_flight, settings.process_limits()) as splitters:
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
-            store = JobStore(db)
+            store = IngestJobStore(db)
             await store.ensure_indexes()
             deps = Deps(settings, store, make_blob_store(blob, db), publisher, splitters)
             documents = Subscription(

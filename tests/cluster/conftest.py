@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.mongo import connect_mongo
 from bulkocr.settings import MongoSettings
 from tests.cluster.harness import TOKEN, Cluster
 from tests.cluster.netns import HarnessUnavailable
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 
@@ -31,7 +32,7 @@ def running_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluste
 
 
 @pytest.fixture
-async def cluster(running_cluster: Cluster, store: JobStore) -> Cluster:
+async def cluster(running_cluster: Cluster, store: SeedStore) -> Cluster:
     """The module's cluster with every cable in and every node's worker taking pages from the
     manager and heard by the aggregator (its heartbeats come through the node's nsqd)."""
     running_cluster.restore()
@@ -43,7 +44,7 @@ async def cluster(running_cluster: Cluster, store: JobStore) -> Cluster:
     return running_cluster
 
 
-async def heard_from_every_worker(cluster: Cluster, store: JobStore) -> bool:
+async def heard_from_every_worker(cluster: Cluster, store: SeedStore) -> bool:
     for name, node in cluster.nodes.items():
         record = await store.nodes.find_one({"_id": node.node_id})
         if record is None or cluster.worker_id(name) not in (record.get("workers") or {}):
@@ -58,6 +59,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def store(running_cluster: Cluster) -> AsyncIterator[JobStore]:
+async def store(running_cluster: Cluster) -> AsyncIterator[SeedStore]:
     async with connect_mongo(MongoSettings(url=running_cluster.mongo_url, timeout_s=5)) as db:
-        yield JobStore(db)
+        yield SeedStore(db)

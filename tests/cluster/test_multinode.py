@@ -22,11 +22,11 @@ import pytest
 from PIL import Image
 
 from bulkocr.contracts import ARCHIPELAGO_PUSH, DOCUMENT, JOB_COMPLETED, PAGE, PAGE_DONE, PageTask
-from bulkocr.mongo import JobStore
 from bulkocr.nsq import NsqPublisher
 from bulkocr.settings import NsqSettings
 from tests.cluster.harness import MSG_TIMEOUT_S, NODES, Cluster
 from tests.e2e import client
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.cluster
@@ -65,7 +65,7 @@ def node_pages(status: Status, node_id: str) -> int:
     return int(status["nodes"].get(node_id, {}).get("pages_done", 0))
 
 
-async def assert_every_page_exactly_once(final: Status, store: JobStore, job_id: str, pages: int) -> list[Status]:
+async def assert_every_page_exactly_once(final: Status, store: SeedStore, job_id: str, pages: int) -> list[Status]:
     """The job completed, each of its pages has one stored outcome, done, and the per-node
     progress in its status sums to its pages and matches the stored outcomes node by node."""
     progress = final["progress"]
@@ -198,7 +198,7 @@ async def replace_worker(cluster: Cluster, name: str) -> None:
 
 
 async def publish_newer_minor_copies(
-    cluster: Cluster, store: JobStore, job_id: str
+    cluster: Cluster, store: SeedStore, job_id: str
 ) -> tuple[set[Any], dict[Path, int]]:
     """Ten pages already read, published again one minor version above what the workers read,
     with a field they do not know; the pages (doc, page) and how far each worker log had got."""

@@ -11,9 +11,10 @@ from typing import Any
 
 import aiohttp
 
-from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.mongo import connect_mongo
 from bulkocr.settings import MongoSettings
 from bulkocr_devstack.stack import LocalStack
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 FINISHED = ("completed", "partial", "failed", "cancelled")
@@ -115,8 +116,8 @@ async def document_text(http: aiohttp.ClientSession, gateway: str, job_id: str, 
 
 
 @contextlib.asynccontextmanager
-async def stack_store(stack: LocalStack) -> AsyncIterator[JobStore]:
+async def stack_store(stack: LocalStack) -> AsyncIterator[SeedStore]:
     """The running stack's database, as the services see it: for checks a user cannot make
     over HTTP (every page's stored outcome)."""
     async with connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db:
-        yield JobStore(db)
+        yield SeedStore(db)

@@ -18,13 +18,13 @@ import aiohttp
 import pytest
 
 from bulkocr.contracts import PAGE_DONE, PageDone, PageTimings
-from bulkocr.mongo import JobStore
 from bulkocr.nsq import NsqPublisher
 from bulkocr.page_model import PageText
 from bulkocr.settings import NsqSettings
 from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
 from tests.ocr_quality import TEST_DATA
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +68,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def store(stack: LocalStack) -> AsyncIterator[JobStore]:
+async def store(stack: LocalStack) -> AsyncIterator[SeedStore]:
     async with client.stack_store(stack) as job_store:
         yield job_store
 
@@ -111,7 +111,7 @@ async def started(http: aiohttp.ClientSession, stack: LocalStack, job_id: str, p
     await client.wait_for_pages(http, stack.gateway_url, job_id, pages)
 
 
-async def assert_every_page_exactly_once(final: dict[str, Any], store: JobStore, job_id: str) -> None:
+async def assert_every_page_exactly_once(final: dict[str, Any], store: SeedStore, job_id: str) -> None:
     progress = final["progress"]
     assert final["status"] == "completed", final
     assert progress["pages_total"] == PAGES

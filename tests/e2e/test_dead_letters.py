@@ -14,10 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bulkocr.mongo import JobStore
 from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
 from tests.ocr_quality import TEST_DATA
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +45,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def store(stack: LocalStack) -> AsyncIterator[JobStore]:
+async def store(stack: LocalStack) -> AsyncIterator[SeedStore]:
     async with client.stack_store(stack) as job_store:
         yield job_store
 

@@ -14,11 +14,12 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.mongo import connect_mongo
 from bulkocr.settings import MongoSettings
 from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
 from tests.e2e.test_chaos import CHAOS_ENV, TOKEN
+from tests.stores import SeedStore
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +50,7 @@ async def test_aggregator_killed_mid_way_through_a_big_job_rebuilds_its_tallies(
             stack.stop_service("aggregator", kill=True)
             stack.start_service("aggregator", "bulkocr_aggregator")
             final = await client.wait_finished(http, stack.gateway_url, job_id, timeout_s=300)
-            store = JobStore(db)
+            store = SeedStore(db)
             outcomes = store.pages.find({"job_id": job_id})
             stored = sorted([(page["page"], page["status"]) async for page in outcomes])
     progress = final["progress"]

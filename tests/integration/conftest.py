@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.contracts import EPHEMERAL, JOB_EVENTS
-from bulkocr.mongo import Database, JobStore, connect_mongo
+from bulkocr.mongo import Database, connect_mongo
 from bulkocr.nsq import NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
@@ -29,6 +29,7 @@ from bulkocr_gateway.app import create_app
 from bulkocr_gateway.feeds import JobFeeds
 from bulkocr_gateway.keys import JOB_FEEDS, Deps
 from bulkocr_gateway.settings import GatewaySettings
+from tests.stores import SeedStore
 
 pytestmark = pytest.mark.integration
 
@@ -93,8 +94,8 @@ async def db(mongo_settings: MongoSettings) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def store(db: Database) -> JobStore:
-    job_store = JobStore(db)
+async def store(db: Database) -> SeedStore:
+    job_store = SeedStore(db)
     await job_store.ensure_indexes()
     return job_store
 
@@ -132,7 +133,7 @@ async def api(start_gateway) -> Client:
 
 
 @pytest.fixture
-async def jobs(store: JobStore, db: Database, publisher: NsqPublisher) -> AsyncIterator[Coordinator]:
+async def jobs(store: SeedStore, db: Database, publisher: NsqPublisher) -> AsyncIterator[Coordinator]:
     """The aggregator's coordinator on the real servers, handing out work as it runs."""
     async with batch_writer(db) as writer:
         coordinator = Coordinator(store, writer, publisher, Windows(pages=200, documents=4))

@@ -8,7 +8,7 @@ import asyncio
 from structlog.testing import capture_logs
 
 from bulkocr.contracts import DOCUMENT, PAGE, DocumentPlanned, DocumentTask, JobSubmitted, PageDone, PageTask, Topic
-from bulkocr.mongo import Database, JobStore
+from bulkocr.mongo import Database
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
@@ -16,6 +16,7 @@ from bulkocr_aggregator.state import Windows
 from bulkocr_aggregator.writes import batch_writer
 from tests.integration.test_pipeline_services import collecting, submit
 from tests.integration.test_store import page_done, page_failed
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 
@@ -25,7 +26,7 @@ def task(job_id: str, page: int, doc_id: str = "d0001") -> PageTask:
 
 
 async def test_a_restarted_aggregator_rebuilds_the_tallies_and_counts_nothing_twice(
-    store: JobStore, db: Database, publisher: NsqPublisher, jobs: Coordinator
+    store: SeedStore, db: Database, publisher: NsqPublisher, jobs: Coordinator
 ):
     """Outcomes stored by one aggregator are counted by the next one, which takes the job over
     with one scan; results redelivered to it after the restart count once."""
@@ -57,7 +58,7 @@ async def test_a_restarted_aggregator_rebuilds_the_tallies_and_counts_nothing_tw
 
 
 async def test_copies_of_an_outcome_at_once_or_redelivered_by_nsq_count_once(
-    store: JobStore, db: Database, publisher: NsqPublisher, nsq_settings: NsqSettings, nsq_admin: NsqAdmin, jobs
+    store: SeedStore, db: Database, publisher: NsqPublisher, nsq_settings: NsqSettings, nsq_admin: NsqAdmin, jobs
 ):
     """Ten copies of a result arriving together, and results NSQ delivers again after a crash
     before FIN, leave one record per page and exact tallies."""
@@ -89,7 +90,7 @@ async def test_copies_of_an_outcome_at_once_or_redelivered_by_nsq_count_once(
 
 
 async def test_each_job_has_at_most_a_window_of_work_out(
-    store: JobStore, db: Database, publisher: NsqPublisher, nsq_settings, nsq_admin
+    store: SeedStore, db: Database, publisher: NsqPublisher, nsq_settings, nsq_admin
 ):
     """A job's documents go to ingest `documents` at a time and its pages to OCR `pages` at a
     time; each outcome lets one more go. A second job's pages go out at once, not after the
@@ -129,7 +130,7 @@ async def test_each_job_has_at_most_a_window_of_work_out(
     assert [t.page for t in big_pages] == list(range(1, 14))
 
 
-async def test_cancel_stops_handing_out_work(store: JobStore, db: Database, publisher, nsq_settings, nsq_admin, jobs):
+async def test_cancel_stops_handing_out_work(store: SeedStore, db: Database, publisher, nsq_settings, nsq_admin, jobs):
     """Once a job is cancelled, its waiting pages are never published."""
     job = await submit(store, db, {"a.pdf": b"%PDF"})
     await jobs.submitted(JobSubmitted(job_id=job.job_id, owner="o", documents_total=1))
@@ -149,7 +150,7 @@ async def test_cancel_stops_handing_out_work(store: JobStore, db: Database, publ
     assert saved["status"] == "cancelled"
 
 
-async def test_the_slow_check_finds_and_counts_outcomes_it_missed(store: JobStore, db: Database, jobs: Coordinator):
+async def test_the_slow_check_finds_and_counts_outcomes_it_missed(store: SeedStore, db: Database, jobs: Coordinator):
     """An outcome stored behind the aggregator's back is found by the recount, logged as
     drift, and counted; with nothing missed, the check is quiet."""
     job = await submit(store, db, {"a.pdf": b"%PDF"})
@@ -167,7 +168,7 @@ async def test_the_slow_check_finds_and_counts_outcomes_it_missed(store: JobStor
     assert state.pages_done == 2
 
 
-async def test_results_for_a_job_that_does_not_exist_are_not_stored(store: JobStore, jobs: Coordinator):
+async def test_results_for_a_job_that_does_not_exist_are_not_stored(store: SeedStore, jobs: Coordinator):
     """A late redelivery for a job removed by retention (or never created) recreates nothing."""
     await jobs.outcome(page_done(1, job_id="no-such-job", doc_id="d0001"))
     assert await store.pages.count_documents({"job_id": "no-such-job"}) == 0
@@ -175,7 +176,7 @@ async def test_results_for_a_job_that_does_not_exist_are_not_stored(store: JobSt
 
 
 async def test_document_counts_follow_the_documents_through_every_flush(
-    store: JobStore, db: Database, jobs: Coordinator
+    store: SeedStore, db: Database, jobs: Coordinator
 ):
     """The job record's counts by document status move with each flush (queued, then failed),
     the way the status route shows them."""
@@ -193,7 +194,7 @@ async def test_document_counts_follow_the_documents_through_every_flush(
 
 
 async def test_a_document_reads_as_it_stands_from_plan_to_replay_without_updating_its_record(
-    store: JobStore, db: Database, jobs: Coordinator
+    store: SeedStore, db: Database, jobs: Coordinator
 ):
     """A document shows its plan, then its live counts while its pages are read, then its
     final state; a replay of its failed page shows it being read again and then completed.
@@ -232,7 +233,7 @@ async def test_a_document_reads_as_it_stands_from_plan_to_replay_without_updatin
 
 
 async def test_a_document_finishing_while_progress_is_written_gets_its_final_record(
-    store: JobStore, db: Database, jobs: Coordinator
+    store: SeedStore, db: Database, jobs: Coordinator
 ):
     """The last outcome of a document can land while a flush is writing: the next flush
     still stores the document's final state (the flush marks only what it wrote)."""

@@ -11,7 +11,7 @@ from lxml import etree
 from PIL import Image
 
 from bulkocr.contracts import DocumentPlanned, JobCompleted, JobOptions, PageTask
-from bulkocr.mongo import JobStore, OutputStore
+from bulkocr.mongo import OutputStore
 from bulkocr.nsq import Delivery
 from bulkocr.page_model import Block, Box, Line, PageText, Word
 from bulkocr.results import DocumentOutputs, cache_key
@@ -20,6 +20,7 @@ from bulkocr_client import results as results_cli
 from bulkocr_outputs.service import handle_completed
 from tests.integration.test_gateway import ALICE, BOB, submit
 from tests.integration.test_store import page_done
+from tests.stores import SeedStore
 
 WIDTH, HEIGHT = 1200, 800
 
@@ -33,7 +34,7 @@ def page_text(page: int) -> PageText:
     return PageText(width=WIDTH, height=HEIGHT, dpi=150, engine="test", blocks=[Block(box=line.box, lines=[line])])
 
 
-async def finished_job(api, store: JobStore, blobs, jobs: Coordinator, formats: str = "txt,json,pdf") -> str:
+async def finished_job(api, store: SeedStore, blobs, jobs: Coordinator, formats: str = "txt,json,pdf") -> str:
     """A job of one two-page document, OCR'd (results written by the aggregator)."""
     job_id = await submit(api, ("scan.pdf", b"%PDF-1.4 stand-in"), formats=formats)
     await jobs.planned(DocumentPlanned(job_id=job_id, doc_id="d0001", pages=2))

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bulkocr import __version__
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import JOB_SUBMITTED, JobSubmitted, NodeHeartbeat, PageDone, PageFailed, PageTimings, utcnow
-from bulkocr.mongo import Database, Document, JobStore
+from bulkocr.mongo import Database, Document
 from bulkocr.nsq import Delivery, NsqAdmin, consuming
 from bulkocr.page_model import Block, Box, Line, PageQuality, PageText, Word
 from bulkocr.settings import BlobSettings
@@ -32,6 +32,7 @@ from bulkocr_gateway.page import PAGE
 from bulkocr_gateway.settings import GatewaySettings
 from tests.integration.conftest import GATEWAY_TOKENS
 from tests.progress import set_document
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 ALICE = {"Authorization": "Bearer alice-token"}
@@ -536,7 +537,7 @@ def printed(output: io.StringIO, words: str) -> bool:
     return words in output.getvalue()
 
 
-async def finish_the_job_like_the_aggregator(store: JobStore, cli_output: io.StringIO) -> None:
+async def finish_the_job_like_the_aggregator(store: SeedStore, cli_output: io.StringIO) -> None:
     """Wait for the CLI's job, then record one page per document, each time until the CLI has
     printed the progress, and complete the job."""
     jobs: list[Document] = []

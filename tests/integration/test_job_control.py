@@ -9,12 +9,12 @@ import aiohttp
 
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import JOB_COMPLETED, PAGE, DocumentPlanned, JobCompleted, PageTask, utcnow
-from bulkocr.mongo import JobStore
 from bulkocr.settings import BlobSettings
 from bulkocr_aggregator.coordinator import Coordinator
 from bulkocr_aggregator.sweeper import Retention, Sweeper
 from tests.integration.test_pipeline_services import collecting, submit
 from tests.integration.test_store import page_done, page_failed
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 
@@ -29,7 +29,7 @@ def task(job_id: str, page: int) -> PageTask:
     )
 
 
-async def planned_job(store: JobStore, db, jobs: Coordinator, pages: int) -> str:
+async def planned_job(store: SeedStore, db, jobs: Coordinator, pages: int) -> str:
     job = await submit(store, db, {"a.pdf": b"%PDF-1.4"})
     await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=pages))
     await store.add_page_tasks([task(job.job_id, page).model_dump(mode="json") for page in range(1, pages + 1)])

@@ -29,7 +29,7 @@ from bulkocr.contracts import (
     PageTask,
     Topic,
 )
-from bulkocr.mongo import Database, JobStore
+from bulkocr.mongo import Database
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import BlobSettings, NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
@@ -39,6 +39,7 @@ from bulkocr_ingest.settings import IngestSettings
 from bulkocr_ingest.split_process import SplitProcesses
 from tests.integration.test_store import page_done, page_failed
 from tests.ocr_quality import TEST_DATA
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 
@@ -61,7 +62,7 @@ async def collecting(
 
 
 async def submit(
-    store: JobStore, db: Database, files: dict[str, bytes], *, duplicates: dict[str, str] | None = None
+    store: SeedStore, db: Database, files: dict[str, bytes], *, duplicates: dict[str, str] | None = None
 ) -> JobSubmitted:
     """A job stored as the gateway stores it (files in the blob store, documents d0001...)."""
     blobs = make_blob_store(BlobSettings(), db)
@@ -97,7 +98,7 @@ def splitters() -> Iterator[SplitProcesses]:
 
 
 def ingest_deps(
-    settings: IngestSettings, store: JobStore, db: Database, publisher: NsqPublisher, splitters: SplitProcesses
+    settings: IngestSettings, store: SeedStore, db: Database, publisher: NsqPublisher, splitters: SplitProcesses
 ) -> IngestDeps:
     return IngestDeps(settings, store, make_blob_store(BlobSettings(), db), publisher, splitters)
 

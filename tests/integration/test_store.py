@@ -1,10 +1,10 @@
-"""JobStore against the real MongoDB-wire server: page results are stored once, whatever is redelivered."""
+"""The job stores against the real MongoDB-wire server: page results are stored once, whatever is redelivered."""
 
 from __future__ import annotations
 
 from bulkocr.contracts import DocumentRef, JobOptions, PageDone, PageFailed, PageTimings, document_id
-from bulkocr.mongo import JobStore
 from bulkocr.page_model import Block, Box, Line, PageText
+from tests.stores import SeedStore
 
 
 def page_done(
@@ -35,13 +35,13 @@ def page_failed(page: int, *, node: str = "node-a", job_id: str = "job-1", doc_i
     )
 
 
-async def page_counts(store: JobStore, job_id: str) -> dict[str, int]:
+async def page_counts(store: SeedStore, job_id: str) -> dict[str, int]:
     done = await store.pages.count_documents({"job_id": job_id, "status": "done"})
     failed = await store.pages.count_documents({"job_id": job_id, "status": "failed"})
     return {"done": done, "failed": failed}
 
 
-async def test_an_outcome_is_stored_once_and_the_first_one_stays(store: JobStore):
+async def test_an_outcome_is_stored_once_and_the_first_one_stays(store: SeedStore):
     """A page's first outcome is kept: a repeat, or a late outcome of another kind, changes nothing."""
     assert await store.record_outcome(page_done(1))
     assert not await store.record_outcome(page_done(1))
@@ -54,7 +54,7 @@ async def test_an_outcome_is_stored_once_and_the_first_one_stays(store: JobStore
     assert page_one["result"]["blocks"][0]["lines"][0]["text"] == "page 1"
 
 
-async def test_a_job_of_thousands_of_documents_is_stored_in_batches(store: JobStore):
+async def test_a_job_of_thousands_of_documents_is_stored_in_batches(store: SeedStore):
     """5,000 documents go in with a handful of inserts; a repeat (a retried request) changes
     nothing; the job record comes last and counts them."""
     refs = [
@@ -71,7 +71,7 @@ async def test_a_job_of_thousands_of_documents_is_stored_in_batches(store: JobSt
     assert [d["doc_id"] for d in page] == [document_id(n) for n in range(4991, 5001)]
 
 
-async def test_page_tasks_are_recorded_once(store: JobStore):
+async def test_page_tasks_are_recorded_once(store: SeedStore):
     """The manifest keeps one entry per page, however often a batch is recorded again."""
     tasks = [{"job_id": "j", "doc_id": "d0001", "page": page, "image": f"i/{page}"} for page in range(1, 101)]
     await store.add_page_tasks(tasks[:60])
@@ -79,7 +79,7 @@ async def test_page_tasks_are_recorded_once(store: JobStore):
     assert sorted(t["page"] for t in await store.page_tasks_of("j")) == list(range(1, 101))
 
 
-async def test_jobs_are_created_once(store: JobStore):
+async def test_jobs_are_created_once(store: SeedStore):
     """Inserting a job id twice keeps the first job and reports the second as a repeat."""
     assert await store.insert_job({"_id": "job-9", "owner": "alice"})
     assert not await store.insert_job({"_id": "job-9", "owner": "mallory"})
@@ -88,7 +88,7 @@ async def test_jobs_are_created_once(store: JobStore):
     assert job["owner"] == "alice"
 
 
-async def test_idempotency_keys_of_different_owners_never_collide(store: JobStore):
+async def test_idempotency_keys_of_different_owners_never_collide(store: SeedStore):
     """Owner `a/b` with key `c` and owner `a` with key `b/c` each hold their own claim."""
     assert await store.claim_idempotency_key("a/b", "c", "job-of-ab") == "job-of-ab"
     assert await store.claim_idempotency_key("a", "b/c", "job-of-a") == "job-of-a"

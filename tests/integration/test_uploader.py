@@ -37,7 +37,7 @@ from bulkocr.contracts import (
     JobOptions,
     utcnow,
 )
-from bulkocr.mongo import Database, JobStore
+from bulkocr.mongo import Database
 from bulkocr.nsq import NsqAdmin, NsqPublisher
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_client import push as push_cli
@@ -51,6 +51,7 @@ from tests.fakes.archipelago import PASSWORD, USER, FakeArchipelago
 from tests.integration.test_gateway import page_done, page_text
 from tests.ocr_quality import TEST_DATA
 from tests.progress import set_document
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -82,7 +83,7 @@ def blobs(db: Database) -> BlobStore:
     return make_blob_store(BlobSettings(), db)
 
 
-async def start_gateway(store: JobStore, blobs: BlobStore, publisher: NsqPublisher, archipelago_url: str) -> Client:
+async def start_gateway(store: SeedStore, blobs: BlobStore, publisher: NsqPublisher, archipelago_url: str) -> Client:
     settings = GatewaySettings.model_validate({"api_tokens": TOKENS, "archipelago_url": archipelago_url})
     client: Client = TestClient(TestServer(create_app(Deps(settings, store, blobs, publisher))))
     await client.start_server()
@@ -176,7 +177,7 @@ async def _no_clients(admin: NsqAdmin) -> bool:
 
 
 async def finished_job(
-    store: JobStore, documents: int = 3, *, owner: str = "alice", auto_push: bool = False, status: str = "completed"
+    store: SeedStore, documents: int = 3, *, owner: str = "alice", auto_push: bool = False, status: str = "completed"
 ) -> tuple[str, list[str]]:
     """A job as the pipeline leaves it: documents of two OCR'd pages each, the job finished."""
     job_id = uuid.uuid4().hex

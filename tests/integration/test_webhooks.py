@@ -29,7 +29,7 @@ from bulkocr.contracts import (
     utcnow,
 )
 from bulkocr.errors import PermanentError
-from bulkocr.mongo import ArchipelagoStore, Document, JobStore, WebhookStore
+from bulkocr.mongo import ArchipelagoStore, Document, WebhookStore
 from bulkocr.nsq import NsqAdmin, NsqPublisher, consuming
 from bulkocr.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, verify
 from bulkocr_notifier.service import Deps, connector_for, handle_job_completed, run
@@ -39,6 +39,7 @@ from bulkocr_uploader.service import push_job
 from bulkocr_uploader.settings import UploaderSettings
 from tests.fakes.webhook_receiver import Fault, WebhookReceiver
 from tests.integration.test_gateway import ALICE, BOB, files_form
+from tests.stores import SeedStore
 from tests.waiting import eventually
 
 SECRET = "whsec-test-6f1d0c"
@@ -64,7 +65,7 @@ def webhook_settings(**overrides: Any) -> WebhookSettings:
     return WebhookSettings.model_validate(values)
 
 
-async def finished_job(store: JobStore, callback_url: str | None, *, status: str = "completed") -> str:
+async def finished_job(store: SeedStore, callback_url: str | None, *, status: str = "completed") -> str:
     job_id = uuid.uuid4().hex
     await store.create_job(job_id, "alice", JobOptions(callback_url=callback_url), [])
     fields = {"status": status, "finished_at": utcnow(), "pages_total": 3, "pages_done": 2, "pages_failed": 1}
@@ -74,7 +75,7 @@ async def finished_job(store: JobStore, callback_url: str | None, *, status: str
 
 @contextlib.asynccontextmanager
 async def notifier(
-    settings: WebhookSettings, store: JobStore, publisher: NsqPublisher, nsq_settings, nsq_admin: NsqAdmin
+    settings: WebhookSettings, store: SeedStore, publisher: NsqPublisher, nsq_settings, nsq_admin: NsqAdmin
 ) -> AsyncIterator[Topic[JobCompleted]]:
     """The notifier's handler of finished jobs on a topic of the test's own, with the
     service's retry settings; yields the topic to publish to."""
@@ -91,11 +92,11 @@ async def notifier(
             yield topic
 
 
-async def attempts_of(store: JobStore, job_id: str) -> list[Document]:
+async def attempts_of(store: SeedStore, job_id: str) -> list[Document]:
     return await WebhookStore(store.db).for_job(job_id)
 
 
-async def ended(store: JobStore, job_id: str, count: int = 1) -> bool:
+async def ended(store: SeedStore, job_id: str, count: int = 1) -> bool:
     return sum(bool(record["ends"]) for record in await attempts_of(store, job_id)) == count
 
 
@@ -158,7 +159,7 @@ async def test_a_finished_job_posts_signed_webhooks_to_its_callback_and_the_glob
         await service
 
 
-async def push_of_an_unconfigured_archipelago(store: JobStore, publisher: NsqPublisher, job_id: str) -> None:
+async def push_of_an_unconfigured_archipelago(store: SeedStore, publisher: NsqPublisher, job_id: str) -> None:
     """A push that fails at once (no Archipelago configured): it still ends, and says so."""
 
     async def no_outputs(job: str, doc: str, fmt: str) -> bytes:

@@ -102,3 +102,25 @@ def test_unit_tests_stay_pure():
         found += [f"{path.name}: {name}" for name in sorted(roots & impure_modules)]
         found += [f"{path.name}: {name}" for name in impure_names if name in path.read_text()]
     assert not found, found
+
+
+WRITING_STORES = {
+    "GatewayJobStore": "bulkocr_gateway",
+    "IngestJobStore": "bulkocr_ingest",
+    "AggregatorJobStore": "bulkocr_aggregator",
+}
+
+
+def test_a_service_writes_jobs_only_through_its_own_store():
+    """Jobs have one writer per kind of record: the gateway creates them, ingest splits their
+    documents, the aggregator keeps their progress; every other service only reads."""
+    strays = []
+    for service in SERVICES:
+        for path in (ROOT / "services" / service).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bulkocr.mongo"):
+                    for alias in node.names:
+                        owner = WRITING_STORES.get(alias.name)
+                        if owner is not None and owner != service:
+                            strays.append(f"{path.relative_to(ROOT)} imports {alias.name}")
+    assert not strays, strays

@@ -1,6 +1,7 @@
 """MongoDB access, the only package that imports pymongo (GridFS aside, in `blobs.py`):
 `client` (connect, shared types and keys), `records` (what the services write), and one store
-per concern: `jobs` (JobStore), `pushes` (ArchipelagoStore), `outputs` (OutputStore),
+per concern: `jobs` (JobStore: the reads of a job every service shares) and a store per
+service that writes them (`gateway`, `ingest`, `aggregator`), `pushes` (ArchipelagoStore), `outputs` (OutputStore),
 `dead_letters` (DeadLetterStore), `webhooks` (WebhookStore).
 
 Only features that both MongoDB and FerretDB v1 support are used: no transactions, no
@@ -11,6 +12,7 @@ document's progress stage, an upload's reservation) and read by `_id`; tallies l
 one process that writes them (the aggregator) and are recounted only as a check.
 """
 
+from bulkocr.mongo.aggregator import AggregatorJobStore
 from bulkocr.mongo.client import (
     DUPLICATE_KEY,
     Database,
@@ -22,6 +24,8 @@ from bulkocr.mongo.client import (
     page_key,
 )
 from bulkocr.mongo.dead_letters import DeadLetterStore
+from bulkocr.mongo.gateway import GatewayJobStore
+from bulkocr.mongo.ingest import IngestJobStore
 from bulkocr.mongo.jobs import JobStore
 from bulkocr.mongo.outputs import OutputStore
 from bulkocr.mongo.pushes import ArchipelagoStore
@@ -42,10 +46,13 @@ from bulkocr.mongo.webhooks import WebhookStore
 __all__ = [
     "DUPLICATE_KEY",
     "PLAN_STAGE",
+    "AggregatorJobStore",
     "ArchipelagoStore",
     "Database",
     "DeadLetterStore",
     "Document",
+    "GatewayJobStore",
+    "IngestJobStore",
     "JobStore",
     "OutputStore",
     "PageStatus",
