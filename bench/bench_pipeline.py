@@ -39,7 +39,7 @@ from PIL import Image
 from tests.stores import SeedStore
 
 from bulkocr.contracts import FINISHED_STATUSES, JobOptions, utcnow
-from bulkocr.mongo import connect_mongo, page_key
+from bulkocr.mongo import connect_mongo, new_job, page_key
 from bulkocr.settings import MongoSettings
 from bulkocr_devstack.stack import LocalStack
 
@@ -236,18 +236,9 @@ async def fill(stack: LocalStack, pages: int, per_job: int = 1000) -> None:
         store = SeedStore(db)
         for number in range(pages // per_job):
             job_id = f"old-{number:04d}"
-            await store.insert_job(
-                {
-                    "_id": job_id,
-                    "owner": "bench",
-                    "options": JobOptions().model_dump(mode="json"),
-                    "created_at": utcnow(),
-                    "status": "completed",
-                    "finished_at": utcnow(),
-                    "documents_total": 1,
-                    "completed_event_sent": True,
-                }
-            )
+            job = new_job(job_id, "bench", JobOptions(), 1)
+            job["status"], job["finished_at"], job["completed_event_sent"] = "completed", utcnow(), True
+            await store.insert_job(job)
             await store.documents.insert_one(
                 {"_id": f"{job_id}/d0001", "job_id": job_id, "doc_id": "d0001", "pages": per_job}
             )

@@ -18,7 +18,6 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import structlog
 from pymongo import InsertOne, UpdateOne
@@ -39,7 +38,7 @@ from bulkocr.contracts import (
     utcnow,
 )
 from bulkocr.errors import PublishError
-from bulkocr.mongo import AggregatorJobStore, attempt_fields, page_key, task_from_manifest, unplanned
+from bulkocr.mongo import AggregatorJobStore, DocumentRecord, attempt_fields, page_key, task_from_manifest, unplanned
 from bulkocr.nsq import NsqPublisher
 from bulkocr_aggregator.document_state import DocumentState, PageOutcome, page_id
 from bulkocr_aggregator.events import EventFeed
@@ -132,7 +131,7 @@ class Coordinator:
         state.dirty_documents.update(state.documents)
         await self._queue_unfinished(state, documents)
 
-    async def _queue_unfinished(self, state: JobState, documents: list[dict[str, Any]] | None = None) -> None:
+    async def _queue_unfinished(self, state: JobState, documents: list[DocumentRecord] | None = None) -> None:
         """Queue again what has no outcome: documents never planned, pages never read."""
         if documents is None:
             documents = await self.store.get_documents(state.job_id)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import aiohttp
 import structlog
 
 from bulkocr.blobs import BlobStore
 from bulkocr.contracts import FINISHED_STATUSES, OCR_CHANNEL, PAGE, utcnow
-from bulkocr.mongo import AggregatorJobStore, DeadLetterStore
+from bulkocr.mongo import AggregatorJobStore, DeadLetterStore, JobRecord
 from bulkocr.nsq import backlog
 from bulkocr.settings import NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
@@ -46,7 +45,7 @@ class Sweeper:
                 await self.jobs.redispatch(job["_id"])
                 log.warning("job_swept", job_id=job["_id"])
 
-    def _idle(self, job: dict[str, Any], seconds: float) -> bool:
+    def _idle(self, job: JobRecord, seconds: float) -> bool:
         state = self.jobs.in_memory(job["_id"])
         last = state.last_activity_at if state is not None else None
         last = last or job.get("last_activity_at") or job["created_at"]

@@ -6,12 +6,11 @@ it checks ownership and state, then asks the aggregator over NSQ and answers 202
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from pydantic import BaseModel
 
 from bulkocr.contracts import FINISHED_STATUSES, JOB_CANCEL, JOB_RETRY, JobCancel, JobRetry
+from bulkocr.mongo import JobRecord
 from bulkocr_gateway.http import error_response, json_response
 from bulkocr_gateway.keys import OWNER, PUBLISHER, STORE
 
@@ -24,7 +23,7 @@ class ControlAccepted(BaseModel):
     pages_failed: int | None = None
 
 
-async def _owned(request: web.Request) -> dict[str, Any] | None:
+async def _owned(request: web.Request) -> JobRecord | None:
     return await request.app[STORE].get_job(request.match_info["job_id"], owner=request[OWNER])
 
 

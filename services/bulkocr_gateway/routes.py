@@ -16,7 +16,7 @@ from bulkocr.blobs import BlobStore
 from bulkocr.contracts import JOB_SUBMITTED, DocumentRef, JobOptions, JobSubmitted, utcnow
 from bulkocr.documents import page_numbers, page_result
 from bulkocr.errors import PublishError
-from bulkocr.mongo import Document, OutputStore
+from bulkocr.mongo import DocumentRecord, JobRecord, OutputStore, PageRecord
 from bulkocr_gateway.http import error_response, fail, json_response
 from bulkocr_gateway.keys import BLOBS, OWNER, PUBLISHER, SETTINGS, STORE
 from bulkocr_gateway.models import Accepted, DocumentResult, Health, JobStatusView
@@ -166,7 +166,7 @@ async def _queue(request: web.Request, submitted: JobSubmitted) -> None:
         )
 
 
-async def _replay(request: web.Request, job: Stored) -> web.Response:
+async def _replay(request: web.Request, job: JobRecord) -> web.Response:
     """Answer a repeated submission with its first job. A job still queued is queued again:
     its first publish may have failed, and ingest skips documents it has already split."""
     if job["status"] == "queued":
@@ -183,7 +183,7 @@ def _accepted(job_id: str) -> web.Response:
 # --- reading jobs ----------------------------------------------------------------------
 
 
-async def owned_job(request: web.Request) -> Stored:
+async def owned_job(request: web.Request) -> JobRecord:
     """The job named in the path if the caller owns it; 404 otherwise (never 403: ids stay private)."""
     job_id = request.match_info["job_id"]
     job = await request.app[STORE].get_job(job_id, owner=request[OWNER])
@@ -199,7 +199,7 @@ async def get_job_status(request: web.Request) -> web.Response:
     return json_response(await status_view(request, await owned_job(request)))
 
 
-async def status_view(request: web.Request, job: Stored) -> JobStatusView:
+async def status_view(request: web.Request, job: JobRecord) -> JobStatusView:
     store = request.app[STORE]
     documents = await store.first_documents(job["_id"], int(job.get("documents_total") or 0), STATUS_DOCUMENTS)
     failed = await store.documents_by_id(job["_id"], job.get("documents_failed") or [])
@@ -261,7 +261,7 @@ async def nodes(request: web.Request) -> web.Response:
 # --- one document's results ------------------------------------------------------------
 
 
-async def _document_pages(request: web.Request) -> tuple[Stored, Stored, list[Document]]:
+async def _document_pages(request: web.Request) -> tuple[JobRecord, DocumentRecord, list[PageRecord]]:
     job = await owned_job(request)
     doc_id = request.match_info["doc_id"]
     store = request.app[STORE]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bulkocr.contracts import FINISHED_STATUSES
+from bulkocr.mongo import DocumentRecord, JobRecord, NodeRecord, PageRecord, WorkerBeat
 from bulkocr.page_model import PageQuality, PageText
 from bulkocr_gateway.models import (
     ArchipelagoCounts,
@@ -42,7 +43,7 @@ def jobs_url(page: int, per_page: int) -> str:
     return f"/api/bulk/jobs?page={page}&per_page={per_page}"
 
 
-def progress_of(job: Stored) -> Progress:
+def progress_of(job: JobRecord) -> Progress:
     total = int(job.get("pages_total") or 0)
     done = int(job.get("pages_done") or 0)
     failed = int(job.get("pages_failed") or 0)
@@ -57,7 +58,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def eta_seconds(job: Stored, now: datetime) -> float | None:
+def eta_seconds(job: JobRecord, now: datetime) -> float | None:
     """Seconds left at the job's pace so far; None until it is processing with pages finished."""
     started = job.get("started_at")
     progress = progress_of(job)
@@ -71,7 +72,7 @@ def eta_seconds(job: Stored, now: datetime) -> float | None:
     return round(remaining / (finished / elapsed), 1)
 
 
-def document_view(document: Stored, outputs: Mapping[str, str] | None = None) -> DocumentView:
+def document_view(document: DocumentRecord, outputs: Mapping[str, str] | None = None) -> DocumentView:
     return DocumentView(
         doc_id=document["doc_id"],
         filename=document.get("filename"),
@@ -96,7 +97,7 @@ def documents_url(job_id: str, page: int = 1, per_page: int = 100) -> str:
     return f"/api/bulk/jobs/{job_id}/documents?page={page}&per_page={per_page}"
 
 
-def documents_by_status(job: Stored) -> dict[str, int]:
+def documents_by_status(job: JobRecord) -> dict[str, int]:
     """How many of the job's documents are in each status (all queued until the aggregator
     has written its counts)."""
     counts = job.get("documents_by_status")
@@ -106,11 +107,11 @@ def documents_by_status(job: Stored) -> dict[str, int]:
 
 
 def job_status_view(
-    job: Stored,
-    documents: Iterable[Stored],
+    job: JobRecord,
+    documents: Iterable[DocumentRecord],
     *,
     now: datetime,
-    failed: Iterable[Stored] = (),
+    failed: Iterable[DocumentRecord] = (),
     archipelago: ArchipelagoResult | None = None,
     outputs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> JobStatusView:
@@ -129,14 +130,14 @@ def job_status_view(
         nodes=nodes,
         archipelago_result=archipelago,
         created_at=job["created_at"],
-        updated_at=job.get("updated_at") or job["created_at"],
+        updated_at=job["updated_at"],
         eta_seconds=eta_seconds(job, now),
     )
 
 
 def document_list(
     job_id: str,
-    documents: Iterable[Stored],
+    documents: Iterable[DocumentRecord],
     *,
     page: int,
     per_page: int,
@@ -154,12 +155,12 @@ def document_list(
     )
 
 
-def job_summary(job: Stored) -> JobSummary:
+def job_summary(job: JobRecord) -> JobSummary:
     return JobSummary(
         job_id=job["_id"],
         status=job["status"],
         created_at=job["created_at"],
-        updated_at=job.get("updated_at") or job["created_at"],
+        updated_at=job["updated_at"],
         finished_at=job.get("finished_at"),
         documents_total=int(job.get("documents_total") or 0),
         progress=progress_of(job),
@@ -167,7 +168,7 @@ def job_summary(job: Stored) -> JobSummary:
     )
 
 
-def job_list(jobs: Iterable[Stored], *, page: int, per_page: int, total: int) -> JobList:
+def job_list(jobs: Iterable[JobRecord], *, page: int, per_page: int, total: int) -> JobList:
     return JobList(
         jobs=[job_summary(job) for job in jobs],
         page=page,
@@ -181,7 +182,7 @@ def job_list(jobs: Iterable[Stored], *, page: int, per_page: int, total: int) ->
 # --- nodes ---------------------------------------------------------------------------
 
 
-def _worker_view(worker_id: str, worker: Stored) -> WorkerView:
+def _worker_view(worker_id: str, worker: WorkerBeat) -> WorkerView:
     return WorkerView(
         worker_id=worker_id,
         engine=worker.get("engine"),
@@ -192,10 +193,10 @@ def _worker_view(worker_id: str, worker: Stored) -> WorkerView:
     )
 
 
-def node_view(node: Stored, *, now: datetime) -> NodeView:
+def node_view(node: NodeRecord, *, now: datetime) -> NodeView:
     workers = [_worker_view(worker_id, worker) for worker_id, worker in sorted((node.get("workers") or {}).items())]
-    last_seen = node.get("last_seen")
-    age = round((now - _aware(last_seen)).total_seconds(), 1) if isinstance(last_seen, datetime) else None
+    last_seen = node["last_seen"]
+    age = round((now - _aware(last_seen)).total_seconds(), 1)
     return NodeView(
         node_id=node["_id"],
         engine=node.get("engine"),
@@ -208,7 +209,7 @@ def node_view(node: Stored, *, now: datetime) -> NodeView:
     )
 
 
-def node_list(nodes: Iterable[Stored], *, now: datetime) -> NodeList:
+def node_list(nodes: Iterable[NodeRecord], *, now: datetime) -> NodeList:
     views = [node_view(node, now=now) for node in nodes]
     totals = NodeTotals(
         nodes=len(views),
@@ -223,7 +224,7 @@ def node_list(nodes: Iterable[Stored], *, now: datetime) -> NodeList:
 # --- one document's pages --------------------------------------------------------------
 
 
-def document_complete(job: Stored, document: Stored, pages: Sequence[Stored]) -> bool:
+def document_complete(job: JobRecord, document: DocumentRecord, pages: Sequence[PageRecord]) -> bool:
     """True when no more page outcomes will arrive for this document."""
     if job.get("status") in FINISHED or document.get("status") in DOCUMENT_FINISHED or document.get("error"):
         return True
@@ -231,7 +232,7 @@ def document_complete(job: Stored, document: Stored, pages: Sequence[Stored]) ->
     return isinstance(planned, int) and len(pages) >= planned
 
 
-def page_view(number: int, page: Stored | None, result: PageText | None) -> PageView:
+def page_view(number: int, page: PageRecord | None, result: PageText | None) -> PageView:
     """One page for the JSON route: `pending` until it has an outcome."""
     if page is None:
         return PageView(page=number, status="pending")

@@ -31,7 +31,7 @@ from bulkocr.contracts import (
     utcnow,
 )
 from bulkocr.errors import BulkOcrError
-from bulkocr.mongo import Document, JobStore, WebhookStore, connect_mongo
+from bulkocr.mongo import JobRecord, JobStore, WebhookStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher
 from bulkocr.service import Subscription, run_service, serve
 from bulkocr.settings import MongoSettings, NsqSettings
@@ -75,7 +75,7 @@ async def handle_push_finished(finished: PushFinished, delivery: Delivery, *, de
     await notify(push_finished(finished, deps.settings.public_url), job, delivery.attempts, deps)
 
 
-async def notify(event: Event, job: Document, attempt: int, deps: Deps) -> None:
+async def notify(event: Event, job: JobRecord, attempt: int, deps: Deps) -> None:
     """Deliver the event to each of its URLs that has not had it yet; raise if any is to be
     tried again."""
     pending: list[str] = []

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bulkocr import __version__
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import JOB_SUBMITTED, JobSubmitted, NodeHeartbeat, PageDone, PageFailed, PageTimings, utcnow
-from bulkocr.mongo import Database, Document
+from bulkocr.mongo import Database, JobRecord
 from bulkocr.nsq import Delivery, NsqAdmin, consuming
 from bulkocr.page_model import Block, Box, Line, PageQuality, PageText, Word
 from bulkocr.settings import BlobSettings
@@ -540,7 +540,7 @@ def printed(output: io.StringIO, words: str) -> bool:
 async def finish_the_job_like_the_aggregator(store: SeedStore, cli_output: io.StringIO) -> None:
     """Wait for the CLI's job, then record one page per document, each time until the CLI has
     printed the progress, and complete the job."""
-    jobs: list[Document] = []
+    jobs: list[JobRecord] = []
 
     async def submitted() -> bool:
         jobs[:] = await store.list_jobs("alice")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bulkocr.contracts import DocumentRef, JobOptions, PageDone, PageFailed, PageTimings, document_id
+from bulkocr.mongo import new_job
 from bulkocr.page_model import Block, Box, Line, PageText
 from tests.stores import SeedStore
 
@@ -81,8 +82,8 @@ async def test_page_tasks_are_recorded_once(store: SeedStore):
 
 async def test_jobs_are_created_once(store: SeedStore):
     """Inserting a job id twice keeps the first job and reports the second as a repeat."""
-    assert await store.insert_job({"_id": "job-9", "owner": "alice"})
-    assert not await store.insert_job({"_id": "job-9", "owner": "mallory"})
+    assert await store.insert_job(new_job("job-9", "alice", JobOptions(), 1))
+    assert not await store.insert_job(new_job("job-9", "mallory", JobOptions(), 1))
     job = await store.get_job("job-9")
     assert job is not None
     assert job["owner"] == "alice"

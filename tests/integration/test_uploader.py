@@ -10,6 +10,7 @@ import csv
 import email.utils
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -461,12 +462,14 @@ async def test_rejected_documents_fail_alone_and_are_not_retried(gateway, store,
 
 
 async def test_429_waits_as_long_as_retry_after_says(gateway, store, fake, start_uploader):
-    """A 429 with `Retry-After: 1` and one with an HTTP-date two seconds ahead are each
+    """A 429 with `Retry-After: 1` and one with an HTTP-date a few seconds ahead are each
     retried only after that wait (the configured backoff is 10 ms), then succeed."""
     job_id, doc_ids = await finished_job(store, 2)
     await start_uploader(uploader_settings(fake))
     fake.fail("POST", "file_upload", 429, nth=1, headers={"Retry-After": "1"})
-    later = email.utils.formatdate(time.time() + 2, usegmt=True)
+    # An HTTP-date has whole seconds: three whole seconds ahead, the refusal (sent within a
+    # second or two) still asks for a wait of more than one.
+    later = email.utils.formatdate(math.ceil(time.time()) + 3, usegmt=True)
     fake.fail("POST", "file_upload", 429, nth=2, headers={"Retry-After": later})
     await push(gateway, job_id)
     assert_pushed(fake, job_id, doc_ids, await wait_result(gateway, job_id))

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bulkocr.contracts import utcnow
+from bulkocr.contracts import JobOptions, utcnow
+from bulkocr.mongo import new_job
 from bulkocr.settings import load
 from bulkocr_client.client import GatewayError, collect_files
 from bulkocr_client.submit import output_path
@@ -74,14 +75,10 @@ def test_upload_names_become_safe_relative_paths():
 
 def test_progress_and_eta_of_a_job_document():
     """No pages yet means 0%; eta is remaining pages at the pace so far."""
-    assert progress_of({"status": "queued"}).percent == 0.0
-    job = {
-        "status": "processing",
-        "pages_total": 10,
-        "pages_done": 4,
-        "pages_failed": 1,
-        "started_at": utcnow() - timedelta(seconds=50),
-    }
+    job = new_job("j1", "alice", JobOptions(), 1)
+    assert progress_of(job).percent == 0.0
+    job["status"], job["pages_total"], job["pages_done"], job["pages_failed"] = "processing", 10, 4, 1
+    job["started_at"] = utcnow() - timedelta(seconds=50)
     assert progress_of(job).percent == 50.0
     eta = eta_seconds(job, utcnow())
     assert eta is not None

@@ -27,6 +27,7 @@ from bulkocr.mongo.dead_letters import DeadLetterStore
 from bulkocr.mongo.gateway import GatewayJobStore
 from bulkocr.mongo.ingest import IngestJobStore
 from bulkocr.mongo.jobs import JobStore
+from bulkocr.mongo.models import DocumentRecord, JobRecord, NodeRecord, NodeTally, PageRecord, WorkerBeat
 from bulkocr.mongo.outputs import OutputStore
 from bulkocr.mongo.pushes import ArchipelagoStore
 from bulkocr.mongo.records import (
@@ -36,6 +37,7 @@ from bulkocr.mongo.records import (
     done_fields,
     idempotency_claim_id,
     new_document,
+    new_job,
     outcome_records,
     result_fields,
     task_from_manifest,
@@ -51,12 +53,18 @@ __all__ = [
     "Database",
     "DeadLetterStore",
     "Document",
+    "DocumentRecord",
     "GatewayJobStore",
     "IngestJobStore",
+    "JobRecord",
     "JobStore",
+    "NodeRecord",
+    "NodeTally",
     "OutputStore",
+    "PageRecord",
     "PageStatus",
     "WebhookStore",
+    "WorkerBeat",
     "attempt_fields",
     "connect_mongo",
     "document_key",
@@ -65,6 +73,7 @@ __all__ = [
     "idempotency_claim_id",
     "insert_ignoring_duplicates",
     "new_document",
+    "new_job",
     "outcome_records",
     "page_key",
     "result_fields",

@@ -10,6 +10,7 @@ from typing import Any
 from bulkocr.contracts import FINISHED_STATUSES, JobStatus, NodeHeartbeat, PageDone, PageFailed, utcnow
 from bulkocr.mongo.client import Document, insert_ignoring_duplicates
 from bulkocr.mongo.jobs import JobStore
+from bulkocr.mongo.models import JobRecord
 from bulkocr.mongo.records import outcome_records
 
 
@@ -88,8 +89,9 @@ class AggregatorJobStore(JobStore):
         cursor = self.jobs.find({"status": {"$in": list(statuses)}, "finished_at": {"$lt": cutoff}}, {"_id": 1})
         return [doc["_id"] async for doc in cursor]
 
-    async def unfinished_jobs(self) -> AsyncIterator[Document]:
-        """Jobs not finished (or not yet announced as finished), with their last activity."""
+    async def unfinished_jobs(self) -> AsyncIterator[JobRecord]:
+        """Jobs not finished (or not yet announced as finished): only their status, creation
+        and last activity are read."""
         query = {"$or": [{"status": {"$nin": list(FINISHED_STATUSES)}}, {"completed_event_sent": False}]}
         async for job in self.jobs.find(query, {"created_at": 1, "last_activity_at": 1, "status": 1}):
             yield job

@@ -3,8 +3,7 @@ documents, idempotency keys, upload reservations, and the paginated listings it 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
@@ -12,7 +11,8 @@ from pymongo.errors import DuplicateKeyError
 from bulkocr.contracts import DocumentRef, JobOptions, document_id, utcnow
 from bulkocr.mongo.client import INSERT_BATCH, Document, insert_ignoring_duplicates
 from bulkocr.mongo.jobs import JobStore
-from bulkocr.mongo.records import idempotency_claim_id, new_document
+from bulkocr.mongo.models import DocumentRecord, JobRecord
+from bulkocr.mongo.records import idempotency_claim_id, new_document, new_job
 
 
 class GatewayJobStore(JobStore):
@@ -30,33 +30,16 @@ class GatewayJobStore(JobStore):
         """Insert the job's documents, then the job itself as `queued`; False if the job id
         already exists. Documents go in batches (one insert per thousand files, not one per
         file), and the job comes last, so a job is never seen without its documents."""
-        now = utcnow()
         for first in range(0, len(documents), INSERT_BATCH):
             batch = [new_document(job_id, ref) for ref in documents[first : first + INSERT_BATCH]]
             await insert_ignoring_duplicates(self.documents, batch)
-        job: Document = {
-            "_id": job_id,
-            "owner": owner,
-            "options": options.model_dump(mode="json"),
-            "idempotency_key": idempotency_key,
-            "created_at": now,
-            "updated_at": now,
-            "status": "queued",
-            "documents_total": len(documents),
-            "pages_total": 0,
-            "pages_done": 0,
-            "pages_failed": 0,
-            "nodes": {},
-            "started_at": None,
-            "finished_at": None,
-            "completed_event_sent": False,
-        }
+        job = new_job(job_id, owner, options, len(documents), idempotency_key=idempotency_key)
         return await self.insert_job(job)
 
-    async def insert_job(self, job: Mapping[str, Any]) -> bool:
-        """Insert a raw job document; False if a job with that `_id` already exists."""
+    async def insert_job(self, job: JobRecord) -> bool:
+        """Insert a job record; False if a job with that `_id` already exists."""
         try:
-            await self.jobs.insert_one(dict(job))
+            await self.jobs.insert_one(job)
         except DuplicateKeyError:
             return False
         return True
@@ -76,10 +59,10 @@ class GatewayJobStore(JobStore):
         """Give the key back when the request it was claimed for made no job."""
         await self.db["idempotency_keys"].delete_one({"_id": idempotency_claim_id(owner, key), "job_id": job_id})
 
-    async def find_job_by_idempotency_key(self, owner: str, key: str) -> Document | None:
+    async def find_job_by_idempotency_key(self, owner: str, key: str) -> JobRecord | None:
         return await self.jobs.find_one({"owner": owner, "idempotency_key": key})
 
-    async def list_jobs(self, owner: str, *, skip: int = 0, limit: int = 50) -> list[Document]:
+    async def list_jobs(self, owner: str, *, skip: int = 0, limit: int = 50) -> list[JobRecord]:
         """The owner's jobs, newest first."""
         cursor = self.jobs.find({"owner": owner}).sort("created_at", DESCENDING).skip(skip).limit(limit)
         return [job async for job in cursor]
@@ -87,16 +70,16 @@ class GatewayJobStore(JobStore):
     async def count_jobs(self, owner: str) -> int:
         return await self.jobs.count_documents({"owner": owner})
 
-    async def list_documents(self, job_id: str, *, skip: int = 0, limit: int = 100) -> list[Document]:
+    async def list_documents(self, job_id: str, *, skip: int = 0, limit: int = 100) -> list[DocumentRecord]:
         """A page of the job's documents in id order (upload order, archive members after their archive)."""
         cursor = self.documents.find({"job_id": job_id}).sort("doc_id", ASCENDING).skip(skip).limit(limit)
         return await self._as_they_stand(job_id, [document async for document in cursor])
 
-    async def first_documents(self, job_id: str, documents_total: int, limit: int) -> list[Document]:
+    async def first_documents(self, job_id: str, documents_total: int, limit: int) -> list[DocumentRecord]:
         """The job's first `limit` documents in upload order (an archive's members after it),
         read by key: what a status shows costs the same on a full database."""
         uploaded = [document_id(index) for index in range(1, min(documents_total, limit) + 1)]
-        shown: list[Document] = []
+        shown: list[DocumentRecord] = []
         for document in await self.documents_by_id(job_id, uploaded):
             if len(shown) >= limit:
                 break

@@ -4,10 +4,11 @@ attempts, document progress (insert-only: a plan, then one final record per roun
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from bulkocr.contracts import (
     DocumentRef,
+    JobOptions,
     PageDone,
     PageFailed,
     PageRetrying,
@@ -15,6 +16,7 @@ from bulkocr.contracts import (
     utcnow,
 )
 from bulkocr.mongo.client import Document, PageStatus, document_key, page_key
+from bulkocr.mongo.models import DocumentRecord, JobRecord
 
 
 def new_document(job_id: str, ref: DocumentRef) -> Document:
@@ -33,6 +35,30 @@ def new_document(job_id: str, ref: DocumentRef) -> Document:
         "error": None,
         "pages_done": 0,
         "pages_failed": 0,
+    }
+
+
+def new_job(
+    job_id: str, owner: str, options: JobOptions, documents_total: int, *, idempotency_key: str | None = None
+) -> JobRecord:
+    """A job record as the gateway creates it: queued, nothing counted yet."""
+    now = utcnow()
+    return {
+        "_id": job_id,
+        "owner": owner,
+        "options": options.model_dump(mode="json"),
+        "idempotency_key": idempotency_key,
+        "created_at": now,
+        "updated_at": now,
+        "status": "queued",
+        "documents_total": documents_total,
+        "pages_total": 0,
+        "pages_done": 0,
+        "pages_failed": 0,
+        "nodes": {},
+        "started_at": None,
+        "finished_at": None,
+        "completed_event_sent": False,
     }
 
 
@@ -110,7 +136,7 @@ def document_progress_record(job_id: str, doc_id: str, stage: str | int, fields:
 
 def document_as_it_stands(
     uploaded: Document, job: Mapping[str, Any], active: Mapping[str, Document], progress: Mapping[str, Document]
-) -> Document:
+) -> DocumentRecord:
     """A document as it stands: its upload, its plan, then its final record of the job's
     current round if it has one, else its live entry in the job record while it is being
     read, else its final record of an earlier round."""
@@ -123,7 +149,8 @@ def document_as_it_stands(
         document.update(_progress_fields(progress[str(rounds[0])]))
     elif live is not None:
         document.update({key: value for key, value in live.items() if key != "doc_id"})
-    return document
+    # The records merged are the ones the services wrote in these shapes (`models`).
+    return cast("DocumentRecord", document)
 
 
 def active_documents(job: Mapping[str, Any]) -> dict[str, Document]:
