@@ -20,7 +20,7 @@ from bulkocr.wire import Message as Message
 from bulkocr.wire import MessageVersion as MessageVersion
 from bulkocr.wire import Topic as Topic
 
-EngineName = Literal["rapidocr", "paddle", "null"]
+EngineName = Literal["rapidocr", "tesseract", "paddle", "null"]
 ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
 """The OCR engines a job may name; each is registered once in the worker (`engines.ENGINES`)."""
 
