@@ -14,11 +14,15 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
+import numpy
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 DPI = 300
 POINT_SIZE = 11
 MARGIN = 150
+GRAIN_SIGMA = 12
+SPECKS = 1 / 4000
+"""Share of pixels set to near black or white (dust, paper fibres)."""
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 NOTO_NASKH_ARABIC = Path("/usr/share/fonts/truetype/noto/NotoNaskhArabic-Regular.ttf")
@@ -91,7 +95,8 @@ def truth(script: Script) -> str:
 
 
 def render(script: Script, *, seed: int = 0, degrees: float = 0.4, width: int = 2480) -> Image.Image:
-    """A greyscale page of the script's text at 300 dpi, lightly degraded like a scan."""
+    """A greyscale page of the script's text at 300 dpi, lightly degraded like a scan (the same
+    page for the same seed)."""
     size = round(POINT_SIZE * DPI / 72)
     font = ImageFont.truetype(str(script.font), size, layout_engine=ImageFont.Layout.RAQM)
     spacing = round(size * 1.6)
@@ -112,10 +117,8 @@ def _scanned(page: Image.Image, rng: random.Random, degrees: float) -> Image.Ima
     page = page.rotate(degrees, resample=Image.Resampling.BICUBIC, fillcolor=255)
     page = page.filter(ImageFilter.GaussianBlur(0.7))
     page = page.point(lambda value: 30 + value * (235 - 30) // 255)  # ink is not black, paper not white
-    grain = Image.effect_noise(page.size, 12)  # Gaussian around 128
-    page = ImageChops.add(page, grain, offset=-128)
-    pixels = page.load()
-    assert pixels is not None
-    for _ in range(page.width * page.height // 4000):
-        pixels[rng.randrange(page.width), rng.randrange(page.height)] = rng.choice((20, 250))
-    return page
+    random = numpy.random.default_rng(rng.randrange(2**32))
+    pixels = numpy.asarray(page, dtype=numpy.float32) + random.normal(0, GRAIN_SIGMA, (page.height, page.width))
+    specks = random.random((page.height, page.width)) < SPECKS
+    pixels[specks] = random.choice([20.0, 250.0], size=int(specks.sum()))
+    return Image.fromarray(numpy.clip(pixels, 0, 255).astype(numpy.uint8))
