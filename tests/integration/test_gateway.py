@@ -150,7 +150,7 @@ async def test_submission_streams_files_into_blobs_and_queues_the_job(
     options = saved["options"]
     assert (options["dpi"], options["language"], options["engine"], options["formats"]) == (
         200,
-        "en",
+        "eng",  # stored as ISO 639-3
         "null",
         ["txt", "json"],
     )
@@ -207,15 +207,16 @@ async def test_declared_content_length_over_the_limit_gets_413_before_reading(st
         ({"dpi": "300"}, False, "no files"),
         ({"dpi": "10"}, True, "dpi"),
         ({"dpi": "many"}, True, "dpi"),
-        ({"engine": "tesseract"}, True, "engine"),
+        ({"engine": "tesserakt"}, True, "engine"),
+        ({"language": "eng,xx"}, True, "ISO 639-3"),
         ({"formats": "txt,docx"}, True, "formats"),
         ({"auto_push": "maybe"}, True, "auto_push"),
         ({"colour": "blue"}, True, "colour"),
     ],
 )
 async def test_bad_submissions_get_400_with_a_reason_and_store_nothing(api, db, store, fields, with_file, reason):
-    """No files, a dpi out of range, an unknown engine or format, a bad flag or an unknown
-    field: 400 naming the problem, and no blobs or job left behind."""
+    """No files, a dpi out of range, an unknown engine, language or format, a bad flag or an
+    unknown field: 400 naming the problem, and no blobs or job left behind."""
     files = [("a.png", b"a" * 1000)] if with_file else []
     response = await api.post("/api/bulk/jobs", data=files_form(*files, **fields), headers=ALICE)
     assert response.status == 400
