@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 from PIL import Image
 
-from bulkocr.languages import LANGUAGES, script_name
+from bulkocr.languages import LANGUAGES, UnknownLanguage, parse_languages, script_name
 from bulkocr.page_model import Box, Line, PageText, Word
 from bulkocr_ocr_worker.engines import EngineUnavailableError
 from bulkocr_ocr_worker.orientation import greyscale_or_rgb
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 DEBIAN_TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
 OSD_MODEL = "osd"
+MAX_LOADED_MODEL_SETS = 4
+"""Language sets (`rus`, `rus+eng`, ...) a process keeps loaded at once."""
 OSD_MAX_SIDE = 3600
 """Longer pages are shrunk for OSD (a tall A4 page at 300 dpi is 3508 pixels)."""
 # Tesseract's TSV: level, page, block, paragraph, line, word, left, top, width, height, conf, text.
@@ -157,19 +159,27 @@ class TesseractEngine:
         )
 
     def _model_names(self, language: str | None) -> str:
-        """Tesseract's `rus+eng` for the job's `rus,eng`; the job's codes were checked at submission."""
-        codes = [code for code in (language or self._default_language).split(",") if code]
+        """Tesseract's `rus+eng` for the job's `rus,eng` (checked at submission, so an unknown code
+        came from elsewhere: the page's fault, not one a retry mends)."""
+        try:
+            codes = parse_languages(language or self._default_language)
+        except UnknownLanguage as unknown:
+            raise EngineUnavailableError(str(unknown)) from None
         missing = [code for code in codes if not self.reads(code)]
         if missing:
             raise EngineUnavailableError(
                 f"Tesseract has no model for {', '.join(missing)} here ({debian_packs(missing)})"
             )
+        if not codes:
+            raise EngineUnavailableError("no language to read the page in")
         return "+".join(LANGUAGES[code].tesseract for code in codes)
 
     def _api(self, models: str) -> PyTessBaseAPI:
         import tesserocr
 
         if models not in self._apis:
+            if len(self._apis) >= MAX_LOADED_MODEL_SETS:  # each holds its models (20-100 MB): drop the oldest
+                self._apis.pop(next(iter(self._apis))).End()
             self._apis[models] = tesserocr.PyTessBaseAPI(
                 path=f"{self._tessdata}/", lang=models, psm=cast("PSM", tesserocr.PSM.AUTO)
             )

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from bulkocr.page_model import PageText
-from bulkocr_ocr_worker.engines import make_engine, read_page
+from bulkocr_ocr_worker.engines import EngineUnavailableError, make_engine, read_page
 from bulkocr_ocr_worker.pool import OcrPool
 from bulkocr_ocr_worker.routing import ScriptUnsupported
 from bulkocr_ocr_worker.tesseract_engine import ScriptDetector
@@ -96,3 +96,14 @@ def test_tesseract_reads_a_latin_page_in_the_job_language():
     ImageDraw.Draw(image).text((100, 100), "Archives keep letters and maps.", font=font, fill=0)
     page = read_page(engine, image, language="eng", dpi=300)
     assert character_error_rate(page.text, "Archives keep letters and maps.") <= 0.03
+
+
+def test_tesseract_refuses_a_language_it_has_no_model_for_as_the_pages_fault():
+    """Asked directly (a job naming `engine=tesseract`), a missing model or an unknown code is an
+    EngineUnavailableError: the page fails at once with the cause, without retries."""
+    engine = make_engine("tesseract")
+    blank = Image.new("L", (200, 100), 255)
+    with pytest.raises(EngineUnavailableError, match="tesseract-ocr-ukr"):
+        engine.recognize(blank, language="ukr", dpi=300)
+    with pytest.raises(EngineUnavailableError, match="unknown language code"):
+        engine.recognize(blank, language="en_US", dpi=300)
