@@ -20,7 +20,7 @@ from bulkocr.wire import Message as Message
 from bulkocr.wire import MessageVersion as MessageVersion
 from bulkocr.wire import Topic as Topic
 
-EngineName = Literal["rapidocr", "paddle", "null"]
+EngineName = Literal["rapidocr", "tesseract", "paddle", "null"]
 ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
 """The OCR engines a job may name; each is registered once in the worker (`engines.ENGINES`)."""
 
@@ -53,12 +53,15 @@ class DocumentRef(Message):
     """An uploaded file as the gateway records it in `documents` (never sent whole: a
     message names a document by its id, so its size does not grow with the job)."""
 
+    # 1.1: `language`, the document's own languages (its upload part's Content-Language).
+    v: MessageVersion = "1.1"
     doc_id: str
     filename: str
     blob: str = Field(description="blob-store key of the uploaded file")
     size: int = Field(ge=0)
     sha256: str
     duplicate_of: str | None = Field(default=None, description="doc_id of an identical file earlier in the job")
+    language: str | None = Field(default=None, description="ISO 639-3 codes, comma-separated; else the job's")
 
 
 class JobSubmitted(Message):

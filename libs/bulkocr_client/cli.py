@@ -109,7 +109,7 @@ def _add_submit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     submit.add_argument("--out", help="where --wait saves texts (default: ./bulkocr-output/<job id>/)")
     submit.add_argument("--url", help=f"the gateway (default: BULKOCR_URL or {client.DEFAULT_URL})")
     submit.add_argument("--dpi", type=int, help="rendering resolution for PDF pages")
-    submit.add_argument("--language", help="language code(s) for OCR, e.g. en")
+    submit.add_argument("--language", help="the documents' languages as ISO 639-3 codes, e.g. rus or ell,eng")
     submit.add_argument("--engine", help="OCR engine: rapidocr, paddle or null")
     submit.add_argument("--callback-url", help="a signed POST goes there when the job ends (docs/webhooks.md)")
     submit.set_defaults(run=_submit)

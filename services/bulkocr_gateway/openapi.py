@@ -28,7 +28,7 @@ from bulkocr_gateway.models import (
     JobStatusView,
     NodeList,
 )
-from bulkocr_gateway.options import OPTION_FIELDS
+from bulkocr_gateway.options import MAX_LANGUAGE_CHARS, OPTION_FIELDS
 from bulkocr_gateway.quality import QualityView
 from bulkocr_gateway.settings import FORMATS
 from bulkocr_gateway.webhooks import WebhookDeliveryList
@@ -257,7 +257,11 @@ def _upload_schema() -> dict[str, Any]:
     fields: dict[str, Any] = {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1},
         "engine": {"type": "string", "enum": list(ENGINE_NAMES)},
-        "language": {"type": "string"},
+        "language": {
+            "type": "string",
+            "maxLength": MAX_LANGUAGE_CHARS,
+            "description": "ISO 639-3 codes separated by commas, e.g. rus or ell,eng (an unknown code is a 400)",
+        },
         "dpi": {"type": "string", "pattern": "^[0-9]{2,4}$"},
         "formats": {"type": "string", "description": f"comma-separated, of {', '.join(FORMATS)}"},
         "auto_push": {"type": "string", "enum": ["true", "false"]},

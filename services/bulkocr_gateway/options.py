@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from bulkocr.callback_urls import url_problem
 from bulkocr.contracts import ENGINE_NAMES, JobOptions
+from bulkocr.languages import UnknownLanguage, canonical_languages
 from bulkocr_gateway.settings import FORMATS, GatewaySettings
 
 OPTION_FIELDS = frozenset({"language", "dpi", "engine", "formats", "auto_push", "callback_url"})
 DEFAULT_FORMATS = ("txt", "json")
 
-_LANGUAGE = re.compile(r"[A-Za-z0-9_+,-]{1,64}")
+MAX_LANGUAGE_CHARS = 200
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
@@ -33,10 +33,15 @@ def parse_options(fields: Mapping[str, str], settings: GatewaySettings) -> JobOp
 
 
 def _language(raw: str | None) -> str | None:
+    """ISO 639-3 codes, comma-separated (639-1 codes are turned into 639-3): the worker reads each
+    page with an engine for their scripts, so an unknown code is refused here, not at OCR."""
     value = (raw or "").strip()
-    if value and not _LANGUAGE.fullmatch(value):
-        raise InvalidOptions(f"language {value!r} is not a language code like 'en' or 'en,de'")
-    return value or None
+    if len(value) > MAX_LANGUAGE_CHARS:
+        raise InvalidOptions(f"language is longer than {MAX_LANGUAGE_CHARS} characters")
+    try:
+        return canonical_languages(value)
+    except UnknownLanguage as unknown:
+        raise InvalidOptions(str(unknown)) from None
 
 
 def _dpi(raw: str | None, settings: GatewaySettings) -> int:

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from bulkocr.blobs import BlobStore
 from bulkocr.contracts import DocumentRef, document_id
-from bulkocr_gateway.options import OPTION_FIELDS
+from bulkocr.languages import UnknownLanguage, canonical_languages
+from bulkocr_gateway.options import MAX_LANGUAGE_CHARS, OPTION_FIELDS
 from bulkocr_gateway.settings import GatewaySettings
 
 T = TypeVar("T")
@@ -128,6 +129,7 @@ class _Receiver:
                 digest.update(chunk)
                 yield chunk
 
+        language = _part_language(part, filename)
         key = upload_key(self.job_id, doc_id)
         size = await self.blobs.put(key, chunks())
         sha256 = digest.hexdigest()
@@ -139,6 +141,7 @@ class _Receiver:
             size=size,
             sha256=sha256,
             duplicate_of=duplicate_of if duplicate_of != doc_id else None,
+            language=language,
         )
 
     async def _read_field(self, part: BodyPartReader) -> str:
@@ -152,6 +155,18 @@ class _Receiver:
             return value.decode()
         except UnicodeDecodeError:
             raise UploadRejected(400, f"form field {part.name!r} is not UTF-8") from None
+
+
+def _part_language(part: BodyPartReader, filename: str) -> str | None:
+    """A file part's own languages, from its Content-Language header (ISO 639-3 codes, as the
+    job's `language` field): a collection of mixed languages names each document's."""
+    header = part.headers.get(hdrs.CONTENT_LANGUAGE, "")
+    if len(header) > MAX_LANGUAGE_CHARS:
+        raise UploadRejected(400, f"{filename}: Content-Language is longer than {MAX_LANGUAGE_CHARS} characters")
+    try:
+        return canonical_languages(header)
+    except UnknownLanguage as unknown:
+        raise UploadRejected(400, f"{filename}: {unknown}") from None
 
 
 async def receive_form(

@@ -125,6 +125,9 @@ async def _job_and_document(task: DocumentTask, deps: Deps) -> tuple[JobInfo, Do
         # Announced as failed so the job still finishes, with the reason.
         await Plans(info, deps).announce(task.doc_id, task.doc_id, error="the job has no such uploaded document")
         return None
+    if document.get("language"):
+        # The document's own languages win over the job's, for it and the members of an archive.
+        info = JobInfo(task.job_id, info.options.model_copy(update={"language": document["language"]}))
     return info, document
 
 

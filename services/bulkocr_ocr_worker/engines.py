@@ -253,10 +253,18 @@ class PaddleEngine:
         )
 
 
+def _tesseract(**settings: Any) -> OcrEngine:
+    # Its own module (it imports this one for the shared errors).
+    from bulkocr_ocr_worker.tesseract_engine import TesseractEngine
+
+    return TesseractEngine(**settings)
+
+
 ENGINES: dict[str, Callable[..., OcrEngine]] = {
     # One entry per name in contracts.EngineName (tests/integration/test_engine_interface.py checks).
     NullEngine.name: NullEngine,
     RapidOcrEngine.name: RapidOcrEngine,
+    "tesseract": _tesseract,
     PaddleEngine.name: PaddleEngine,
 }
 

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -23,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bulkocr.runtime import die_with_parent
 from bulkocr_ocr_worker.engines import OcrEngine, make_engine, read_page
+from bulkocr_ocr_worker.routing import Router
 
 EngineSettings = dict[str, dict[str, Any]]
 
@@ -43,6 +45,7 @@ class OcrTimedOut(RuntimeError):
 # Per pool process, never in the service process: engines loaded on first use of each name.
 _engines: dict[str, OcrEngine] = {}
 _settings: EngineSettings = {}
+_routers: list[Router] = []
 
 
 def _start_process(settings: EngineSettings, preload: str, max_page_pixels: int, parent: int) -> None:
@@ -60,19 +63,37 @@ def _engine(name: str) -> OcrEngine:
     return _engines[name]
 
 
+def _router() -> Router:
+    if not _routers:
+        _routers.append(Router(_engine))
+    return _routers[0]
+
+
 def _read(png: bytes, engine: str, language: str | None, dpi: int) -> tuple[str, float]:
-    return _read_with(_engine(engine), png, language, dpi)
+    """The page read by the engine for its script (routing.py), which may not be the one asked for."""
+    started = time.perf_counter()
+    with _opened(png) as image:
+        route = _router().route(engine, language, image)
+        page = read_page(_engine(route.engine), image, language=route.language, dpi=dpi)
+    return page.model_dump_json(), time.perf_counter() - started
 
 
 def _read_with(engine: OcrEngine, png: bytes, language: str | None, dpi: int) -> tuple[str, float]:
     started = time.perf_counter()
+    with _opened(png) as image:
+        page = read_page(engine, image, language=language, dpi=dpi)
+    return page.model_dump_json(), time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _opened(png: bytes) -> Iterator[Image.Image]:
     try:
-        with Image.open(io.BytesIO(png)) as image:
-            image.load()
-            page = read_page(engine, image, language=language, dpi=dpi)
+        image = Image.open(io.BytesIO(png))
+        image.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise PageUnreadable(f"page image cannot be read: {error}") from error
-    return page.model_dump_json(), time.perf_counter() - started
+    with image:
+        yield image
 
 
 class OcrPool:

@@ -49,9 +49,10 @@ def title_of(label: str) -> str:
 
 
 def language_iso639_3(language: str | None) -> str | None:
+    """The job's first language: jobs name theirs in ISO 639-3 (`rus,eng`); older jobs in 639-1."""
     if not language:
         return None
-    code = language.strip().lower()
+    code = language.replace("+", ",").split(",")[0].strip().lower()
     if len(code) == 3 and code.isalpha():
         return code
     return _ISO_639_3.get(code)

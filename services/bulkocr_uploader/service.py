@@ -286,7 +286,8 @@ async def _upload_and_upsert(push: JobPush, document: Mapping[str, Any], files: 
         collection_nid=push.collection_nid,
         files=fids,
         options=push.options,
-        language=(push.job.get("options") or {}).get("language"),
+        # The document's own languages (its upload's Content-Language), else the job's.
+        language=document.get("language") or (push.job.get("options") or {}).get("language"),
     )
     uuid = object_uuid(push.job_id, str(document["doc_id"]))
     attributes = node_attributes(metadata, push.options)

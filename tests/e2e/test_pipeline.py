@@ -3,6 +3,7 @@ PP-OCRv6 engine, HTTP in and text out."""
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bulkocr_devstack.stack import LocalStack
 from tests.e2e import client
 from tests.ocr_quality import TEST_DATA, character_error_rate
+from tests.script_pages import ARABIC, GREEK, RUSSIAN, Script, render, truth
 
 pytestmark = pytest.mark.e2e
 
@@ -103,6 +105,41 @@ async def test_a_batch_of_real_scans_comes_out_complete_and_accurate(stack: Loca
     assert linn["words"] > 300
     assert linn["mean_confidence"] > 0.9
     assert not linn["blank"]
+
+
+def png_of(script: Script) -> bytes:
+    buffer = io.BytesIO()
+    render(script).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_pages_in_other_scripts_are_read_by_an_engine_for_their_script(
+    stack: LocalStack, http: aiohttp.ClientSession
+):
+    """Jobs naming Russian and Greek, and one naming no language holding an Arabic page, are read
+    by Tesseract (Russian and Greek at most 3 % CER, Arabic 5 %); a job naming Ukrainian, whose
+    model is not installed, fails its page with the package to install; an unknown code is a 400."""
+    gateway = stack.gateway_url
+    jobs = {
+        RUSSIAN: await client.submit(http, gateway, {"rus.png": png_of(RUSSIAN)}, language="rus"),
+        GREEK: await client.submit(http, gateway, {"ell.png": png_of(GREEK)}, language="ell"),
+        ARABIC: await client.submit(http, gateway, {"ara.png": png_of(ARABIC)}),
+    }
+    ukrainian = await client.submit(http, gateway, {"ukr.png": png_of(RUSSIAN)}, language="ukr")
+    limits = {RUSSIAN: 0.03, GREEK: 0.03, ARABIC: 0.05}
+    for script, job_id in jobs.items():
+        status = await wait_finished(http, stack, job_id)
+        assert status["status"] == "completed", status
+        text = await document_text(http, stack, job_id, status["documents"][0]["doc_id"])
+        assert character_error_rate(text, truth(script)) <= limits[script], (script.language, text)
+    status = await wait_finished(http, stack, ukrainian)
+    assert status["status"] == "failed", status
+    assert "tesseract-ocr-ukr" in status["documents"][0]["error"]
+
+    form = client.upload_form({"a.png": png_of(GREEK)}, language="gre,xx")
+    async with http.post(f"{gateway}/api/bulk/jobs", data=form) as response:
+        assert response.status == 400
+        assert "ISO 639-3" in (await response.json())["error"]
 
 
 async def test_a_corrupt_file_fails_alone_with_its_cause(stack: LocalStack, http: aiohttp.ClientSession):

@@ -15,7 +15,7 @@ from bulkocr_ocr_worker.engines import ENGINES, EngineUnavailableError, NullEngi
 from tests.ocr_quality import TEST_DATA
 
 # paddle needs local model folders, which no package registry ships: it is held to saying so.
-BUILDABLE_HERE = ("null", "rapidocr")
+BUILDABLE_HERE = ("null", "rapidocr", "tesseract")
 
 
 @pytest.fixture(scope="module", params=BUILDABLE_HERE)
@@ -34,7 +34,8 @@ def test_every_engine_a_job_may_name_is_registered() -> None:
 
 def test_an_engine_reads_a_page_into_a_model_of_that_page(engine: OcrEngine) -> None:
     """The page model has the image's size and the job's dpi, names its engine, and every
-    block, line and word box lies on the page; an engine that reads text finds the title."""
+    block, line and word box lies on the page; an engine that reads text finds the title in
+    the page's first line (Tesseract reads a speck above it as a line of its own)."""
     with Image.open(TEST_DATA / "typewriter.png") as image:
         image.load()
         page = read_page(engine, image, language=None, dpi=300)
@@ -46,7 +47,7 @@ def test_an_engine_reads_a_page_into_a_model_of_that_page(engine: OcrEngine) -> 
             assert inside(line.box, page)
             assert all(inside(word.box, page) for word in line.words)
     if page.engine != "null":
-        assert page.text.startswith("Linzensoep")
+        assert "Linzensoep" in "\n".join(page.text.splitlines()[:2])
 
 
 def test_an_engine_reads_a_blank_page_as_no_text(engine: OcrEngine) -> None:

@@ -56,15 +56,15 @@ def test_read_page_takes_null_engine_pages_as_they_are() -> None:
 
 def test_make_engine_builds_registered_engines() -> None:
     """The registry names every engine, and make_engine builds one by name."""
-    assert set(ENGINES) == {"null", "rapidocr", "paddle"}
+    assert set(ENGINES) == {"null", "rapidocr", "tesseract", "paddle"}
     assert isinstance(make_engine("null"), NullEngine)
 
 
 def test_make_engine_rejects_unknown_names() -> None:
     """An unknown engine name fails with the list of known ones, as an engine the worker lacks
     (the page's own fault: it fails at once, without retries)."""
-    with pytest.raises(EngineUnavailableError, match="known: null, paddle, rapidocr"):
-        make_engine("tesseract")
+    with pytest.raises(EngineUnavailableError, match="known: null, paddle, rapidocr, tesseract"):
+        make_engine("tesserakt")
 
 
 def test_paddle_engine_needs_local_model_directories(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ async def test_submission_streams_files_into_blobs_and_queues_the_job(
     options = saved["options"]
     assert (options["dpi"], options["language"], options["engine"], options["formats"]) == (
         200,
-        "en",
+        "eng",  # stored as ISO 639-3
         "null",
         ["txt", "json"],
     )
@@ -202,21 +202,56 @@ async def test_declared_content_length_over_the_limit_gets_413_before_reading(st
     assert await stored_blob_count(db) == 0
 
 
+def form_with_languages(files: dict[str, str | None], **fields: str) -> aiohttp.MultipartWriter:
+    """A submission whose file parts carry these Content-Language headers (None: none)."""
+    form = aiohttp.MultipartWriter("form-data")
+    for name, language in files.items():
+        headers = {"Content-Type": "application/octet-stream"}
+        if language is not None:
+            headers["Content-Language"] = language
+        part = form.append(f"scan of {name}".encode(), headers)
+        part.set_content_disposition("form-data", name="files", filename=name)
+    for key, value in fields.items():
+        form.append(value).set_content_disposition("form-data", name=key)
+    return form
+
+
+async def test_a_file_may_name_its_own_languages(api, store, db):
+    """A files part's Content-Language names that document's languages (stored as ISO 639-3)
+    beside the job's; an unknown code is a 400 naming the file, and nothing is stored."""
+    form = form_with_languages({"ru.png": "ru, eng", "plain.png": None}, language="ell", engine="null")
+    response = await api.post("/api/bulk/jobs", data=form, headers=ALICE)
+    assert response.status == 202, await response.text()
+    job_id = (await response.json())["job_id"]
+    documents = await store.get_documents(job_id)
+    assert [(d["filename"], d["language"]) for d in documents] == [("ru.png", "rus,eng"), ("plain.png", None)]
+    job = await store.get_job(job_id)
+    assert job is not None
+    assert job["options"]["language"] == "ell"
+
+    blobs_before = await stored_blob_count(db)
+    response = await api.post("/api/bulk/jobs", data=form_with_languages({"old.png": "xx"}), headers=ALICE)
+    assert response.status == 400
+    assert "old.png: unknown language code 'xx'" in (await response.json())["error"]
+    assert await stored_blob_count(db) == blobs_before
+
+
 @pytest.mark.parametrize(
     ("fields", "with_file", "reason"),
     [
         ({"dpi": "300"}, False, "no files"),
         ({"dpi": "10"}, True, "dpi"),
         ({"dpi": "many"}, True, "dpi"),
-        ({"engine": "tesseract"}, True, "engine"),
+        ({"engine": "tesserakt"}, True, "engine"),
+        ({"language": "eng,xx"}, True, "ISO 639-3"),
         ({"formats": "txt,docx"}, True, "formats"),
         ({"auto_push": "maybe"}, True, "auto_push"),
         ({"colour": "blue"}, True, "colour"),
     ],
 )
 async def test_bad_submissions_get_400_with_a_reason_and_store_nothing(api, db, store, fields, with_file, reason):
-    """No files, a dpi out of range, an unknown engine or format, a bad flag or an unknown
-    field: 400 naming the problem, and no blobs or job left behind."""
+    """No files, a dpi out of range, an unknown engine, language or format, a bad flag or an
+    unknown field: 400 naming the problem, and no blobs or job left behind."""
     files = [("a.png", b"a" * 1000)] if with_file else []
     response = await api.post("/api/bulk/jobs", data=files_form(*files, **fields), headers=ALICE)
     assert response.status == 400

@@ -62,7 +62,13 @@ async def collecting(
 
 
 async def submit(
-    store: SeedStore, db: Database, files: dict[str, bytes], *, duplicates: dict[str, str] | None = None
+    store: SeedStore,
+    db: Database,
+    files: dict[str, bytes],
+    *,
+    duplicates: dict[str, str] | None = None,
+    languages: dict[str, str] | None = None,
+    language: str | None = None,
 ) -> JobSubmitted:
     """A job stored as the gateway stores it (files in the blob store, documents d0001...)."""
     blobs = make_blob_store(BlobSettings(), db)
@@ -76,10 +82,16 @@ async def submit(
         duplicate_of = (duplicates or {}).get(doc_id)
         documents.append(
             DocumentRef(
-                doc_id=doc_id, filename=name, blob=key, size=len(data), sha256=digest, duplicate_of=duplicate_of
+                doc_id=doc_id,
+                filename=name,
+                blob=key,
+                size=len(data),
+                sha256=digest,
+                duplicate_of=duplicate_of,
+                language=(languages or {}).get(name),
             )
         )
-    await store.create_job(job_id, "o", JobOptions(dpi=100), documents)
+    await store.create_job(job_id, "o", JobOptions(dpi=100, language=language), documents)
     return JobSubmitted(job_id=job_id, owner="o", documents_total=len(documents))
 
 
@@ -150,6 +162,31 @@ async def test_ingest_expands_archives_and_queues_one_task_per_page(
         assert isinstance(task, PageTask)
         assert (await blobs.get(task.image)).startswith(b"\x89PNG")
         assert task.dpi == 100 or task.doc_id.endswith("-002")  # the PNG keeps its own dpi
+
+
+async def test_a_document_that_names_its_languages_has_its_pages_read_in_them(
+    store, db, publisher, nsq_settings, nsq_admin, splitters
+):
+    """A document's own languages (its upload's Content-Language) go on its pages' tasks, and on
+    the pages of an archive's members; a document that names none takes the job's."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(TEST_DATA / "typewriter.png", "typewriter.png")
+    png = (TEST_DATA / "typewriter.png").read_bytes()
+    job = await submit(
+        store,
+        db,
+        {"russian.png": png + b"\0", "greek.zip": archive.getvalue(), "english.png": png},
+        languages={"russian.png": "rus", "greek.zip": "ell"},
+        language="eng",
+    )
+    deps = ingest_deps(IngestSettings(), store, db, publisher, splitters)
+    async with collecting(PAGES_READY, nsq_admin, publisher, nsq_settings, job.job_id) as ready:
+        for doc_id in ("d0001", "d0002", "d0003"):
+            await handle_document(DocumentTask(job_id=job.job_id, doc_id=doc_id), FIRST_DELIVERY, deps=deps)
+        await eventually(lambda: len(tasks_of(ready)) == 3, what="a page task per document")
+    languages = {task.doc_id.split("-")[0]: task.language for task in tasks_of(ready)}
+    assert languages == {"d0001": "rus", "d0002": "ell", "d0003": "eng"}
 
 
 async def test_aggregator_counts_exactly_and_announces_completion_once(

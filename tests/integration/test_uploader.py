@@ -189,6 +189,7 @@ async def finished_job(
             blob=f"jobs/{job_id}/uploads/d{n:04d}",
             size=len(PDF),
             sha256="0" * 64,
+            language="ell" if n == 2 else None,  # a document of its own language
         )
         for n in range(1, documents + 1)
     )
@@ -271,9 +272,10 @@ async def requeues(admin: NsqAdmin) -> int:
 
 
 async def test_a_push_creates_one_collection_and_one_object_per_document(gateway, store, fake, start_uploader):
-    """A clean push of a 3-document job: one collection, one object per document with its PDF
-    and text (integer file ids, presave keeps them), every write with Basic auth and no cookie,
-    no retries; the status reports completed with every link; pushing again changes nothing."""
+    """A clean push of a 3-document job: one collection, one object per document with its PDF,
+    text and language (the job's, or the document's own), integer file ids (presave keeps
+    them), every write with Basic auth and no cookie, no retries; the status reports completed
+    with every link; pushing again changes nothing."""
     job_id, doc_ids = await finished_job(store)
     await start_uploader(uploader_settings(fake))
     await push(gateway, job_id)
@@ -288,6 +290,7 @@ async def test_a_push_creates_one_collection_and_one_object_per_document(gateway
     assert len(fake.requests("POST", "file_upload")) == 2 * len(doc_ids)
     node = fake.nodes[object_uuid(job_id, doc_ids[0])]
     assert node.sbf["language_iso639_3"] == "eng"
+    assert fake.nodes[object_uuid(job_id, doc_ids[1])].sbf["language_iso639_3"] == "ell"
     assert node.sbf["ap:entitymapping"]["entity:file"] == ["documents", "texts"]
     assert all(isinstance(fid, int) for fid in node.sbf["documents"] + node.sbf["texts"])
 

@@ -53,11 +53,26 @@ def test_options_default_from_settings_and_parse_form_values():
         False,
     )
     given = parse_options({"dpi": "150", "formats": "ALTO, txt,alto", "auto_push": "yes", "language": "en"}, settings)
-    assert (given.dpi, given.formats, given.auto_push, given.language) == (150, ("alto", "txt"), True, "en")
+    assert (given.dpi, given.formats, given.auto_push, given.language) == (150, ("alto", "txt"), True, "eng")
+
+
+def test_languages_are_stored_as_iso_639_3_codes():
+    """A job names its languages by ISO 639-3 code (Archipelago's spelling), separated by commas,
+    `+` or spaces; two-letter codes become their 639-3 form; repeats count once."""
+    settings = GatewaySettings()
+    assert parse_options({"language": "rus, ELL+ara eng"}, settings).language == "rus,ell,ara,eng"
+    assert parse_options({"language": "ru,rus,heb"}, settings).language == "rus,heb"
+    assert parse_options({"language": " "}, settings).language is None
+
+
+def test_an_unknown_language_code_is_refused_with_the_reason():
+    with pytest.raises(InvalidOptions, match=r"unknown language code 'xx'.*ISO 639-3"):
+        parse_options({"language": "rus,xx"}, GatewaySettings())
 
 
 @pytest.mark.parametrize(
-    "fields", [{"dpi": "1000"}, {"engine": "tesseract"}, {"formats": ","}, {"language": "en; rm -rf"}]
+    "fields",
+    [{"dpi": "1000"}, {"engine": "tesserakt"}, {"formats": ","}, {"language": "en; rm -rf"}, {"language": "eng," * 60}],
 )
 def test_options_out_of_bounds_are_refused(fields: dict[str, str]):
     """Values the gateway does not accept raise InvalidOptions with a reason."""

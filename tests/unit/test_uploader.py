@@ -87,6 +87,7 @@ def test_document_metadata_lists_integer_file_ids_under_mapped_keys():
     assert attributes["moderation_state"] == "draft"
     assert len(title_of("x" * 300)) == 255
     assert language_iso639_3("deu") == "deu"
+    assert language_iso639_3("rus,eng") == "rus"
     assert language_iso639_3("xx") is None
 
 

@@ -30,6 +30,7 @@ def new_document(job_id: str, ref: DocumentRef) -> Document:
         "size": ref.size,
         "sha256": ref.sha256,
         "duplicate_of": ref.duplicate_of,
+        "language": ref.language,
         "pages": None,
         "status": "queued",
         "error": None,

@@ -1,0 +1,146 @@
+"""Which engine reads a page: the one the job asked for if it reads the page's script, else
+Tesseract with the language's model, else none, and the page fails saying so.
+
+PP-OCRv6 (rapidocr, paddle) reads Latin scripts, Chinese and Japanese. Given Cyrillic or
+Arabic it returns confident garbage (on the Russian test page: punctuation and spaces at a
+mean line confidence of 0.85), so the script must be known before reading, not judged after:
+
+* a job that names its languages is read by an engine for all of their scripts;
+* a job that names none has each page's script detected by Tesseract's OSD (about 0.5-1 s
+  per 300-dpi page) and read as that script's commonest language (bulkocr.languages);
+* a page whose script no installed engine reads fails with that cause (`ScriptUnsupported`,
+  a page fault: retrying cannot help).
+
+docs/design-notes.md says why detection comes first rather than a check of PP-OCR's output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+
+from bulkocr.languages import LANGUAGES, SCRIPT_LANGUAGE, UnknownLanguage, parse_languages
+from bulkocr_ocr_worker.engines import EngineUnavailableError, OcrEngine
+from bulkocr_ocr_worker.tesseract_engine import PageScript, ScriptDetector, debian_packs
+
+PP_OCR_SCRIPTS = frozenset({"Latin", "Han", "Japanese"})
+ENGINE_SCRIPTS: dict[str, frozenset[str]] = {"rapidocr": PP_OCR_SCRIPTS, "paddle": PP_OCR_SCRIPTS}
+"""What the script-bound engines read. Engines not named here are not routed away from: the
+null engine reads nothing, and Tesseract is asked which language models it has."""
+FALLBACK = "tesseract"
+MIN_SCRIPT_CONFIDENCE = 0.5
+"""OSD's script calls below this are taken as "cannot tell": on sparse pages it named a few
+lines of Latin print Japanese (0.06) and Fraktur (0.09), while full pages score 0.9-75."""
+
+
+class ScriptUnsupported(EngineUnavailableError):
+    """No engine on this worker reads the page's script (or its job's language)."""
+
+
+@runtime_checkable
+class LanguageModels(Protocol):
+    """An engine whose languages are the models installed with it (Tesseract)."""
+
+    def reads(self, language: str) -> bool:
+        """Whether it has the model for this ISO 639-3 code."""
+        ...
+
+
+Detect = Callable[[Image.Image], PageScript | None]
+
+
+@dataclass(frozen=True)
+class Route:
+    engine: str
+    language: str | None
+    """ISO 639-3 codes, comma-separated, for the engine's `recognize`."""
+    detected: PageScript | None = None
+
+
+class Router:
+    """Routes the pages of one pool process; `engine(name)` builds or returns its engines."""
+
+    def __init__(self, engine: Callable[[str], OcrEngine], *, detector: Callable[[], Detect] | None = None) -> None:
+        """`detector` builds the script detection (Tesseract's OSD unless a test gives another)."""
+        self._engine = engine
+        self._new_detector = detector or (lambda: ScriptDetector().detect)
+        self._detector: Detect | EngineUnavailableError | None = None
+
+    def route(self, requested: str, language: str | None, image: Image.Image) -> Route:
+        try:
+            codes = parse_languages(language)
+        except UnknownLanguage as unknown:  # a message from before the gateway checked codes
+            raise ScriptUnsupported(str(unknown)) from None
+        if codes:
+            return self._named(requested, codes)
+        if requested in ENGINE_SCRIPTS or requested == FALLBACK:
+            return self._detected(requested, image)
+        return Route(requested, None)
+
+    def _named(self, requested: str, codes: tuple[str, ...]) -> Route:
+        language = ",".join(codes)
+        reads = ENGINE_SCRIPTS.get(requested)
+        if reads is None or all(LANGUAGES[code].script in reads for code in codes):
+            return Route(requested, language)
+        unread = [code for code in codes if LANGUAGES[code].script not in reads]
+        why = f"{requested} does not read {_scripts(unread)}"
+        self._tesseract_for(codes, why)
+        return Route(FALLBACK, language)
+
+    def _detected(self, requested: str, image: Image.Image) -> Route:
+        found = self._detect(image)
+        if found is None or found.confidence < MIN_SCRIPT_CONFIDENCE:
+            # Too little text to tell (a blank page, a picture): what little there is is read as asked.
+            return Route(requested, None, found)
+        code = SCRIPT_LANGUAGE.get(found.script)
+        if requested == FALLBACK:
+            return Route(FALLBACK, code if code and self._tesseract().reads(code) else None, found)
+        if found.script in ENGINE_SCRIPTS[requested]:
+            return Route(requested, None, found)
+        why = (
+            f"the job names no language; the page's script looks {found.script} (Tesseract OSD), "
+            f"which {requested} does not read"
+        )
+        if code is None:
+            raise ScriptUnsupported(f"{why}, and no engine here reads it")
+        self._tesseract_for((code,), why)
+        return Route(FALLBACK, code, found)
+
+    def _detect(self, image: Image.Image) -> PageScript | None:
+        if self._detector is None:
+            try:
+                self._detector = self._new_detector()
+            except EngineUnavailableError as error:
+                self._detector = error
+        if isinstance(self._detector, EngineUnavailableError):
+            raise ScriptUnsupported(
+                f"the job names no language and this worker cannot detect the page's script ({self._detector}): "
+                "name the job's language (ISO 639-3)"
+            )
+        return self._detector(image)
+
+    def _tesseract(self) -> LanguageModels:
+        engine = self._engine(FALLBACK)
+        if not isinstance(engine, LanguageModels):
+            raise EngineUnavailableError(f"the engine registered as {FALLBACK!r} does not say which languages it reads")
+        return engine
+
+    def _tesseract_for(self, codes: tuple[str, ...], why: str) -> None:
+        """Tesseract reads these languages here, or the page fails with `why` and what is missing."""
+        try:
+            tesseract = self._tesseract()
+        except EngineUnavailableError as error:
+            raise ScriptUnsupported(f"{why}, and Tesseract is not available here: {error}") from None
+        missing = [code for code in codes if not tesseract.reads(code)]
+        if missing:
+            raise ScriptUnsupported(
+                f"{why}, and Tesseract has no model for {', '.join(missing)} here ({debian_packs(missing)})"
+            )
+
+
+def _scripts(codes: list[str]) -> str:
+    named = dict.fromkeys(f"{LANGUAGES[code].script} ({code})" for code in codes)
+    return ", ".join(named)
