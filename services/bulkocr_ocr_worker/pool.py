@@ -69,11 +69,11 @@ def _router() -> Router:
     return _routers[0]
 
 
-def _read(png: bytes, engine: str, language: str | None, dpi: int) -> tuple[str, float]:
+def _read(png: bytes, engine: str, language: str | None, dpi: int, document: str | None) -> tuple[str, float]:
     """The page read by the engine for its script (routing.py), which may not be the one asked for."""
     started = time.perf_counter()
     with _opened(png) as image:
-        route = _router().route(engine, language, image)
+        route = _router().route(engine, language, image, document=document)
         page = read_page(_engine(route.engine), image, language=route.language, dpi=dpi)
     return page.model_dump_json(), time.perf_counter() - started
 
@@ -128,12 +128,15 @@ class OcrPool:
             initargs=(self._engine_settings, self._preload, self._max_page_pixels, os.getpid()),
         )
 
-    async def read(self, png: bytes, *, engine: str, language: str | None, dpi: int) -> tuple[str, float]:
-        """The page model as JSON and the seconds it took."""
+    async def read(
+        self, png: bytes, *, engine: str, language: str | None, dpi: int, document: str | None = None
+    ) -> tuple[str, float]:
+        """The page model as JSON and the seconds it took; `document` names the page's
+        document (job/doc), whose script is then detected once, not on every page."""
         if (inline := self._inline.get(engine)) is not None:
             return _read_with(inline, png, language, dpi)
         executor = self._executor
-        reading = asyncio.get_running_loop().run_in_executor(executor, _read, png, engine, language, dpi)
+        reading = asyncio.get_running_loop().run_in_executor(executor, _read, png, engine, language, dpi, document)
         try:
             return await asyncio.wait_for(reading, self._page_timeout_s)
         except BrokenProcessPool:

@@ -6,8 +6,11 @@ Arabic it returns confident garbage (on the Russian test page: punctuation and s
 mean line confidence of 0.85), so the script must be known before reading, not judged after:
 
 * a job that names its languages is read by an engine for all of their scripts;
-* a job that names none has each page's script detected by Tesseract's OSD (about 0.5-1 s
-  per 300-dpi page) and read as that script's commonest language (bulkocr.languages);
+* a job that names none has its documents' script detected by Tesseract's OSD (about 0.5-1 s
+  a 300-dpi page) and read as that script's commonest language (bulkocr.languages). A
+  confident call is kept for the rest of the document's pages this process reads: a
+  document is in one script far more often than not, and OSD on every page would add a
+  fifth to a third to each page's time;
 * a page whose script no installed engine reads fails with that cause (`ScriptUnsupported`,
   a page fault: retrying cannot help).
 
@@ -16,6 +19,7 @@ docs/design-notes.md says why detection comes first rather than a check of PP-OC
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -31,6 +35,9 @@ ENGINE_SCRIPTS: dict[str, frozenset[str]] = {"rapidocr": PP_OCR_SCRIPTS, "paddle
 """What the script-bound engines read. Engines not named here are not routed away from: the
 null engine reads nothing, and Tesseract is asked which language models it has."""
 FALLBACK = "tesseract"
+DOCUMENTS_REMEMBERED = 1024
+"""Documents whose script a process keeps (the oldest is forgotten first); a process reads
+pages of a few documents at a time, so this only bounds memory."""
 MIN_SCRIPT_CONFIDENCE = 0.5
 """OSD's script calls below this are taken as "cannot tell": on sparse pages it named a few
 lines of Latin print Japanese (0.06) and Fraktur (0.09), while full pages score 0.9-75."""
@@ -68,8 +75,11 @@ class Router:
         self._engine = engine
         self._new_detector = detector or (lambda: ScriptDetector().detect)
         self._detector: Detect | EngineUnavailableError | None = None
+        self._scripts: OrderedDict[str, PageScript] = OrderedDict()
 
-    def route(self, requested: str, language: str | None, image: Image.Image) -> Route:
+    def route(self, requested: str, language: str | None, image: Image.Image, *, document: str | None = None) -> Route:
+        """The engine and languages for this page; `document` (job/doc) lets a script
+        detected on one of its pages stand for the others."""
         try:
             codes = parse_languages(language)
         except UnknownLanguage as unknown:  # a message from before the gateway checked codes
@@ -77,7 +87,7 @@ class Router:
         if codes:
             return self._named(requested, codes)
         if requested in ENGINE_SCRIPTS or requested == FALLBACK:
-            return self._detected(requested, image)
+            return self._detected(requested, image, document)
         return Route(requested, None)
 
     def _named(self, requested: str, codes: tuple[str, ...]) -> Route:
@@ -90,8 +100,10 @@ class Router:
         self._tesseract_for(codes, why)
         return Route(FALLBACK, language)
 
-    def _detected(self, requested: str, image: Image.Image) -> Route:
-        found = self._detect(image)
+    def _detected(self, requested: str, image: Image.Image, document: str | None) -> Route:
+        found = self._known(document) or self._detect(image)
+        if document is not None and found is not None and found.confidence >= MIN_SCRIPT_CONFIDENCE:
+            self._remember(document, found)
         if found is None or found.confidence < MIN_SCRIPT_CONFIDENCE:
             # Too little text to tell (a blank page, a picture): what little there is is read as asked.
             return Route(requested, None, found)
@@ -108,6 +120,18 @@ class Router:
             raise ScriptUnsupported(f"{why}, and no engine here reads it")
         self._tesseract_for((code,), why)
         return Route(FALLBACK, code, found)
+
+    def _known(self, document: str | None) -> PageScript | None:
+        if document is None or document not in self._scripts:
+            return None
+        self._scripts.move_to_end(document)
+        return self._scripts[document]
+
+    def _remember(self, document: str, found: PageScript) -> None:
+        self._scripts[document] = found
+        self._scripts.move_to_end(document)
+        while len(self._scripts) > DOCUMENTS_REMEMBERED:
+            self._scripts.popitem(last=False)
 
     def _detect(self, image: Image.Image) -> PageScript | None:
         if self._detector is None:

@@ -39,7 +39,7 @@ from bulkocr.contracts import (
     PageTimings,
 )
 from bulkocr.errors import BlobNotFound, PermanentError
-from bulkocr.mongo import JobStore, connect_mongo
+from bulkocr.mongo import JobStore, connect_mongo, document_key
 from bulkocr.nsq import Delivery, NsqPublisher, local_nsqd
 from bulkocr.page_model import PageQuality, PageText
 from bulkocr.service import Subscription, run_service, serve
@@ -130,7 +130,13 @@ async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None
         raise PermanentError(str(error)) from error
     deps.stats.in_flight += 1
     try:
-        page_json, seconds = await deps.pool.read(png, engine=task.engine, language=task.language, dpi=task.dpi)
+        page_json, seconds = await deps.pool.read(
+            png,
+            engine=task.engine,
+            language=task.language,
+            dpi=task.dpi,
+            document=document_key(task.job_id, task.doc_id),
+        )
     except PAGE_FAULTS as error:
         raise PermanentError(str(error)) from error
     finally:
