@@ -126,15 +126,20 @@ class PageTimings(Message):
     total_s: float = 0.0
 
 
-class PageDone(Message):
-    # 1.1: `quality`, the page's quality signals (a worker of 1.0 sends none).
-    v: MessageVersion = "1.1"
+class PageReport(Message):
+    """What a worker says of a page it read or tried: which page, where, after how many tries."""
+
     job_id: str
     doc_id: str
     page: int = Field(ge=1)
     node_id: str
     worker_id: str
     attempts: int = Field(ge=1)
+
+
+class PageDone(PageReport):
+    # 1.1: `quality`, the page's quality signals (a worker of 1.0 sends none).
+    v: MessageVersion = "1.1"
     timings: PageTimings
     # The result travels inline unless it is large; then it is in the blob store.
     result: PageText | None = None
@@ -142,15 +147,9 @@ class PageDone(Message):
     quality: PageQuality | None = None
 
 
-class PageAttempt(Message):
-    """What a failed attempt at a page says: which page, where, after how many tries, why."""
+class PageAttempt(PageReport):
+    """What a failed attempt at a page says: the page, and why."""
 
-    job_id: str
-    doc_id: str
-    page: int = Field(ge=1)
-    node_id: str
-    worker_id: str
-    attempts: int = Field(ge=1)
     error: str
 
 
