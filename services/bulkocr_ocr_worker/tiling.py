@@ -17,10 +17,11 @@ Merging, for lines found in more than one tile:
 1. a line cut by a tile's top or bottom edge is dropped where another tile holds it uncut
    there (the overlap is many line heights, so every line is whole vertically somewhere);
 2. a line cut by a tile's left or right edge is dropped where another tile holds it whole;
-3. a whole line found again in another tile's overlap is kept once;
-4. a line longer than the overlap is cut in every tile: its pieces (same row, neighbouring
-   tiles, overlapping in the overlap) are joined, each word taken from the piece that holds it
-   farther from the cut edge (split in the middle of the pieces' overlap).
+3. a line longer than the overlap is cut in every tile: its pieces (same row, neighbouring
+   tiles, overlapping in the overlap) are joined; a word both pieces read (their word boxes
+   overlap) is taken from the piece that holds it farther from its cut edge;
+4. a line found twice (whole in an overlap, or joined in two rows of tiles that overlap
+   there) is kept once.
 
 Everything here but `read_tiled` is pure arithmetic on boxes; `read_tiled` takes the
 engine's one-image reader as an argument.
@@ -28,6 +29,7 @@ engine's one-image reader as an argument.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -44,8 +46,12 @@ COVERED = 0.5
 """Share of a line's box inside another line's box at which both are the same text."""
 SAME_ROW_OVERLAP = 0.5
 """Vertical overlap (of the lower piece) at which two pieces of a cut line sit on one row."""
+SAME_WORD_OVERLAP = 0.5
+"""Horizontal overlap (of the narrower box) at which two pieces' words are one word read twice."""
 EDGE_MARGIN_PX = 2.0
 """A box this close to a tile's inner edge is cut by it: the detector clips its boxes to the image."""
+EDGE_MARGIN_LINES = 0.5
+"""...and at the left and right, a box this many of its heights from the edge."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,8 @@ class _Candidate:
     """A line as one tile saw it, with the tile edges that cut it."""
 
     line: TextLine
-    tile: int
+    tiles: frozenset[int]
+    """The tiles it was read from: more than one once the pieces of a cut line are joined."""
     rect: _Rect
     cut: set[str] = field(default_factory=set)
 
@@ -193,37 +200,46 @@ def merge_tile_lines(found: Sequence[tuple[Tile, Sequence[TextLine]]], size: tup
     candidates = [
         one for one in candidates if one.whole_down or not _covered(one, [o for o in candidates if o.whole_down])
     ]
-    # 2. Pieces cut at the sides give way to a whole copy from another tile.
+    # 2. Pieces cut at the sides give way to a whole copy from another tile; the rest are joined
+    #    across the tile edges (a long line in a band where tile rows overlap is joined twice).
     wholes = [one for one in candidates if one.whole_across]
     pieces = [one for one in candidates if not one.whole_across and not _covered(one, wholes)]
-    # 3. Whole lines seen twice (in an overlap) are kept once: the larger box wins.
+    joined = [_joined(chain) for chain in _chains(pieces)]
+    # 3. A line seen twice (whole in an overlap, or joined in two tile rows) is kept once: the larger box wins.
     kept: list[_Candidate] = []
-    for one in sorted(wholes, key=lambda one: one.rect.area, reverse=True):
+    for one in sorted(wholes + joined, key=lambda one: one.rect.area, reverse=True):
         if not _covered(one, kept):
             kept.append(one)
-    # 4. What is left of cut lines is joined across the tile edges.
-    merged = [one.line for one in kept] + [_joined(chain) for chain in _chains(pieces)]
-    return sorted(merged, key=lambda line: (min(y for _, y in line.quad), min(x for x, _ in line.quad)))
+    return sorted(
+        (one.line for one in kept), key=lambda line: (min(y for _, y in line.quad), min(x for x, _ in line.quad))
+    )
 
 
 def _candidate(line: TextLine, index: int, tile: Tile, size: tuple[int, int]) -> _Candidate:
     rect = _bounds(line.quad)
     width, height = size
+    margin = _edge_margin(rect)
     cut = set()
-    if tile.x0 > 0 and rect.x0 <= tile.x0 + EDGE_MARGIN_PX:
+    if tile.x0 > 0 and rect.x0 <= tile.x0 + margin:
         cut.add("left")
-    if tile.x1 < width and rect.x1 >= tile.x1 - 1 - EDGE_MARGIN_PX:
+    if tile.x1 < width and rect.x1 >= tile.x1 - margin:
         cut.add("right")
     if tile.y0 > 0 and rect.y0 <= tile.y0 + EDGE_MARGIN_PX:
         cut.add("top")
     if tile.y1 < height and rect.y1 >= tile.y1 - 1 - EDGE_MARGIN_PX:
         cut.add("bottom")
-    return _Candidate(line=line, tile=index, rect=rect, cut=cut)
+    return _Candidate(line=line, tiles=frozenset({index}), rect=rect, cut=cut)
+
+
+def _edge_margin(rect: _Rect) -> float:
+    """How near a tile's left or right edge a line or word may end and still go on past it: the
+    detector pads boxes by about half a line, so a gap between words can fall right at the edge."""
+    return max(EDGE_MARGIN_PX, EDGE_MARGIN_LINES * (rect.y1 - rect.y0))
 
 
 def _covered(one: _Candidate, others: Sequence[_Candidate]) -> bool:
-    """Whether another tile's line holds most of this one's box."""
-    return any(other.tile != one.tile and one.rect.share_inside(other.rect) >= COVERED for other in others)
+    """Whether a line read from other tiles holds most of this one's box."""
+    return any(not one.tiles & other.tiles and one.rect.share_inside(other.rect) >= COVERED for other in others)
 
 
 def _chains(pieces: Sequence[_Candidate]) -> list[list[_Candidate]]:
@@ -236,7 +252,7 @@ def _chains(pieces: Sequence[_Candidate]) -> list[list[_Candidate]]:
             if (
                 "right" in last.cut
                 and "left" in piece.cut
-                and last.tile != piece.tile
+                and not last.tiles & piece.tiles
                 and piece.rect.x0 < last.rect.x1 <= piece.rect.x1
                 and _same_row(last.rect, piece.rect)
             ):
@@ -252,30 +268,69 @@ def _same_row(a: _Rect, b: _Rect) -> bool:
     return overlap >= SAME_ROW_OVERLAP * min(a.y1 - a.y0, b.y1 - b.y0)
 
 
-def _joined(chain: Sequence[_Candidate]) -> TextLine:
-    """One line from the pieces of a cut line: each word from the piece that holds it away from its cut edge."""
+def _joined(chain: Sequence[_Candidate]) -> _Candidate:
+    """One line from the pieces of a cut line, left to right."""
     if len(chain) == 1:
-        return chain[0].line
-    words: list[WordBox] = []
-    scores: list[float] = []
-    for index, piece in enumerate(chain):
-        start = _split(chain[index - 1], piece) if index else -math.inf
-        end = _split(piece, chain[index + 1]) if index + 1 < len(chain) else math.inf
-        taken = [word for word in _words(piece.line) if start <= _centre_x(word[2]) < end]
-        words.extend(taken)
-        scores.append(piece.line.score)
-    first, last = chain[0].line.quad, chain[-1].line.quad
-    return TextLine(
-        quad=(first[0], last[1], last[2], first[3]),
+        return chain[0]
+    words = list(_words(chain[0].line))
+    for left, right in itertools.pairwise(chain):
+        margin = _edge_margin(left.rect)
+        words = _join_words(words, left.rect.x1, list(_words(right.line)), right.rect.x0, margin)
+    first, last = chain[0], chain[-1]
+    line = TextLine(
+        quad=(first.line.quad[0], last.line.quad[1], last.line.quad[2], first.line.quad[3]),
         text=" ".join(text for text, _, _ in words),
-        score=min(scores),
+        score=min(piece.line.score for piece in chain),
         words=tuple(words),
+    )
+    return _Candidate(
+        line=line,
+        tiles=frozenset().union(*(piece.tiles for piece in chain)),
+        rect=_bounds(line.quad),
+        cut=(first.cut - {"right"}) | (last.cut - {"left"}),
     )
 
 
-def _split(left: _Candidate, right: _Candidate) -> float:
-    """The middle of two neighbouring pieces' overlap."""
-    return (right.rect.x0 + left.rect.x1) / 2
+def _join_words(
+    left: list[WordBox], left_edge: float, right: list[WordBox], right_edge: float, margin: float
+) -> list[WordBox]:
+    """The words of two pieces of one line, each word once.
+
+    A word touching a piece's cut edge may be half a word: it is left out where the other piece
+    read a word there away from its own edge. Of a word both pieces read (their boxes overlap
+    by half the narrower one) the copy farther from its piece's cut edge is kept.
+    """
+    left_sure = [word for word in left if _span(word)[1] < left_edge - margin]
+    right_sure = [word for word in right if _span(word)[0] > right_edge + margin]
+    left = [word for word in left if word in left_sure or not any(_overlap(word, sure) > 0 for sure in right_sure)]
+    right = [word for word in right if word in right_sure or not any(_overlap(word, sure) > 0 for sure in left_sure)]
+    dropped_left: set[int] = set()
+    dropped_right: set[int] = set()
+    for i, word in enumerate(left):
+        for j, other in enumerate(right):
+            if _overlap(word, other) >= SAME_WORD_OVERLAP * min(_width(word), _width(other)):
+                if left_edge - _span(word)[1] >= _span(other)[0] - right_edge:
+                    dropped_right.add(j)
+                else:
+                    dropped_left.add(i)
+    kept = [word for i, word in enumerate(left) if i not in dropped_left]
+    kept += [word for j, word in enumerate(right) if j not in dropped_right]
+    return sorted(kept, key=lambda word: _centre_x(word[2]))
+
+
+def _overlap(a: WordBox, b: WordBox) -> float:
+    (a0, a1), (b0, b1) = _span(a), _span(b)
+    return min(a1, b1) - max(a0, b0)
+
+
+def _width(word: WordBox) -> float:
+    start, end = _span(word)
+    return end - start
+
+
+def _span(word: WordBox) -> tuple[float, float]:
+    xs = [x for x, _ in word[2]]
+    return min(xs), max(xs)
 
 
 def _words(line: TextLine) -> tuple[WordBox, ...]:

@@ -237,3 +237,47 @@ def test_read_tiled_reads_each_tile_and_returns_page_coordinates() -> None:
 
     assert sizes == [(200, 100), (200, 100)]
     assert [one.quad[0] for one in merged] == [(10.0, 10.0), (110.0, 10.0)]
+
+
+def test_half_a_word_at_a_cut_edge_gives_way_to_the_whole_word() -> None:
+    """A piece reads a word its tile's edge cuts as a fragment ("s" of "sequence"), whose box
+    need not line up with the whole word's: the fragment is left out, the whole word kept once."""
+    tiles = [Tile(0, 0, 2000, 1000), Tile(1600, 0, 3600, 1000)]
+    left = TextLine(
+        quad=rect(1200, 300, 1999, 340),
+        text="in the same s",
+        score=0.9,
+        words=(
+            ("in", 0.9, rect(1210, 300, 1250, 340)),
+            ("the", 0.9, rect(1700, 300, 1760, 340)),
+            ("same", 0.9, rect(1800, 300, 1880, 340)),
+            ("s", 0.9, rect(1985, 300, 1998, 340)),
+        ),
+    )
+    right = TextLine(
+        quad=rect(1600, 300, 2400, 340),
+        text="the same sequence",
+        score=0.9,
+        words=(
+            ("the", 0.9, rect(1702, 300, 1760, 340)),
+            ("same", 0.9, rect(1798, 300, 1882, 340)),
+            ("sequence", 0.9, rect(1993, 300, 2150, 340)),
+        ),
+    )
+
+    merged = merge_tile_lines([(tiles[0], [left]), (tiles[1], [right])], (3600, 1000))
+
+    assert [one.text for one in merged] == ["in the same sequence"]
+
+
+def test_a_word_gap_at_the_tile_edge_still_joins_the_line() -> None:
+    """A line whose box stops a few pixels short of the tile's edge (a space fell on it) is taken
+    as cut there, and joined with its continuation in the next tile."""
+    tiles = [Tile(0, 0, 2000, 1000), Tile(1600, 0, 3600, 1000)]
+    whole = line("another way is to record", 1300, 300, 2300, 340)
+    left = TextLine(quad=rect(1300, 300, 1990, 340), text="another way", score=0.9, words=whole.words[:2])
+    right = TextLine(quad=rect(1600, 300, 2300, 340), text=whole.text, score=0.9, words=whole.words)
+
+    merged = merge_tile_lines([(tiles[0], [left]), (tiles[1], [right])], (3600, 1000))
+
+    assert [one.text for one in merged] == [whole.text]
