@@ -7,8 +7,10 @@ import itertools
 
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from bulkocr_ocr_worker.reading_order import Quad
+from bulkocr_ocr_worker.service import WorkerSettings
 from bulkocr_ocr_worker.tiling import (
     TextLine,
     Tile,
@@ -281,3 +283,21 @@ def test_a_word_gap_at_the_tile_edge_still_joins_the_line() -> None:
     merged = merge_tile_lines([(tiles[0], [left]), (tiles[1], [right])], (3600, 1000))
 
     assert [one.text for one in merged] == [whole.text]
+
+
+def test_worker_settings_carry_the_tiling_to_the_rapidocr_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The BULKOCR_RAPIDOCR_TILE_* variables reach the engine's settings."""
+    monkeypatch.setenv("BULKOCR_RAPIDOCR_TILE_SIDE", "3000")
+    monkeypatch.setenv("BULKOCR_RAPIDOCR_TILE_OVERLAP", "500")
+
+    tiling = WorkerSettings().engine_settings()["rapidocr"]["tiling"]
+
+    assert tiling == TilingSettings(above_side=4000, min_text_px=15.0, tile_side=3000, overlap=500)
+
+
+def test_worker_settings_refuse_an_overlap_as_wide_as_the_tile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker with tiles that could not advance fails at start, naming the setting."""
+    monkeypatch.setenv("BULKOCR_RAPIDOCR_TILE_OVERLAP", "2560")
+
+    with pytest.raises(ValidationError, match="overlap"):
+        WorkerSettings()
