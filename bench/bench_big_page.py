@@ -5,7 +5,8 @@
 The sheet is four copies of linn.png, 2 x 2, on 5,100 x 6,600 px (tests/ocr_quality.four_up).
 Both reads go through read_page (orientation, recognition, reading order) on one engine
 process with one thread; the one-pass read is the same engine with tiling switched off.
-Prints one markdown row per path, then linn.png alone for scale. Compare rows of one run.
+Prints one markdown row per path, the detector pass that decides whether a big page is tiled,
+and linn.png alone for scale. Compare rows of one run.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main() -> None:
         print(f"| {name} | {seconds:.1f} | {', '.join(f'{share:.1f} %' for share in found)} |")
     engine = RapidOcrEngine()
     engine.recognize(Image.new("L", (640, 480), 255), language=None, dpi=300)
+    started = time.perf_counter()
+    engine.find_text_lines(sheet)  # what a page over BULKOCR_RAPIDOCR_TILE_ABOVE_SIDE pays to be judged
+    print(f"| the judging detector pass alone | {time.perf_counter() - started:.1f} | |")
     started = time.perf_counter()
     page = read_page(engine, linn, language=None, dpi=300)
     seconds = time.perf_counter() - started

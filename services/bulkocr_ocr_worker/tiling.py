@@ -3,7 +3,7 @@
 The text detector reads a copy of the page shrunk to its limit (1,280 px on the long side).
 On an ordinary 300 dpi page that leaves lines about 17 px high, which it finds; on a
 newspaper-sized sheet (5,100 x 6,600 px) the same text shrinks to about half that and about
-one word in eight is never found. Such a page is read in overlapping tiles instead: each tile
+one word in ten is never found. Such a page is read in overlapping tiles instead: each tile
 is at most `tile_side` page pixels square, which the engine reads as it reads any page (the
 detector sees it at its native size), and the tiles' lines are merged back into one page.
 
@@ -60,7 +60,7 @@ class TilingSettings:
 
     above_side: int = 4000
     min_text_px: float = 15.0
-    tile_side: int = 2560
+    tile_side: int = 3072
     overlap: int = 384
 
     def __post_init__(self) -> None:
@@ -200,12 +200,12 @@ def merge_tile_lines(found: Sequence[tuple[Tile, Sequence[TextLine]]], size: tup
     candidates = [
         one for one in candidates if one.whole_down or not _covered(one, [o for o in candidates if o.whole_down])
     ]
-    # 2. Pieces cut at the sides give way to a whole copy from another tile; the rest are joined
-    #    across the tile edges (a long line in a band where tile rows overlap is joined twice).
+    # 2. Pieces cut at the sides give way to a whole copy from another tile.
     wholes = [one for one in candidates if one.whole_across]
     pieces = [one for one in candidates if not one.whole_across and not _covered(one, wholes)]
+    # 3. The rest are joined across the tile edges.
     joined = [_joined(chain) for chain in _chains(pieces)]
-    # 3. A line seen twice (whole in an overlap, or joined in two tile rows) is kept once: the larger box wins.
+    # 4. A line seen twice (whole in an overlap, or joined in two rows of tiles) is kept once: the larger box wins.
     kept: list[_Candidate] = []
     for one in sorted(wholes + joined, key=lambda one: one.rect.area, reverse=True):
         if not _covered(one, kept):

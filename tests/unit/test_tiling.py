@@ -297,7 +297,8 @@ def test_worker_settings_carry_the_tiling_to_the_rapidocr_engine(monkeypatch: py
 
 def test_worker_settings_refuse_an_overlap_as_wide_as_the_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker with tiles that could not advance fails at start, naming the setting."""
-    monkeypatch.setenv("BULKOCR_RAPIDOCR_TILE_OVERLAP", "2560")
+    monkeypatch.setenv("BULKOCR_RAPIDOCR_TILE_SIDE", "1000")
+    monkeypatch.setenv("BULKOCR_RAPIDOCR_TILE_OVERLAP", "1000")
 
     with pytest.raises(ValidationError, match="overlap"):
         WorkerSettings()
