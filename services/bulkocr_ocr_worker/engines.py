@@ -26,6 +26,7 @@ from PIL import Image
 from bulkocr.page_model import Box, Line, PageText, Word
 from bulkocr_ocr_worker.orientation import find_orientation, greyscale_or_rgb, turn_clockwise
 from bulkocr_ocr_worker.reading_order import PlacedLine, Quad, order_lines
+from bulkocr_ocr_worker.tiling import TextLine, Tile, TilingSettings, plan_tiles, read_tiled
 
 if TYPE_CHECKING:
     from rapidocr import RapidOCR
@@ -99,6 +100,7 @@ class RapidOcrEngine:
         max_side_len: int = 2000,
         text_score: float = 0.5,
         threads: int = 1,
+        tiling: TilingSettings | None = None,
     ) -> None:
         try:
             rapidocr = importlib.import_module("rapidocr")
@@ -113,6 +115,8 @@ class RapidOcrEngine:
             raise EngineUnavailableError(f"rapidocr {version} lacks bundled models: {missing}")
 
         self.version = f"rapidocr {version} PP-OCRv6 small"
+        self._det_limit_side_len = det_limit_side_len
+        self._tiling = tiling or TilingSettings()
         self._ocr: RapidOCR = rapidocr.RapidOCR(
             params={
                 "Global.log_level": "error",  # rapidocr logs to stderr itself; keep it to real failures
@@ -140,11 +144,23 @@ class RapidOcrEngine:
         return find_orientation(self, image).rotation
 
     def recognize(self, image: Image.Image, *, language: str | None, dpi: int) -> PageText:
+        image = greyscale_or_rgb(image)
+        tiles: list[Tile] = []
+        if max(image.size) > self._tiling.above_side:
+            # Only big pages pay for this extra detector pass; it tells small text from a high dpi (tiling.py).
+            tiles = plan_tiles(image.size, self.find_text_lines(image), self._det_limit_side_len, self._tiling)
+        lines = read_tiled(image, tiles, self._read_lines) if tiles else self._read_lines(image)
+        placed = [_placed_line(line.quad, line.text, line.score, line.words, image.size) for line in lines]
+        return PageText(
+            width=image.width, height=image.height, dpi=dpi, engine=self.version, blocks=order_lines(placed)
+        )
+
+    def _read_lines(self, image: Image.Image) -> list[TextLine]:
+        """Detection and recognition in one pass over the image (shrunk by rapidocr as configured)."""
         from rapidocr.utils.output import RapidOCROutput
 
-        image = greyscale_or_rgb(image)
         result = self._ocr(image, use_det=True, use_cls=False, use_rec=True, return_word_box=True)
-        placed: list[PlacedLine] = []
+        lines: list[TextLine] = []
         if isinstance(result, RapidOCROutput) and result.txts and result.boxes is not None and result.scores:
             words_per_line: Sequence[Any] = result.word_results
             if len(words_per_line) != len(result.txts):
@@ -153,10 +169,9 @@ class RapidOcrEngine:
             for quad, text, score, words in zip(
                 result.boxes.tolist(), result.txts, result.scores, words_per_line, strict=True
             ):
-                placed.append(_placed_line(quad, text, score, words, image.size))
-        return PageText(
-            width=image.width, height=image.height, dpi=dpi, engine=self.version, blocks=order_lines(placed)
-        )
+                word_boxes = tuple((word, float(word_score), _quad(points)) for word, word_score, points in words)
+                lines.append(TextLine(quad=_quad(quad), text=text, score=float(score), words=word_boxes))
+        return lines
 
     def find_text_lines(self, image: Image.Image) -> list[Quad]:
         """Detector only: line quadrilaterals in the image's pixel coordinates."""

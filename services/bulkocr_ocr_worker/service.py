@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import structlog
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bulkocr.blobs import BlobStore, make_blob_store
@@ -47,6 +47,7 @@ from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_ocr_worker.engines import EngineUnavailableError
 from bulkocr_ocr_worker.metrics import OCR_SECONDS, PAGES
 from bulkocr_ocr_worker.pool import EngineSettings, OcrPool, PageUnreadable
+from bulkocr_ocr_worker.tiling import TilingSettings
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +70,11 @@ class WorkerSettings(BaseSettings):
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     inline_result_max_bytes: int = Field(default=256 * 1024, gt=0)
     rapidocr_det_limit_side_len: int = Field(default=1280, gt=0)
+    # Big pages whose text the detector would see too small are read in overlapping tiles (tiling.py).
+    rapidocr_tile_above_side: int = Field(default=TilingSettings.above_side, gt=0)
+    rapidocr_tile_min_text_px: float = Field(default=TilingSettings.min_text_px, ge=0)
+    rapidocr_tile_side: int = Field(default=TilingSettings.tile_side, gt=0)
+    rapidocr_tile_overlap: int = Field(default=TilingSettings.overlap, ge=0)
     null_seconds_per_page: float = Field(default=0.0, ge=0, description="makes the null engine slow, for tests")
     paddle_det_model_dir: Path | None = None
     paddle_rec_model_dir: Path | None = None
@@ -82,9 +88,25 @@ class WorkerSettings(BaseSettings):
     # Longest one page may take; then its OCR process is killed and replaced, and the page is retried.
     page_timeout_s: float = Field(default=600.0, gt=0)
 
+    @model_validator(mode="after")
+    def _check_tiling(self) -> WorkerSettings:
+        self.tiling()  # an overlap as wide as the tile fails here, at start, not on the first big page
+        return self
+
+    def tiling(self) -> TilingSettings:
+        return TilingSettings(
+            above_side=self.rapidocr_tile_above_side,
+            min_text_px=self.rapidocr_tile_min_text_px,
+            tile_side=self.rapidocr_tile_side,
+            overlap=self.rapidocr_tile_overlap,
+        )
+
     def engine_settings(self) -> EngineSettings:
         settings: EngineSettings = {
-            "rapidocr": {"det_limit_side_len": self.rapidocr_det_limit_side_len},
+            "rapidocr": {
+                "det_limit_side_len": self.rapidocr_det_limit_side_len,
+                "tiling": self.tiling(),
+            },
             "null": {"seconds_per_page": self.null_seconds_per_page},
         }
         if self.paddle_det_model_dir and self.paddle_rec_model_dir:
