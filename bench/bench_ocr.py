@@ -28,9 +28,9 @@ from tests.script_pages import SCRIPTS, render
 from tests.script_pages import truth as script_truth
 
 from bulkocr_ocr_worker.engines import OcrEngine, RapidOcrEngine, make_engine, read_page
+from bulkocr_ocr_worker.engines.tesseract import ScriptDetector
 from bulkocr_ocr_worker.orientation import find_orientation, greyscale_or_rgb, turn_clockwise
 from bulkocr_ocr_worker.routing import Router
-from bulkocr_ocr_worker.tesseract_engine import ScriptDetector
 
 SEEDS = range(10)
 

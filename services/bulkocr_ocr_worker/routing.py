@@ -28,7 +28,7 @@ from PIL import Image
 
 from bulkocr.languages import LANGUAGES, SCRIPT_LANGUAGE, UnknownLanguage, parse_languages
 from bulkocr_ocr_worker.engines import EngineUnavailableError, OcrEngine
-from bulkocr_ocr_worker.tesseract_engine import PageScript, ScriptDetector, debian_packs
+from bulkocr_ocr_worker.engines.tesseract import PageScript, ScriptDetector, debian_packs
 
 PP_OCR_SCRIPTS = frozenset({"Latin", "Han", "Japanese"})
 ENGINE_SCRIPTS: dict[str, frozenset[str]] = {"rapidocr": PP_OCR_SCRIPTS, "paddle": PP_OCR_SCRIPTS}

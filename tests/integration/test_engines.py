@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bulkocr_ocr_worker import engines
 from bulkocr_ocr_worker.engines import (
     ENGINES,
     EngineUnavailableError,
@@ -19,6 +18,7 @@ from bulkocr_ocr_worker.engines import (
     make_engine,
     read_page,
 )
+from bulkocr_ocr_worker.engines import rapidocr as rapidocr_module
 from tests.ocr_quality import TEST_DATA, character_error_rate
 
 
@@ -89,7 +89,7 @@ def test_paddle_engine_says_when_paddleocr_is_missing(tmp_path: Path, monkeypatc
 
 def test_rapidocr_engine_refuses_to_run_without_bundled_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """If the rapidocr wheel lacks the PP-OCRv6 files, the engine fails at load instead of downloading."""
-    monkeypatch.setattr(engines, "RAPIDOCR_DET_MODEL", "PP-OCRv6_det_missing.onnx")
+    monkeypatch.setattr(rapidocr_module, "RAPIDOCR_DET_MODEL", "PP-OCRv6_det_missing.onnx")
 
     with pytest.raises(EngineUnavailableError, match="lacks bundled models"):
         RapidOcrEngine()

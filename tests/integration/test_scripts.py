@@ -15,9 +15,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bulkocr.page_model import PageText
 from bulkocr_ocr_worker.engines import EngineUnavailableError, make_engine, read_page
+from bulkocr_ocr_worker.engines.tesseract import ScriptDetector
 from bulkocr_ocr_worker.pool import OcrPool
 from bulkocr_ocr_worker.routing import ScriptUnsupported
-from bulkocr_ocr_worker.tesseract_engine import ScriptDetector
 from tests.ocr_quality import character_error_rate
 from tests.script_pages import ARABIC, DEJAVU, GREEK, RUSSIAN, SCRIPTS, Script, render, truth
 

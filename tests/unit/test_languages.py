@@ -10,8 +10,8 @@ from PIL import Image
 
 from bulkocr.languages import LANGUAGES, SCRIPT_LANGUAGE, UnknownLanguage, canonical_languages, parse_languages
 from bulkocr_ocr_worker.engines import EngineUnavailableError, NullEngine, OcrEngine
+from bulkocr_ocr_worker.engines.tesseract import PageScript
 from bulkocr_ocr_worker.routing import Route, Router, ScriptUnsupported
-from bulkocr_ocr_worker.tesseract_engine import PageScript
 
 PAGE = Image.new("L", (10, 10), 255)
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from bulkocr.languages import LANGUAGES, UnknownLanguage, parse_languages, script_name
 from bulkocr.page_model import Box, Line, PageText, Word
-from bulkocr_ocr_worker.engines import EngineUnavailableError
+from bulkocr_ocr_worker.engines.base import EngineUnavailableError
 from bulkocr_ocr_worker.orientation import greyscale_or_rgb
 from bulkocr_ocr_worker.reading_order import PlacedLine, order_lines
 
