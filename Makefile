@@ -60,7 +60,18 @@ TESSDATA := /usr/share/tesseract-ocr/5/tessdata
 TESSERACT_LANGUAGES := eng osd rus ell ara heb hin
 TESSERACT_PACKAGES := $(addprefix tesseract-ocr-,$(TESSERACT_LANGUAGES)) fonts-dejavu-core fonts-noto-core
 tesseract:
-	@missing=""; for lang in $(TESSERACT_LANGUAGES); do 	  test -f $(TESSDATA)/$$lang.traineddata || missing="$$missing $$lang"; done; 	test -f /usr/share/fonts/truetype/noto/NotoNaskhArabic-Regular.ttf || missing="$$missing fonts"; 	if [ -n "$$missing" ]; then 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TESSERACT_PACKAGES); 	  else 	    echo "Tesseract models missing ($$missing): the script tests will fail (as root: apt-get install $(TESSERACT_PACKAGES))"; 	  fi; 	fi
+	@missing=""; \
+	for lang in $(TESSERACT_LANGUAGES); do \
+	  test -f $(TESSDATA)/$$lang.traineddata || missing="$$missing $$lang"; \
+	done; \
+	test -f /usr/share/fonts/truetype/noto/NotoNaskhArabic-Regular.ttf || missing="$$missing fonts"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TESSERACT_PACKAGES); \
+	  else \
+	    echo "Tesseract models missing ($$missing): the script tests will fail (as root: apt-get install $(TESSERACT_PACKAGES))"; \
+	  fi; \
+	fi
 
 # `make run`: bring everything up on loopback, OCR the sample scans, write their text to
 # out/samples/, and bring everything down again.
