@@ -23,16 +23,16 @@ $(INSTALLED): pyproject.toml
 
 servers: $(SERVERS)
 
+# $(call debian_packages,PACKAGES,WHAT FAILS WITHOUT THEM): installs Debian packages with
+# apt-get when we are root, else says what will fail and how to install them.
+debian_packages = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); else echo "$(2) (as root: apt-get install $(1))"; fi
+
 # The cluster tests (tests/cluster) build network namespaces with iproute2's `ip`, as root. A
 # bare Debian has no `ip`: it is installed here when missing and we are root; otherwise those
 # tests fail and say why.
 iproute2:
 	@if ! command -v ip >/dev/null 2>&1 && ! test -x /usr/sbin/ip && ! test -x /sbin/ip; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; \
-	  else \
-	    echo "iproute2 is missing: the cluster tests will fail (as root: apt-get install iproute2)"; \
-	  fi; \
+	  $(call debian_packages,iproute2,iproute2 is missing: the cluster tests will fail); \
 	fi
 
 $(SERVERS) &: deploy/build-servers.sh deploy/tools/go.mod deploy/tools/go.sum
@@ -44,11 +44,7 @@ $(SERVERS) &: deploy/build-servers.sh deploy/tools/go.mod deploy/tools/go.sum
 .PHONY: chromium
 chromium:
 	@if ! test -x $(CHROMIUM); then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  else \
-	    echo "$(CHROMIUM) is missing: the web app's browser tests will fail (as root: apt-get install chromium)"; \
-	  fi; \
+	  $(call debian_packages,chromium,$(CHROMIUM) is missing: the web app's browser tests will fail); \
 	fi
 
 # The OCR worker reads Cyrillic, Greek, Arabic, Hebrew and Devanagari pages with Tesseract
@@ -66,11 +62,7 @@ tesseract:
 	done; \
 	test -f /usr/share/fonts/truetype/noto/NotoNaskhArabic-Regular.ttf || missing="$$missing fonts"; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TESSERACT_PACKAGES); \
-	  else \
-	    echo "Tesseract models missing ($$missing): the script tests will fail (as root: apt-get install $(TESSERACT_PACKAGES))"; \
-	  fi; \
+	  $(call debian_packages,$(TESSERACT_PACKAGES),Tesseract models missing ($$missing): the script tests will fail); \
 	fi
 
 # `make run`: bring everything up on loopback, OCR the sample scans, write their text to

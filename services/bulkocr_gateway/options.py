@@ -23,7 +23,7 @@ class InvalidOptions(ValueError):
 
 def parse_options(fields: Mapping[str, str], settings: GatewaySettings) -> JobOptions:
     return JobOptions(
-        language=_language(fields.get("language")),
+        language=checked_languages(fields.get("language")),
         dpi=_dpi(fields.get("dpi"), settings),
         engine=_engine(fields.get("engine"), settings),
         formats=_formats(fields.get("formats")),
@@ -32,9 +32,10 @@ def parse_options(fields: Mapping[str, str], settings: GatewaySettings) -> JobOp
     )
 
 
-def _language(raw: str | None) -> str | None:
-    """ISO 639-3 codes, comma-separated (639-1 codes are turned into 639-3): the worker reads each
-    page with an engine for their scripts, so an unknown code is refused here, not at OCR."""
+def checked_languages(raw: str | None) -> str | None:
+    """ISO 639-3 codes, comma-separated (639-1 codes are turned into 639-3), for the job's
+    `language` field and a file part's Content-Language: the worker reads each page with an
+    engine for their scripts, so an unknown code is refused here, not at OCR."""
     value = (raw or "").strip()
     if len(value) > MAX_LANGUAGE_CHARS:
         raise InvalidOptions(f"language is longer than {MAX_LANGUAGE_CHARS} characters")

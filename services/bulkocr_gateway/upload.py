@@ -16,8 +16,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from bulkocr.blobs import BlobStore
 from bulkocr.contracts import DocumentRef, document_id
-from bulkocr.languages import UnknownLanguage, canonical_languages
-from bulkocr_gateway.options import MAX_LANGUAGE_CHARS, OPTION_FIELDS
+from bulkocr_gateway.options import OPTION_FIELDS, InvalidOptions, checked_languages
 from bulkocr_gateway.settings import GatewaySettings
 
 T = TypeVar("T")
@@ -160,13 +159,10 @@ class _Receiver:
 def _part_language(part: BodyPartReader, filename: str) -> str | None:
     """A file part's own languages, from its Content-Language header (ISO 639-3 codes, as the
     job's `language` field): a collection of mixed languages names each document's."""
-    header = part.headers.get(hdrs.CONTENT_LANGUAGE, "")
-    if len(header) > MAX_LANGUAGE_CHARS:
-        raise UploadRejected(400, f"{filename}: Content-Language is longer than {MAX_LANGUAGE_CHARS} characters")
     try:
-        return canonical_languages(header)
-    except UnknownLanguage as unknown:
-        raise UploadRejected(400, f"{filename}: {unknown}") from None
+        return checked_languages(part.headers.get(hdrs.CONTENT_LANGUAGE))
+    except InvalidOptions as invalid:
+        raise UploadRejected(400, f"{filename}: {invalid}") from None
 
 
 async def receive_form(

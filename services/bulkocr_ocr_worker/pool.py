@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import multiprocessing
 import os
@@ -45,7 +46,6 @@ class OcrTimedOut(RuntimeError):
 # Per pool process, never in the service process: engines loaded on first use of each name.
 _engines: dict[str, OcrEngine] = {}
 _settings: EngineSettings = {}
-_routers: list[Router] = []
 
 
 def _start_process(settings: EngineSettings, preload: str, max_page_pixels: int, parent: int) -> None:
@@ -63,10 +63,9 @@ def _engine(name: str) -> OcrEngine:
     return _engines[name]
 
 
+@functools.cache
 def _router() -> Router:
-    if not _routers:
-        _routers.append(Router(_engine))
-    return _routers[0]
+    return Router(_engine)
 
 
 def _read(png: bytes, engine: str, language: str | None, dpi: int, document: str | None) -> tuple[str, float]:

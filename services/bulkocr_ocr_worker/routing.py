@@ -101,9 +101,11 @@ class Router:
         return Route(FALLBACK, language)
 
     def _detected(self, requested: str, image: Image.Image, document: str | None) -> Route:
-        found = self._known(document) or self._detect(image)
-        if document is not None and found is not None and found.confidence >= MIN_SCRIPT_CONFIDENCE:
-            self._remember(document, found)
+        found = self._known(document)
+        if found is None:
+            found = self._detect(image)
+            if document is not None and found is not None and found.confidence >= MIN_SCRIPT_CONFIDENCE:
+                self._remember(document, found)
         if found is None or found.confidence < MIN_SCRIPT_CONFIDENCE:
             # Too little text to tell (a blank page, a picture): what little there is is read as asked.
             return Route(requested, None, found)

@@ -1,5 +1,5 @@
 """Detector and recogniser output as the page model's lines: boxes clipped to the page,
-confidences held to 0..1 (shared by the PP-OCR engines)."""
+confidences held to 0..1 (shared by every engine)."""
 
 from __future__ import annotations
 

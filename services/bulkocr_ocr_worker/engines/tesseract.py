@@ -21,6 +21,7 @@ from PIL import Image
 from bulkocr.languages import LANGUAGES, UnknownLanguage, parse_languages, script_name
 from bulkocr.page_model import Box, Line, PageText, Word
 from bulkocr_ocr_worker.engines.base import EngineUnavailableError
+from bulkocr_ocr_worker.engines.lines import clipped_confidence, page_box
 from bulkocr_ocr_worker.orientation import greyscale_or_rgb
 from bulkocr_ocr_worker.reading_order import PlacedLine, order_lines
 
@@ -195,29 +196,17 @@ class TesseractEngine:
             if len(fields) < TSV_FIELDS or fields[0] != TSV_WORD_LEVEL or not fields[11].strip():
                 continue
             left, top, width, height = (int(value) for value in fields[6:10])
-            confidence = min(1.0, max(0.0, float(fields[10]) / 100))
             word = Word(
                 text=fields[11].strip(),
-                box=_clipped((left, top, left + width, top + height), size),
-                confidence=confidence,
+                box=page_box([(left, top), (left + width, top + height)], size),
+                confidence=clipped_confidence(float(fields[10]) / 100),
             )
             lines.setdefault(tuple(fields[1:5]), []).append(word)  # page, block, paragraph, line
         return [_placed(words) for words in lines.values()]
 
 
-def _clipped(box: tuple[int, int, int, int], size: tuple[int, int]) -> Box:
-    x0, y0, x1, y1 = box
-    width, height = size
-    return Box(x0=min(max(x0, 0), width), y0=min(max(y0, 0), height), x1=min(x1, width), y1=min(y1, height))
-
-
 def _placed(words: list[Word]) -> PlacedLine:
-    box = Box(
-        x0=min(word.box.x0 for word in words),
-        y0=min(word.box.y0 for word in words),
-        x1=max(word.box.x1 for word in words),
-        y1=max(word.box.y1 for word in words),
-    )
+    box = Box.union([word.box for word in words])
     line = Line(
         text=" ".join(word.text for word in words),
         box=box,
