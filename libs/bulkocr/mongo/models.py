@@ -62,6 +62,8 @@ class DocumentRecord(TypedDict):
     size: NotRequired[int]
     sha256: NotRequired[str]
     duplicate_of: NotRequired[str | None]
+    language: NotRequired[str | None]
+    """Its own languages (its upload part's Content-Language), which win over the job's."""
     # Its plan (ingest's announcement) and its progress (kept by the aggregator).
     pages: NotRequired[int | None]
     members: NotRequired[list[str]]
