@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
+import onnx
 import pytest
 from PIL import Image
 
@@ -19,6 +22,7 @@ from bulkocr_ocr_worker.engines import (
     read_page,
 )
 from bulkocr_ocr_worker.engines import rapidocr as rapidocr_module
+from bulkocr_ocr_worker.engines.quantized import int8_matmul_model
 from tests.ocr_quality import TEST_DATA, character_error_rate
 
 
@@ -93,6 +97,39 @@ def test_rapidocr_engine_refuses_to_run_without_bundled_models(monkeypatch: pyte
 
     with pytest.raises(EngineUnavailableError, match="lacks bundled models"):
         RapidOcrEngine()
+
+
+def test_the_int8_recogniser_is_derived_once_from_the_bundled_model(tmp_path: Path) -> None:
+    """Its matrix products run in int8, it is written whole, and the next process reuses it.
+    (The accuracy tests read the linn family and the typewriter page with it: it is the default.)"""
+    source = rapidocr_module.bundled_models() / rapidocr_module.RAPIDOCR_REC_MODEL
+
+    derived = int8_matmul_model(source, tmp_path)
+    written = derived.stat().st_mtime_ns
+
+    graph = onnx.load(derived).graph
+    weights = {initializer.name for initializer in graph.initializer}
+    assert "MatMulInteger" in {node.op_type for node in graph.node}
+    # Products with a learnt weight run in int8; those of two activations (attention) stay fp32.
+    assert not [node.name for node in graph.node if node.op_type == "MatMul" and weights & set(node.input)]
+    assert int8_matmul_model(source, tmp_path) == derived
+    assert derived.stat().st_mtime_ns == written
+    assert [path.name for path in tmp_path.iterdir()] == [derived.name]  # no half-written file left
+
+
+def test_worker_processes_starting_together_derive_one_whole_model(tmp_path: Path) -> None:
+    """Every OCR process of a node derives the model at start into the same cache: none reads a
+    half-written file, none fails, and nothing is written into the (read-only) wheel."""
+    source = rapidocr_module.bundled_models() / rapidocr_module.RAPIDOCR_REC_MODEL
+    wheel_before = sorted(source.parent.iterdir())
+
+    with ProcessPoolExecutor(4, get_context("spawn")) as pool:
+        derived = list(pool.map(int8_matmul_model, [source] * 4, [tmp_path] * 4))
+
+    assert len(set(derived)) == 1
+    onnx.checker.check_model(derived[0])
+    assert sorted(source.parent.iterdir()) == wheel_before
+    assert [path.name for path in tmp_path.iterdir()] == [derived[0].name]
 
 
 def test_rapidocr_engine_reads_a_typewritten_page(

@@ -15,6 +15,7 @@ from PIL import Image
 from bulkocr.page_model import PageText
 from bulkocr_ocr_worker.engines.base import EngineUnavailableError
 from bulkocr_ocr_worker.engines.lines import as_quad, clipped_confidence, placed_line
+from bulkocr_ocr_worker.engines.quantized import int8_matmul_model
 from bulkocr_ocr_worker.orientation import find_orientation, greyscale_or_rgb
 from bulkocr_ocr_worker.reading_order import Quad, order_lines
 from bulkocr_ocr_worker.tiling import TextLine, Tile, TilingSettings, plan_tiles, read_tiled
@@ -26,12 +27,18 @@ RAPIDOCR_DET_MODEL = "PP-OCRv6_det_small.onnx"
 RAPIDOCR_REC_MODEL = "PP-OCRv6_rec_small.onnx"
 
 
+def bundled_models() -> Path:
+    """The models folder inside the installed rapidocr wheel."""
+    return Path(inspect.getfile(importlib.import_module("rapidocr"))).parent / "models"
+
+
 class RapidOcrEngine:
     """PP-OCRv6 small detection and recognition on onnxruntime, through rapidocr 3.10.
 
     The models ship inside the rapidocr wheel; they are passed by path so rapidocr never
     reaches its download code. The recogniser is multilingual (Latin scripts, Chinese,
     Japanese), so `language` needs no model switch and is accepted only for the interface.
+    With `int8_recognizer` the recogniser's matrix products run in int8 (quantized.py).
     """
 
     name = "rapidocr"
@@ -44,20 +51,26 @@ class RapidOcrEngine:
         text_score: float = 0.5,
         threads: int = 1,
         tiling: TilingSettings | None = None,
+        int8_recognizer: bool = True,
     ) -> None:
         try:
             rapidocr = importlib.import_module("rapidocr")
         except ImportError as error:
             raise EngineUnavailableError("rapidocr is not installed: install bulkocr with the `ocr` extra") from error
         version = importlib.metadata.version("rapidocr")
-        model_dir = Path(inspect.getfile(rapidocr)).parent / "models"
+        model_dir = bundled_models()
         det_model, rec_model = model_dir / RAPIDOCR_DET_MODEL, model_dir / RAPIDOCR_REC_MODEL
         missing = [str(path) for path in (det_model, rec_model) if not path.is_file()]
         if missing:
             # A rapidocr release without bundled models would try to download them: refuse loudly.
             raise EngineUnavailableError(f"rapidocr {version} lacks bundled models: {missing}")
+        if int8_recognizer:
+            try:
+                rec_model = int8_matmul_model(rec_model)
+            except ImportError as error:
+                raise EngineUnavailableError(f"the int8 recogniser needs the onnx package: {error}") from error
 
-        self.version = f"rapidocr {version} PP-OCRv6 small"
+        self.version = f"rapidocr {version} PP-OCRv6 small" + (" int8 rec" if int8_recognizer else "")
         self._det_limit_side_len = det_limit_side_len
         self._tiling = tiling or TilingSettings()
         self._ocr: RapidOCR = rapidocr.RapidOCR(
