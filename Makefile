@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 SERVERS := .tools/bin/nsqd .tools/bin/nsqlookupd .tools/bin/nsqadmin .tools/bin/ferretdb
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup servers iproute2 tesseract run test lint typecheck unit integration cluster clean
+.PHONY: setup servers iproute2 tesseract ocrmypdf run test lint typecheck unit integration cluster clean
 
 setup: $(INSTALLED) servers chromium tesseract
 
@@ -65,6 +65,13 @@ tesseract:
 	  $(call debian_packages,$(TESSERACT_PACKAGES),Tesseract models missing ($$missing): the script tests will fail); \
 	fi
 
+# The OCR speed benchmark's side-by-side (bench/bench_ocr.py --speed) runs OCRmyPDF with
+# Debian's Tesseract; OCRmyPDF lives in a virtualenv of its own so its pins never meet ours.
+OCRMYPDF_VENV := .venv-ocrmypdf
+ocrmypdf: tesseract
+	test -x $(OCRMYPDF_VENV)/bin/ocrmypdf || { $(PYTHON) -m venv $(OCRMYPDF_VENV) \
+	  && $(OCRMYPDF_VENV)/bin/pip install --quiet --disable-pip-version-check ocrmypdf==17.13.0; }
+
 # `make run`: bring everything up on loopback, OCR the sample scans, write their text to
 # out/samples/, and bring everything down again.
 PORT ?= 8080
@@ -96,4 +103,4 @@ test: setup iproute2 lint typecheck
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .tools .bulkocr out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OCRMYPDF_VENV) .tools .bulkocr out .mypy_cache .ruff_cache .pytest_cache

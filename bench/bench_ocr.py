@@ -2,22 +2,36 @@
 
     .venv/bin/python bench/bench_ocr.py
     .venv/bin/python bench/bench_ocr.py --scripts
+    .venv/bin/python bench/bench_ocr.py --speed      # `make ocrmypdf` first, for the side-by-side
 
 Prints one markdown row per page (rotation found, seconds for orientation and recognition, and
 the character error rate against the hand transcription where there is one), then peak memory.
 With `--scripts`: generated Russian, Greek and Arabic pages (tests/script_pages.py, 10 noise
 seeds each) read through the worker's routing, with the language named and without, and what
-script detection costs on the real Latin scans.
+script detection costs on the real Latin scans. With `--speed`: pages per minute on two
+processes over the speed set (below) and the character error rate of every page, for the
+engine alone (each setting), the whole pipeline (`bulkocr up --workers 2`) and OCRmyPDF 17
+with Tesseract, plain and with `--rotate-pages --deskew`, all in one run.
 Speed varies with what else the machine runs; compare rows of one run, not runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import os
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import datetime
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -26,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.ocr_qu
 from tests.ocr_quality import TEST_DATA, character_error_rate, render_pdf_pages
 from tests.script_pages import SCRIPTS, render
 from tests.script_pages import truth as script_truth
+from tests.speed_set import SpeedFile, page_images, speed_files
 
 from bulkocr_ocr_worker.engines import OcrEngine, RapidOcrEngine, make_engine, read_page
 from bulkocr_ocr_worker.engines.tesseract import ScriptDetector
@@ -104,5 +119,170 @@ def scripts() -> None:
     print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
 
 
+PROCESSES = 2
+OCRMYPDF = Path(__file__).resolve().parents[1] / ".venv-ocrmypdf" / "bin" / "ocrmypdf"
+Texts = list[str]
+"""One text per page of the speed set, in its order."""
+
+_engines: dict[str, OcrEngine] = {}
+
+
+def _start_engine(settings: dict[str, Any]) -> None:
+    """One rapidocr engine per pool process, built and warm before the clock starts."""
+    _engines["rapidocr"] = RapidOcrEngine(**settings)
+    _engines["rapidocr"].recognize(Image.new("L", (640, 480), 255), language=None, dpi=300)
+
+
+def _engine(name: str) -> OcrEngine:
+    if name not in _engines:
+        _engines[name] = make_engine(name)
+    return _engines[name]
+
+
+@functools.cache
+def _router() -> Router:
+    return Router(_engine)
+
+
+def _read(image: Image.Image, document: str) -> str:
+    """As a worker's OCR process reads a page of a job that names no language: the script
+    detected once per document (routing.py), then orientation, recognition, reading order."""
+    route = _router().route("rapidocr", None, image, document=document)
+    return read_page(_engine(route.engine), image, language=route.language, dpi=300).text
+
+
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def engine_alone(files: list[SpeedFile], settings: dict[str, Any]) -> tuple[float, Texts]:
+    """Two processes, one onnxruntime thread each, reading the pages already rendered."""
+    pages = [(image, file.name) for file in files for image in page_images(file)]
+    with ProcessPoolExecutor(PROCESSES, get_context("spawn"), _start_engine, (settings,)) as pool:
+        list(pool.map(_wait, [1.0] * PROCESSES))  # both processes up and warm
+        started = time.perf_counter()
+        texts = list(pool.map(_read, *zip(*pages, strict=True)))
+        return time.perf_counter() - started, texts
+
+
+def pipeline(files: list[SpeedFile], environment: dict[str, str]) -> tuple[float, Texts]:
+    """`bulkocr up --workers 2` (one OCR process each), from the upload to `completed`, warm."""
+    import aiohttp
+    from bench.bench_pipeline import HEADERS, Bench, running_stack, with_bench
+
+    async def run(bench: Bench) -> tuple[float, Texts]:
+        warm = await bench.submit({files[0].name: files[0].data})
+        await bench.finished(warm)
+        before = bench.cpu()
+        started = time.time()
+        job_id = await bench.submit({file.name: file.data for file in files})
+        # Polled as seldom as `bulkocr submit --wait` falls back to; the end is the job's own
+        # finishing time, so the poll's period does not add to it.
+        status = await bench.finished(job_id, poll_s=2.0)
+        after = bench.cpu()
+        seconds = await _finished_at(bench, job_id) - started
+        spent = ", ".join(f"{name} {after[name] - before[name]:.1f}" for name in sorted(after))
+        print(f"  (pipeline CPU seconds during the job: {spent})", flush=True)
+        if status["status"] != "completed":
+            raise RuntimeError(f"the job did not complete: {status}")
+        texts: Texts = []
+        async with aiohttp.ClientSession(headers=HEADERS) as http:
+            documents = await _documents(http, bench, job_id)
+            for file in files:
+                url = f"{bench.stack.gateway_url}/api/bulk/jobs/{job_id}/documents/{documents[file.name]}/text"
+                async with http.get(url) as response:
+                    texts += (await response.text()).split("\f")[: len(file.truths)]
+        return seconds, texts
+
+    with running_stack(PROCESSES, BULKOCR_ENGINE="rapidocr", **environment) as stack:
+        return asyncio.run(with_bench(stack, run))  # type: ignore[no-any-return]
+
+
+async def _finished_at(bench: Any, job_id: str) -> float:
+    async with bench.http.get(f"{bench.stack.gateway_url}/api/bulk/jobs") as response:
+        body = await response.json()
+    (job,) = [job for job in body["jobs"] if job["job_id"] == job_id]
+    return datetime.fromisoformat(job["finished_at"]).timestamp()
+
+
+async def _documents(http: Any, bench: Any, job_id: str) -> dict[str, str]:
+    async with http.get(f"{bench.stack.gateway_url}/api/bulk/jobs/{job_id}/documents") as response:
+        body = await response.json()
+    return {document["filename"]: document["doc_id"] for document in body["documents"]}
+
+
+def ocrmypdf(files: list[SpeedFile], *, jobs: int, at_once: int, flags: tuple[str, ...] = ()) -> tuple[float, Texts]:
+    """OCRmyPDF on each file (its text from `--sidecar`), `at_once` files at a time, `-j jobs`."""
+    if not OCRMYPDF.is_file():
+        raise SystemExit(f"{OCRMYPDF} is missing: run `make ocrmypdf` for the side-by-side")
+    environment = {**os.environ, "OMP_THREAD_LIMIT": "1"}  # Tesseract's own threads would oversubscribe
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for index, file in enumerate(files):
+            path = Path(folder) / f"{index:02d}-{file.name}"
+            path.write_bytes(file.data)
+            paths.append(path)
+
+        def one(path: Path) -> list[str]:
+            sidecar = path.with_suffix(".txt")
+            command = [str(OCRMYPDF), "-q", "-j", str(jobs), "--output-type", "pdf", "--sidecar", str(sidecar), *flags]
+            subprocess.run([*command, str(path), str(path.with_suffix(".out.pdf"))], check=True, env=environment)
+            return sidecar.read_text(encoding="utf-8").split("\f")
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(at_once) as pool:
+            read = list(pool.map(one, paths))
+        seconds = time.perf_counter() - started
+    return seconds, [text for file, pages in zip(files, read, strict=True) for text in pages[: len(file.truths)]]
+
+
+def speed() -> None:
+    files = speed_files()
+    truths = [truth for file in files for truth in file.truths]
+    names = [
+        f"{file.name} p{n}" if len(file.truths) > 1 else file.name
+        for file in files
+        for n in range(1, len(file.truths) + 1)
+    ]
+    systems: dict[str, Callable[[], tuple[float, Texts]]] = {
+        "bulkocr engine alone, 2 processes, int8 recogniser (default)": lambda: engine_alone(files, {}),
+        "bulkocr engine alone, 2 processes, fp32 recogniser": lambda: engine_alone(files, {"int8_recognizer": False}),
+        "bulkocr pipeline, `bulkocr up --workers 2`": lambda: pipeline(files, {}),
+        "OCRmyPDF 17 + Tesseract, `-j 2`": lambda: ocrmypdf(files, jobs=2, at_once=1),
+        "OCRmyPDF, `-j 1`, two files at a time": lambda: ocrmypdf(files, jobs=1, at_once=2),
+        "OCRmyPDF, `-j 2 --rotate-pages --deskew`": lambda: ocrmypdf(
+            files, jobs=2, at_once=1, flags=("--rotate-pages", "--deskew")
+        ),
+    }
+    wanted = os.environ.get("BENCH_SYSTEMS")
+    rates: dict[str, list[float | None]] = {}
+    print(f"{len(truths)} pages, {PROCESSES} processes\n")
+    print("| system | s | pages/min | mean CER | worst CER |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for label, measure in systems.items():
+        if wanted and not any(word in label for word in wanted.split(",")):
+            continue
+        seconds, texts = measure()
+        rates[label] = [
+            character_error_rate(text, truth) if truth else None for text, truth in zip(texts, truths, strict=True)
+        ]
+        scored = [rate for rate in rates[label] if rate is not None]
+        print(
+            f"| {label} | {seconds:.1f} | {60 * len(truths) / seconds:.1f} "
+            f"| {100 * statistics.mean(scored):.2f} % | {100 * max(scored):.2f} % |",
+            flush=True,
+        )
+    print("\n| page | " + " | ".join(rates) + " |")
+    print("| --- |" + " ---: |" * len(rates))
+    for index, name in enumerate(names):
+        cells = [f"{100 * rate:.2f} %" if (rate := row[index]) is not None else "n/a" for row in rates.values()]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 if __name__ == "__main__":
-    scripts() if "--scripts" in sys.argv[1:] else main()
+    if "--scripts" in sys.argv[1:]:
+        scripts()
+    elif "--speed" in sys.argv[1:]:
+        speed()
+    else:
+        main()

@@ -109,7 +109,7 @@ class Bench:
             raw = await response.read()
             return json.loads(raw), len(raw)
 
-    async def finished(self, job_id: str, timeout_s: float = 3600) -> dict[str, Any]:
+    async def finished(self, job_id: str, timeout_s: float = 3600, poll_s: float = 0.5) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         shown = time.monotonic()
         while time.monotonic() < deadline:
@@ -122,7 +122,7 @@ class Bench:
                 print(
                     f"  {job_id}: {status['status']}, {progress['pages_done']:,} of {progress['pages_total']:,} pages"
                 )
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(poll_s)
         raise TimeoutError(f"job {job_id} not finished after {timeout_s}s")
 
     def cpu(self) -> dict[str, float]:

@@ -42,9 +42,9 @@ def _words(text: str) -> Counter[str]:
     return Counter(re.findall(r"[^\W_]+", text.casefold()))
 
 
-def render_pdf_pages(path: Path, dpi: int = 300) -> list[Image.Image]:
-    """Every page of a PDF as a greyscale image, the way a scan is rasterised for OCR."""
-    with pdfium.PdfDocument(path) as document:
+def render_pdf_pages(pdf: Path | bytes, dpi: int = 300) -> list[Image.Image]:
+    """Every page of a PDF (a file or its bytes) as a greyscale image, the way a scan is rasterised for OCR."""
+    with pdfium.PdfDocument(pdf) as document:
         images: list[Image.Image] = []
         for index in range(len(document)):
             page = document[index]
