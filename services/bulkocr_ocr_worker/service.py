@@ -70,8 +70,9 @@ class WorkerSettings(BaseSettings):
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     inline_result_max_bytes: int = Field(default=256 * 1024, gt=0)
     rapidocr_det_limit_side_len: int = Field(default=1280, gt=0)
-    # The recogniser's matrix products in int8 (engines/quantized.py): faster, same accuracy on the corpus.
+    # The recogniser's matrix products and the detector's convolutions in int8 (engines/quantized.py).
     rapidocr_int8_recognizer: bool = True
+    rapidocr_int8_detector: bool = True
     # Big pages whose text the detector would see too small are read in overlapping tiles (tiling.py).
     rapidocr_tile_above_side: int = Field(default=TilingSettings.above_side, gt=0)
     rapidocr_tile_min_text_px: float = Field(default=TilingSettings.min_text_px, ge=0)
@@ -108,6 +109,7 @@ class WorkerSettings(BaseSettings):
             "rapidocr": {
                 "det_limit_side_len": self.rapidocr_det_limit_side_len,
                 "int8_recognizer": self.rapidocr_int8_recognizer,
+                "int8_detector": self.rapidocr_int8_detector,
                 "tiling": self.tiling(),
             },
             "null": {"seconds_per_page": self.null_seconds_per_page},

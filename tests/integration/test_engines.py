@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy
 import onnx
 import pytest
 from PIL import Image
@@ -22,7 +25,7 @@ from bulkocr_ocr_worker.engines import (
     read_page,
 )
 from bulkocr_ocr_worker.engines import rapidocr as rapidocr_module
-from bulkocr_ocr_worker.engines.quantized import int8_matmul_model
+from bulkocr_ocr_worker.engines.quantized import DETECTOR_RANGES, QDQ_OPSET, int8_detector_model, int8_matmul_model
 from tests.ocr_quality import TEST_DATA, character_error_rate
 
 
@@ -117,14 +120,43 @@ def test_the_int8_recogniser_is_derived_once_from_the_bundled_model(tmp_path: Pa
     assert [path.name for path in tmp_path.iterdir()] == [derived.name]  # no half-written file left
 
 
-def test_worker_processes_starting_together_derive_one_whole_model(tmp_path: Path) -> None:
-    """Every OCR process of a node derives the model at start into the same cache: none reads a
+def test_the_int8_detector_is_derived_from_the_shipped_ranges(tmp_path: Path) -> None:
+    """Its convolutions run in int8 at the activation ranges measured on real scans, and every
+    range names a tensor of the shipped model (a new model needs bench/calibrate_detector.py)."""
+    source = rapidocr_module.bundled_models() / rapidocr_module.RAPIDOCR_DET_MODEL
+
+    derived = int8_detector_model(source, tmp_path)
+
+    graph = onnx.load(derived).graph
+    quantised_inputs = {node.input[0] for node in graph.node if node.op_type == "Conv"}
+    dequantised = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    assert quantised_inputs
+    assert quantised_inputs <= dequantised  # every convolution reads int8 data
+    ranges = json.loads(DETECTOR_RANGES.read_text())["data"]
+    upgraded = onnx.version_converter.convert_version(onnx.load(source), QDQ_OPSET)  # as int8_detector_model does
+    tensors = {output for node in upgraded.graph.node for output in node.output} | {"x"}
+    assert ranges
+    assert set(ranges) <= tensors
+    assert int8_detector_model(source, tmp_path) == derived
+
+
+@pytest.mark.parametrize(
+    ("derive", "model"),
+    [
+        (int8_matmul_model, rapidocr_module.RAPIDOCR_REC_MODEL),
+        (int8_detector_model, rapidocr_module.RAPIDOCR_DET_MODEL),
+    ],
+)
+def test_worker_processes_starting_together_derive_one_whole_model(
+    tmp_path: Path, derive: Callable[[Path, Path], Path], model: str
+) -> None:
+    """Every OCR process of a node derives the models at start into the same cache: none reads a
     half-written file, none fails, and nothing is written into the (read-only) wheel."""
-    source = rapidocr_module.bundled_models() / rapidocr_module.RAPIDOCR_REC_MODEL
+    source = rapidocr_module.bundled_models() / model
     wheel_before = sorted(source.parent.iterdir())
 
     with ProcessPoolExecutor(4, get_context("spawn")) as pool:
-        derived = list(pool.map(int8_matmul_model, [source] * 4, [tmp_path] * 4))
+        derived = list(pool.map(derive, [source] * 4, [tmp_path] * 4))
 
     assert len(set(derived)) == 1
     onnx.checker.check_model(derived[0])
@@ -163,6 +195,24 @@ def test_read_page_turns_a_page_lying_on_its_side_upright(
     assert page.rotation == 90
     assert (page.width, page.height) == (typewriter.width, typewriter.height)
     assert character_error_rate(page.text, typewriter_truth) <= 0.02
+
+
+@pytest.mark.parametrize(
+    ("size", "paper", "grain"),
+    [((1275, 1650), 255, 0.0), ((2550, 3300), 200, 0.0), ((1275, 1650), 250, 1.0), ((2550, 3300), 240, 3.0)],
+)
+def test_blank_pages_read_as_no_text_the_right_way_up(
+    rapidocr_engine: RapidOcrEngine, size: tuple[int, int], paper: int, grain: float
+) -> None:
+    """A page without ink (white, grey paper, a faint scanner grain) has no lines and stays as it
+    was scanned: the detector's occasional page-sized box is not taken for a line (the int8
+    detector gave one on each of these and turned them sideways)."""
+    rng = numpy.random.default_rng(7)
+    page = Image.fromarray(numpy.clip(rng.normal(paper, grain, size[::-1]), 0, 255).astype(numpy.uint8), "L")
+
+    assert rapidocr_engine.find_text_lines(page) == []
+    read = read_page(rapidocr_engine, page, language=None, dpi=300)
+    assert (read.blocks, read.rotation) == ([], 0)
 
 
 def test_blank_page_reads_as_empty_and_silent(capfd: pytest.CaptureFixture[str]) -> None:

@@ -48,3 +48,16 @@ def placed_line(
         ],
     )
     return PlacedLine(line=line, quad=as_quad(quad))
+
+
+PAGE_SIZED_SHARE = 0.9
+"""A detected box at least this share of the image's width and of its height is not a line."""
+
+
+def page_sized(quad: Quad, size: tuple[int, int]) -> bool:
+    """Whether the box spans (nearly) the whole image: PP-OCR's detector answers a page with no
+    ink (a blank verso, a flat scan) with one such box now and then, and its int8 version more
+    often; read as a line it turned blank pages sideways."""
+    xs, ys = [x for x, _ in quad], [y for _, y in quad]
+    width, height = size
+    return max(xs) - min(xs) >= PAGE_SIZED_SHARE * width and max(ys) - min(ys) >= PAGE_SIZED_SHARE * height

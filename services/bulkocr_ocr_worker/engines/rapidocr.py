@@ -14,8 +14,8 @@ from PIL import Image
 
 from bulkocr.page_model import PageText
 from bulkocr_ocr_worker.engines.base import EngineUnavailableError
-from bulkocr_ocr_worker.engines.lines import as_quad, clipped_confidence, placed_line
-from bulkocr_ocr_worker.engines.quantized import int8_matmul_model
+from bulkocr_ocr_worker.engines.lines import as_quad, clipped_confidence, page_sized, placed_line
+from bulkocr_ocr_worker.engines.quantized import int8_detector_model, int8_matmul_model
 from bulkocr_ocr_worker.orientation import find_orientation, greyscale_or_rgb
 from bulkocr_ocr_worker.reading_order import Quad, order_lines
 from bulkocr_ocr_worker.tiling import TextLine, Tile, TilingSettings, plan_tiles, read_tiled
@@ -38,7 +38,8 @@ class RapidOcrEngine:
     The models ship inside the rapidocr wheel; they are passed by path so rapidocr never
     reaches its download code. The recogniser is multilingual (Latin scripts, Chinese,
     Japanese), so `language` needs no model switch and is accepted only for the interface.
-    With `int8_recognizer` the recogniser's matrix products run in int8 (quantized.py).
+    With `int8_recognizer` the recogniser's matrix products run in int8, with `int8_detector`
+    the detector's convolutions (quantized.py).
     """
 
     name = "rapidocr"
@@ -52,6 +53,7 @@ class RapidOcrEngine:
         threads: int = 1,
         tiling: TilingSettings | None = None,
         int8_recognizer: bool = True,
+        int8_detector: bool = True,
     ) -> None:
         try:
             rapidocr = importlib.import_module("rapidocr")
@@ -64,13 +66,16 @@ class RapidOcrEngine:
         if missing:
             # A rapidocr release without bundled models would try to download them: refuse loudly.
             raise EngineUnavailableError(f"rapidocr {version} lacks bundled models: {missing}")
-        if int8_recognizer:
-            try:
+        try:
+            if int8_detector:
+                det_model = int8_detector_model(det_model)
+            if int8_recognizer:
                 rec_model = int8_matmul_model(rec_model)
-            except ImportError as error:
-                raise EngineUnavailableError(f"the int8 recogniser needs the onnx package: {error}") from error
+        except ImportError as error:
+            raise EngineUnavailableError(f"the int8 models need the onnx package: {error}") from error
 
-        self.version = f"rapidocr {version} PP-OCRv6 small" + (" int8 rec" if int8_recognizer else "")
+        int8 = [part for part, wanted in (("det", int8_detector), ("rec", int8_recognizer)) if wanted]
+        self.version = f"rapidocr {version} PP-OCRv6 small" + (f" int8 {'+'.join(int8)}" if int8 else "")
         self._det_limit_side_len = det_limit_side_len
         self._tiling = tiling or TilingSettings()
         self._ocr: RapidOCR = rapidocr.RapidOCR(
@@ -125,6 +130,8 @@ class RapidOcrEngine:
             for quad, text, score, words in zip(
                 result.boxes.tolist(), result.txts, result.scores, words_per_line, strict=True
             ):
+                if page_sized(as_quad(quad), image.size):
+                    continue
                 word_boxes = tuple((word, float(word_score), as_quad(points)) for word, word_score, points in words)
                 lines.append(TextLine(quad=as_quad(quad), text=text, score=float(score), words=word_boxes))
         return lines
@@ -136,7 +143,8 @@ class RapidOcrEngine:
         result = self._ocr(greyscale_or_rgb(image), use_det=True, use_cls=False, use_rec=False, return_word_box=False)
         if not isinstance(result, TextDetOutput) or result.boxes is None:
             return []
-        return [as_quad(points) for points in result.boxes.tolist()]
+        quads = [as_quad(points) for points in result.boxes.tolist()]
+        return [quad for quad in quads if not page_sized(quad, image.size)]
 
     def read_text_line(self, image: Image.Image) -> tuple[str, float]:
         """Recogniser only, on an image that holds one horizontal line."""
