@@ -165,10 +165,9 @@ def engine_alone(files: list[SpeedFile], settings: dict[str, Any]) -> tuple[floa
         return time.perf_counter() - started, texts
 
 
-def pipeline(files: list[SpeedFile], environment: dict[str, str]) -> tuple[float, Texts]:
+def pipeline(files: list[SpeedFile]) -> tuple[float, Texts]:
     """`bulkocr up --workers 2` (one OCR process each), from the upload to `completed`, warm."""
-    import aiohttp
-    from bench.bench_pipeline import HEADERS, Bench, running_stack, with_bench
+    from bench.bench_pipeline import Bench, running_stack, with_bench
 
     async def run(bench: Bench) -> tuple[float, Texts]:
         warm = await bench.submit({files[0].name: files[0].data})
@@ -183,20 +182,19 @@ def pipeline(files: list[SpeedFile], environment: dict[str, str]) -> tuple[float
         after = bench.cpu()
         seconds = await _finished_at(bench, job_id) - started
         spent = ", ".join(f"{name} {after[name] - before[name]:.1f}" for name in sorted(after))
-        workers = ", ".join(f"{name} {seconds:.1f}" for name, seconds in _own_cpu(bench, own).items())
+        workers = ", ".join(f"{name} {own_s:.1f}" for name, own_s in _own_cpu(bench, own).items())
         print(f"  (pipeline CPU seconds during the job: {spent}; worker processes without their OCR: {workers})")
         if status["status"] != "completed":
             raise RuntimeError(f"the job did not complete: {status}")
         texts: Texts = []
-        async with aiohttp.ClientSession(headers=HEADERS) as http:
-            documents = await _documents(http, bench, job_id)
-            for file in files:
-                url = f"{bench.stack.gateway_url}/api/bulk/jobs/{job_id}/documents/{documents[file.name]}/text"
-                async with http.get(url) as response:
-                    texts += (await response.text()).split("\f")[: len(file.truths)]
+        documents = await _documents(bench, job_id)
+        for file in files:
+            url = f"{bench.stack.gateway_url}/api/bulk/jobs/{job_id}/documents/{documents[file.name]}/text"
+            async with bench.http.get(url) as response:
+                texts += (await response.text()).split("\f")[: len(file.truths)]
         return seconds, texts
 
-    with running_stack(PROCESSES, BULKOCR_ENGINE="rapidocr", **environment) as stack:
+    with running_stack(PROCESSES, BULKOCR_ENGINE="rapidocr") as stack:
         return asyncio.run(with_bench(stack, run))  # type: ignore[no-any-return]
 
 
@@ -215,8 +213,8 @@ async def _finished_at(bench: Any, job_id: str) -> float:
     return datetime.fromisoformat(job["finished_at"]).timestamp()
 
 
-async def _documents(http: Any, bench: Any, job_id: str) -> dict[str, str]:
-    async with http.get(f"{bench.stack.gateway_url}/api/bulk/jobs/{job_id}/documents") as response:
+async def _documents(bench: Any, job_id: str) -> dict[str, str]:
+    async with bench.http.get(f"{bench.stack.gateway_url}/api/bulk/jobs/{job_id}/documents") as response:
         body = await response.json()
     return {document["filename"]: document["doc_id"] for document in body["documents"]}
 
@@ -270,7 +268,7 @@ def speed() -> None:
         "bulkocr engine alone, 2 processes, fp32 models as shipped": lambda: engine_alone(
             files, {"int8_detector": False, "int8_recognizer": False}
         ),
-        "bulkocr pipeline, `bulkocr up --workers 2`": lambda: pipeline(files, {}),
+        "bulkocr pipeline, `bulkocr up --workers 2`": lambda: pipeline(files),
         "OCRmyPDF 17 + Tesseract, `-j 2`": lambda: ocrmypdf(files, jobs=2, at_once=1),
         "OCRmyPDF, `-j 1`, two files at a time": lambda: ocrmypdf(files, jobs=1, at_once=2),
         "OCRmyPDF, `-j 2 --rotate-pages --deskew`": lambda: ocrmypdf(

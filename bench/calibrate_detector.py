@@ -14,6 +14,7 @@ detector saw a whole blank 640 x 480 image as one line of text.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -78,6 +79,9 @@ def main() -> None:
             calibration_cache_path=quantized.DETECTOR_RANGES,
             **quantized.detector_quantisation(quantization),
         )
+    # The quantiser writes the tensors in no set order: sorted, a rerun on the same model gives the same file.
+    ranges = json.loads(quantized.DETECTOR_RANGES.read_text())
+    quantized.DETECTOR_RANGES.write_text(json.dumps(ranges, sort_keys=True, indent=1) + "\n")
     print(f"wrote {quantized.DETECTOR_RANGES}")
 
 

@@ -130,10 +130,11 @@ class RapidOcrEngine:
             for quad, text, score, words in zip(
                 result.boxes.tolist(), result.txts, result.scores, words_per_line, strict=True
             ):
-                if page_sized(as_quad(quad), image.size):
+                line_quad = as_quad(quad)
+                if page_sized(line_quad, image.size):
                     continue
                 word_boxes = tuple((word, float(word_score), as_quad(points)) for word, word_score, points in words)
-                lines.append(TextLine(quad=as_quad(quad), text=text, score=float(score), words=word_boxes))
+                lines.append(TextLine(quad=line_quad, text=text, score=float(score), words=word_boxes))
         return lines
 
     def find_text_lines(self, image: Image.Image) -> list[Quad]:
