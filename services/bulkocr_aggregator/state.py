@@ -78,6 +78,8 @@ class JobState:
     # How many times its failed pages were replayed: a document's final record is per round.
     round: int = 0
     applied_since_check: set[str] = field(default_factory=set)
+    # When this process took the job over from stored records (None: it saw the job start).
+    taken_over_at: datetime | None = None
 
     # --- documents -----------------------------------------------------------------------
 

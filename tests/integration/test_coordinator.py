@@ -8,7 +8,7 @@ import asyncio
 from structlog.testing import capture_logs
 
 from bulkocr.contracts import DOCUMENT, PAGE, DocumentPlanned, DocumentTask, JobSubmitted, PageDone, PageTask, Topic
-from bulkocr.mongo import Database
+from bulkocr.mongo import Database, outcome_records
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
@@ -166,6 +166,32 @@ async def test_the_slow_check_finds_and_counts_outcomes_it_missed(store: SeedSto
     state = jobs.in_memory(job.job_id)
     assert state is not None
     assert state.pages_done == 2
+
+
+async def test_an_outcome_the_previous_aggregator_stored_after_the_take_over_is_no_drift(
+    store: SeedStore, db: Database, publisher: NsqPublisher, jobs: Coordinator
+):
+    """kill -9 can land while the previous aggregator's write is on its way to the database,
+    which commits it after the new aggregator's take-over scan. The slow check counts it as a
+    late outcome, not as drift; one stored behind its back after the take-over is still drift."""
+    job = await submit(store, db, {"a.pdf": b"%PDF"})
+    await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=5))
+    await jobs.outcome(page_done(1, job_id=job.job_id, doc_id="d0001"))
+    await jobs.flush()
+    on_its_way = outcome_records(page_done(2, job_id=job.job_id, doc_id="d0001"))  # made before the crash
+    async with batch_writer(db) as writer:
+        restarted = Coordinator(store, writer, publisher, Windows(pages=5))
+        state = await restarted.job(job.job_id)
+        assert state is not None
+        assert state.pages_done == 1
+        for collection, record in on_its_way:
+            await db[collection].insert_one(record)
+        await store.record_outcome(page_done(3, job_id=job.job_id, doc_id="d0001"))
+        with capture_logs() as logs:
+            assert await restarted.check(job.job_id) == 2
+    assert state.pages_done == 3
+    assert [entry["pages"] for entry in logs if entry["event"] == "late_outcomes_counted"] == [1]
+    assert [entry["uncounted"] for entry in logs if entry["event"] == "tally_drift"] == [1]
 
 
 async def test_results_for_a_job_that_does_not_exist_are_not_stored(store: SeedStore, jobs: Coordinator):

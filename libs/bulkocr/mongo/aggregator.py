@@ -27,7 +27,7 @@ class AggregatorJobStore(JobStore):
     async def page_outcomes(self, job_id: str) -> list[Document]:
         """Every page record of a job, without results (one scan: for taking a job over and
         for the slow check, never per page)."""
-        projection = {"doc_id": 1, "page": 1, "status": 1, "node_id": 1, "busy_s": 1, "error": 1}
+        projection = {"doc_id": 1, "page": 1, "status": 1, "node_id": 1, "busy_s": 1, "error": 1, "finished_at": 1}
         return [page async for page in self.pages.find({"job_id": job_id}, projection)]
 
     async def record_heartbeat(self, beat: NodeHeartbeat) -> None:
