@@ -37,6 +37,7 @@ from bulkocr_ingest.split import (
     expand_zip,
     iter_pages,
 )
+from bulkocr_ingest.split.png import png_bytes
 from tests.pdf_builder import make_pdf
 
 DATA = Path(__file__).parent.parent / "data"
@@ -672,3 +673,18 @@ def test_corpus_files_are_copies_with_provenance():
     for name in ("multipage.pdf", "hugemono.pdf", "invalid.pdf"):
         assert (DATA / name).is_file()
         assert f"| {name} |" in readme
+
+
+@pytest.mark.parametrize(("mode", "size"), [("1", (1203, 517)), ("L", (640, 700)), ("RGB", (333, 258))])
+def test_page_images_are_pngs_with_the_same_pixels_and_their_dpi(mode, size):
+    """Every kind of page ingest hands on (bilevel with a width that is not a whole byte,
+    grey, colour; taller than one band of rows) decodes to exactly its pixels and states its dpi."""
+    noise = Image.effect_noise(size, 64).convert("L")
+    source = noise.convert(mode) if mode != "RGB" else Image.merge("RGB", (noise, noise.rotate(90), noise.transpose(0)))
+    written = png_bytes(source, 240)
+    with Image.open(io.BytesIO(written)) as back:
+        back.load()
+        assert back.format == "PNG"
+        assert (back.mode, back.size) == (mode, size)
+        assert back.tobytes() == source.tobytes()
+        assert back.info["dpi"] == pytest.approx((240, 240), abs=0.01)
