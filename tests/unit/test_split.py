@@ -680,7 +680,11 @@ def test_page_images_are_pngs_with_the_same_pixels_and_their_dpi(mode, size):
     """Every kind of page ingest hands on (bilevel with a width that is not a whole byte,
     grey, colour; taller than one band of rows) decodes to exactly its pixels and states its dpi."""
     noise = Image.effect_noise(size, 64).convert("L")
-    source = noise.convert(mode) if mode != "RGB" else Image.merge("RGB", (noise, noise.rotate(90), noise.transpose(0)))
+    source = (
+        noise.convert(mode)
+        if mode != "RGB"
+        else Image.merge("RGB", (noise, noise.rotate(90), noise.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    )
     written = png_bytes(source, 240)
     with Image.open(io.BytesIO(written)) as back:
         back.load()
