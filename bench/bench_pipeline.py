@@ -26,6 +26,7 @@ import asyncio
 import io
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -36,12 +37,15 @@ from typing import Any
 
 import aiohttp
 from PIL import Image
-from tests.stores import SeedStore
 
 from bulkocr.contracts import FINISHED_STATUSES, JobOptions, utcnow
 from bulkocr.mongo import connect_mongo, new_job, page_key
 from bulkocr.settings import MongoSettings
 from bulkocr_devstack.stack import LocalStack
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.stores, run as a script
+
+from tests.stores import SeedStore
 
 TOKEN = "bench"  # noqa: S105  # a throwaway token for a local run
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}

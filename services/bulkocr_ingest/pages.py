@@ -112,9 +112,10 @@ async def rendered_pages(
     async with deps.splitters.lease() as splitter:
         try:
             await splitter.open(path, dpi=dpi, name=filename, limits=deps.settings.limits(), first=first)
-            while (page := await splitter.next_page(number + 1)) is not None:
-                number = page.number
-                yield page
+            while pages := await splitter.next_pages(number + 1):
+                for page in pages:
+                    number = page.number
+                    yield page
         except DocumentError as error:
             # The document broke part way (or went over the split process's limits): the
             # next page fails with the cause.

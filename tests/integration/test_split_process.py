@@ -10,9 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from bulkocr_ingest.split import DEFAULT_LIMITS, PageImage
-from bulkocr_ingest.split_process import ProcessLimits, SplitProcess, SplitProcesses, SplitterBreach
+from bulkocr_ingest.split import DEFAULT_LIMITS, CorruptDocument, Page, PageFailure, PageImage
+from bulkocr_ingest.split.png import png_bytes
+from bulkocr_ingest.split_process import (
+    BATCH_BYTES,
+    BATCH_PAGES,
+    ProcessLimits,
+    SplitProcess,
+    SplitProcesses,
+    SplitterBreach,
+    _batch,
+)
 from tests.images import blank_png
 from tests.ocr_quality import TEST_DATA
 from tests.waiting import eventually
@@ -45,9 +55,10 @@ def split_process(processes: list[SplitProcess], *, memory_mb: int = 2048, timeo
 async def all_pages(process: SplitProcess, path: Path, *, dpi: int = 150) -> list[PageImage]:
     await process.open(path, dpi=dpi, name=path.name, limits=DEFAULT_LIMITS, first=1)
     pages: list[PageImage] = []
-    while (page := await process.next_page(len(pages) + 1)) is not None:
-        assert isinstance(page, PageImage), page
-        pages.append(page)
+    while batch := await process.next_pages(len(pages) + 1):
+        for page in batch:
+            assert isinstance(page, PageImage), page
+            pages.append(page)
     return pages
 
 
@@ -59,6 +70,34 @@ async def test_pages_come_from_the_child_as_they_would_in_process(processes):
     pages = await all_pages(process, path)
     assert [page.number for page in pages] == [1, 2, 3, 4]
     assert all(page.png.startswith(b"\x89PNG") for page in pages)
+
+
+async def test_small_pages_come_in_batches_and_big_ones_alone(processes, tmp_path):
+    """300 tiny pages cross the pipe a batch at a time (not one round trip each), in order;
+    a page that fills the byte budget by itself comes alone."""
+    process = split_process(processes)
+    tiny = tmp_path / "tiny.tif"
+    frame = Image.new("1", (200, 100), 1)
+    frame.save(tiny, format="TIFF", save_all=True, append_images=[frame] * 299, compression="raw")
+    await process.open(tiny, dpi=150, name=tiny.name, limits=DEFAULT_LIMITS, first=1)
+    batches: list[list[Page]] = []
+    while batch := await process.next_pages(sum(map(len, batches)) + 1):
+        batches.append(batch)
+    assert [page.number for batch in batches for page in batch] == list(range(1, 301))
+    assert len(batches) < 300 / 4
+    assert max(map(len, batches)) <= BATCH_PAGES
+
+    noisy = tmp_path / "noisy.tif"
+    pages = [Image.frombytes("L", (2100, 2100), os.urandom(2100 * 2100)) for _ in range(3)]
+    pages[0].save(noisy, format="TIFF", save_all=True, append_images=pages[1:], compression="raw")
+    assert all(len(png_bytes(page, 150)) >= BATCH_BYTES for page in pages)  # noise does not compress
+    await process.open(noisy, dpi=150, name=noisy.name, limits=DEFAULT_LIMITS, first=1)
+    assert [[page.number for page in await process.next_pages(number)] for number in (1, 2, 3, 4)] == [
+        [1],
+        [2],
+        [3],
+        [],
+    ]
 
 
 async def test_a_page_over_the_memory_limit_fails_with_the_cause_and_the_next_document_is_read(processes, big_page):
@@ -81,8 +120,8 @@ async def test_a_page_over_the_time_limit_fails_with_the_cause(processes, big_pa
     process = split_process(processes, timeout_s=0.1)
     await process.open(big_page, dpi=150, name=big_page.name, limits=DEFAULT_LIMITS, first=1)
     first_pid = process.pid()
-    with pytest.raises(SplitterBreach, match=r"took longer than 0.1 s reading page 1, its time limit"):
-        await process.next_page(1)
+    with pytest.raises(SplitterBreach, match=r"took longer than 0.1 s reading from page 1, its time limit"):
+        await process.next_pages(1)
     small = tmp_path / "small.png"
     small.write_bytes(blank_png(100, 100))  # milliseconds to split, however busy the machine
     assert len(await all_pages(process, small)) == 1
@@ -96,10 +135,10 @@ async def test_a_split_process_killed_mid_page_fails_the_document_not_the_servic
     await process.open(big_page, dpi=150, name=big_page.name, limits=DEFAULT_LIMITS, first=1)
     pid = process.pid()
     assert pid is not None
-    rendering = asyncio.create_task(process.next_page(1))
+    rendering = asyncio.create_task(process.next_pages(1))
     await asyncio.sleep(0)  # the request is sent; decoding the page takes far longer than this
     os.kill(pid, signal.SIGKILL)
-    with pytest.raises(SplitterBreach, match=r"the splitter died reading page 1 \(killed by SIGKILL"):
+    with pytest.raises(SplitterBreach, match=r"the splitter died reading from page 1 \(killed by SIGKILL"):
         await rendering
     assert len(await all_pages(process, TEST_DATA / "typewriter.png")) == 1
 
@@ -118,3 +157,22 @@ async def test_documents_wait_for_a_free_split_process_and_processes_end_with_th
         pids = pool.pids()
         assert len(pids) == 2
     await eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), what="the children to end")
+
+
+def test_a_batch_cut_short_by_an_error_hands_over_its_pages_first():
+    """An error after some pages of a batch does not lose them: they come, with the error for
+    the child to raise at the next call; with no page before it, the error comes at once."""
+
+    def pages_then_error() -> Iterator[Page]:
+        yield PageFailure(1, CorruptDocument("page 1 is torn"))
+        yield PageFailure(2, CorruptDocument("page 2 is torn"))
+        raise CorruptDocument("the file ends here")
+
+    pages = pages_then_error()
+    batch, error = _batch(pages, max_pages=10, max_bytes=BATCH_BYTES, max_seconds=60)
+    assert [page.number for page in batch] == [1, 2]
+    assert isinstance(error, CorruptDocument)
+    failing_at_once = pages_then_error()
+    next(failing_at_once), next(failing_at_once)
+    with pytest.raises(CorruptDocument, match="the file ends here"):
+        _batch(failing_at_once, max_pages=10, max_bytes=BATCH_BYTES, max_seconds=60)
