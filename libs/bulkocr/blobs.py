@@ -13,7 +13,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -30,6 +30,10 @@ Chunks = AsyncIterable[bytes]
 class BlobStore(Protocol):
     async def put(self, key: str, data: bytes | Chunks) -> int:
         """Store `data` under `key` (replacing any earlier content); return its size."""
+        ...
+
+    async def put_many(self, blobs: Sequence[tuple[str, bytes]]) -> None:
+        """Store several small blobs (a batch of page images) in one go."""
         ...
 
     async def get(self, key: str) -> bytes: ...
@@ -85,6 +89,9 @@ class GridFsBlobStore:
         async for old in self._files.find({"filename": key, "_id": {"$ne": file_id}}, {"_id": 1}):
             await self._delete_id(old["_id"])
         return size
+
+    async def put_many(self, blobs: Sequence[tuple[str, bytes]]) -> None:
+        await asyncio.gather(*(self.put(key, data) for key, data in blobs))
 
     async def get(self, key: str) -> bytes:
         return b"".join([chunk async for chunk in self.stream(key)])
@@ -161,6 +168,11 @@ class DirectoryBlobStore:
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
+
+    async def put_many(self, blobs: Sequence[tuple[str, bytes]]) -> None:
+        # One trip to a thread for the lot: for small pages the trips cost more than the writes.
+        paths = [(self._path(key), data) for key, data in blobs]
+        await asyncio.to_thread(lambda: [self._write(path, data) for path, data in paths])
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)

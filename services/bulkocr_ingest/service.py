@@ -39,7 +39,7 @@ from bulkocr.service import Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr.wire import read_stored
 from bulkocr_ingest.deps import Deps, JobInfo
-from bulkocr_ingest.pages import queue_pages, rendered_pages, split_and_queue, stored_page
+from bulkocr_ingest.pages import queue_pages, rendered_batches, split_and_queue, stored_pages
 from bulkocr_ingest.settings import IngestSettings
 from bulkocr_ingest.split import (
     DocumentError,
@@ -193,17 +193,17 @@ async def _ingest_one_page(plans: Plans, doc_id: str, filename: str, path: Path)
     says why it failed rather than showing a failed document with no error."""
     job, deps = plans.job, plans.deps
     first: PageImage | PageFailure | None = None
-    async with contextlib.aclosing(rendered_pages(path, filename, job.options.dpi, deps)) as rendered:
-        async for page in rendered:
+    async with contextlib.aclosing(rendered_batches(path, filename, job.options.dpi, deps)) as rendered:
+        async for pages in rendered:
             if first is None:
-                first = page
+                first = pages[0]
     if not isinstance(first, PageImage):
         cause = str(first.error) if first is not None else "corrupt document: its only page cannot be found"
         await plans.announce(doc_id, filename, error=cause)
         log.warning("document_unreadable", error=cause)
         return
     await plans.announce(doc_id, filename, pages=1)
-    await queue_pages(job, doc_id, [await stored_page(job, doc_id, first, deps)], deps)
+    await queue_pages(job, doc_id, await stored_pages(job, doc_id, [first], deps), deps)
 
 
 async def _ingest_archive(plans: Plans, doc_id: str, filename: str, path: Path) -> None:

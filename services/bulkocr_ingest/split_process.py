@@ -105,9 +105,10 @@ def _serve(connection: Connection, memory_bytes: int, parent: int) -> None:
 
 def _batch(
     pages: Iterator[Page], *, max_pages: int, max_bytes: int, max_seconds: float
-) -> tuple[list[Page], Exception | None]:
-    """The next pages, as many as the limits allow (at least one unless the document ended),
-    and the error that stopped the batch early, if any and if pages came before it."""
+) -> tuple[tuple[list[Page], bool], Exception | None]:
+    """The next pages, as many as the limits allow (at least one unless the document ended)
+    and whether the document ended with them; and the error that stopped the batch early, if
+    any and if pages came before it."""
     batch: list[Page] = []
     size, started = 0, time.monotonic()
     while len(batch) < max_pages and size < max_bytes and time.monotonic() - started < max_seconds:
@@ -118,12 +119,12 @@ def _batch(
         except Exception as error:  # the parent decides what an error means
             if not batch:
                 raise
-            return batch, error
+            return (batch, False), error
         if page is None:
-            break
+            return (batch, True), None
         batch.append(page)
         size += len(page.png) if isinstance(page, PageImage) else 0
-    return batch, None
+    return (batch, False), None
 
 
 def _send_error(connection: Connection, error: Exception) -> None:
@@ -153,17 +154,18 @@ class SplitProcess:
         arguments = {"path": path, "dpi": dpi, "name": name, "limits": limits, "first": first}
         await self._call("open", arguments, what="opening it")
 
-    async def next_pages(self, number: int) -> list[Page]:
-        """The next pages of the open document, from page `number` (for the cause); none
-        after the last."""
+    async def next_pages(self, number: int) -> tuple[list[Page], bool]:
+        """The next pages of the open document, from page `number` (for the cause), and
+        whether the document ends with them."""
         limits = {
             "max_pages": BATCH_PAGES,
             "max_bytes": BATCH_BYTES,
             "max_seconds": min(BATCH_SECONDS, self._limits.call_timeout_s / 4),
         }
-        pages = await self._call("next", limits, what=f"reading from page {number}")
-        assert isinstance(pages, list)
-        return pages
+        answer = await self._call("next", limits, what=f"reading from page {number}")
+        assert isinstance(answer, tuple)
+        pages, ended = answer
+        return pages, ended
 
     async def _call(self, operation: str, arguments: dict[str, Any], *, what: str) -> object:
         connection = await self._started()

@@ -40,6 +40,20 @@ async def test_putting_a_key_again_replaces_its_content(blob_store: BlobStore):
     assert await blob_store.get("jobs/j1/pages/d1/1.png") == b"second"
 
 
+async def test_a_batch_of_pages_is_stored_in_one_go_and_refuses_a_bad_key(blob_store: BlobStore):
+    """put_many stores every blob of a batch (replacing older content) and, like put,
+    refuses a key that would escape the store."""
+    await blob_store.put("jobs/j1/pages/d1/00002.png", b"old")
+    await blob_store.put_many([(f"jobs/j1/pages/d1/{n:05d}.png", b"page %d" % n) for n in range(1, 101)])
+    assert [await blob_store.get(f"jobs/j1/pages/d1/{n:05d}.png") for n in (1, 2, 100)] == [
+        b"page 1",
+        b"page 2",
+        b"page 100",
+    ]
+    with pytest.raises(ValueError, match="invalid blob key"):
+        await blob_store.put_many([("jobs/j1/ok", b"x"), ("../out", b"x")])
+
+
 async def test_delete_prefix_removes_one_job_and_nothing_else(blob_store: BlobStore):
     """Deleting a job's prefix removes its blobs and leaves another job's alone."""
     for key in ("jobs/j1/a", "jobs/j1/pages/b", "jobs/j10/c"):

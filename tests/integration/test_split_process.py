@@ -55,7 +55,9 @@ def split_process(processes: list[SplitProcess], *, memory_mb: int = 2048, timeo
 async def all_pages(process: SplitProcess, path: Path, *, dpi: int = 150) -> list[PageImage]:
     await process.open(path, dpi=dpi, name=path.name, limits=DEFAULT_LIMITS, first=1)
     pages: list[PageImage] = []
-    while batch := await process.next_pages(len(pages) + 1):
+    ended = False
+    while not ended:
+        batch, ended = await process.next_pages(len(pages) + 1)
         for page in batch:
             assert isinstance(page, PageImage), page
             pages.append(page)
@@ -81,7 +83,9 @@ async def test_small_pages_come_in_batches_and_big_ones_alone(processes, tmp_pat
     frame.save(tiny, format="TIFF", save_all=True, append_images=[frame] * 299, compression="raw")
     await process.open(tiny, dpi=150, name=tiny.name, limits=DEFAULT_LIMITS, first=1)
     batches: list[list[Page]] = []
-    while batch := await process.next_pages(sum(map(len, batches)) + 1):
+    ended = False
+    while not ended:
+        batch, ended = await process.next_pages(sum(map(len, batches)) + 1)
         batches.append(batch)
     assert [page.number for batch in batches for page in batch] == list(range(1, 301))
     assert len(batches) < 300 / 4
@@ -92,11 +96,12 @@ async def test_small_pages_come_in_batches_and_big_ones_alone(processes, tmp_pat
     pages[0].save(noisy, format="TIFF", save_all=True, append_images=pages[1:], compression="raw")
     assert all(len(png_bytes(page, 150)) >= BATCH_BYTES for page in pages)  # noise does not compress
     await process.open(noisy, dpi=150, name=noisy.name, limits=DEFAULT_LIMITS, first=1)
-    assert [[page.number for page in await process.next_pages(number)] for number in (1, 2, 3, 4)] == [
-        [1],
-        [2],
-        [3],
-        [],
+    answers = [await process.next_pages(number) for number in (1, 2, 3, 4)]
+    assert [([page.number for page in pages], ended) for pages, ended in answers] == [
+        ([1], False),
+        ([2], False),
+        ([3], False),
+        ([], True),
     ]
 
 
@@ -169,8 +174,8 @@ def test_a_batch_cut_short_by_an_error_hands_over_its_pages_first():
         raise CorruptDocument("the file ends here")
 
     pages = pages_then_error()
-    batch, error = _batch(pages, max_pages=10, max_bytes=BATCH_BYTES, max_seconds=60)
-    assert [page.number for page in batch] == [1, 2]
+    (batch, ended), error = _batch(pages, max_pages=10, max_bytes=BATCH_BYTES, max_seconds=60)
+    assert ([page.number for page in batch], ended) == ([1, 2], False)
     assert isinstance(error, CorruptDocument)
     failing_at_once = pages_then_error()
     next(failing_at_once), next(failing_at_once)
