@@ -28,7 +28,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -180,7 +179,7 @@ def pipeline(files: list[SpeedFile]) -> tuple[float, Texts]:
         # finishing time, so the poll's period does not add to it.
         status = await bench.finished(job_id, poll_s=2.0)
         after = bench.cpu()
-        seconds = await _finished_at(bench, job_id) - started
+        seconds = await bench.finished_at(job_id) - started
         spent = ", ".join(f"{name} {after[name] - before[name]:.1f}" for name in sorted(after))
         workers = ", ".join(f"{name} {own_s:.1f}" for name, own_s in _own_cpu(bench, own).items())
         print(f"  (pipeline CPU seconds during the job: {spent}; worker processes without their OCR: {workers})")
@@ -204,13 +203,6 @@ def _own_cpu(bench: Any, since: dict[str, float] | None = None) -> dict[str, flo
 
     workers = {name: process.pid for name, process in bench.stack.processes.items() if name.startswith("ocr-worker")}
     return {name: cpu_seconds(pid) - (since or {}).get(name, 0.0) for name, pid in workers.items()}
-
-
-async def _finished_at(bench: Any, job_id: str) -> float:
-    async with bench.http.get(f"{bench.stack.gateway_url}/api/bulk/jobs") as response:
-        body = await response.json()
-    (job,) = [job for job in body["jobs"] if job["job_id"] == job_id]
-    return datetime.fromisoformat(job["finished_at"]).timestamp()
 
 
 async def _documents(bench: Any, job_id: str) -> dict[str, str]:
