@@ -126,7 +126,8 @@ class Announcements:
 async def stored_pages(job: JobInfo, doc_id: str, images: list[PageImage], deps: Deps) -> list[PageTask]:
     """Put the page images in the blob store (one batch, one call); the OCR tasks that read them."""
     keys = [page_image_key(job.job_id, doc_id, page.number) for page in images]
-    await deps.blobs.put_many([(key, page.png) for key, page in zip(keys, images, strict=True)])
+    if images:
+        await deps.blobs.put_many([(key, page.png) for key, page in zip(keys, images, strict=True)])
     PAGES_RENDERED.inc(len(images))
     return [
         PageTask(
@@ -174,11 +175,13 @@ async def rendered_batches(
             # next page fails with the cause.
             yield [PageFailure(number=number + 1, error=error)]
         finally:
-            if coming is not None and not coming.done():
+            if coming is not None:
                 # Left early: the batch being made is not wanted, and the split process must
                 # be settled (stopped, its answer unread) before another document leases it.
                 coming.cancel()
                 await asyncio.wait([coming])
+                if not coming.cancelled():
+                    coming.exception()  # seen here, so asyncio does not report it as lost
 
 
 async def fail_page(job: JobInfo, doc_id: str, page: int, error: str, *, deps: Deps) -> None:

@@ -2,14 +2,15 @@
 
 For a document: fetch the upload from the blob store into a temporary file, count its
 pages and announce them (`job.planned`, so progress is honest from the start), then render
-one page at a time (memory stays flat for a 1,000-page PDF), store each page image in the
-blob store, record the page tasks and announce them in batches (`pages.ready`; the
-aggregator queues them for OCR). Several documents are split at once, by one process or by
-several replicas; the parsing itself runs in split processes held to memory and time limits
-(`split_process.py`), so a hostile file fails its document, never ingest. A document that
-cannot be read is announced with its cause while the job's other documents go on; so is a
-one-page document whose page cannot be produced (it is announced after that page is
-rendered). ZIP archives are expanded into documents of their own.
+its pages in small batches (memory stays flat for a 1,000-page PDF), store the page images
+in the blob store, record the page tasks and announce them in batches (`pages.ready`; the
+aggregator queues them for OCR), each step overlapping the next batch's rendering. Several
+documents are split at once, by one process or by several replicas; the parsing itself runs
+in split processes held to memory and time limits (`split_process.py`), so a hostile file
+fails its document, never ingest. A document that cannot be read is announced with its
+cause while the job's other documents go on; so is a one-page document whose page cannot be
+produced (it is announced after that page is rendered). ZIP archives are expanded into
+documents of their own.
 """
 
 from __future__ import annotations
