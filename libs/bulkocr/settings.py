@@ -47,6 +47,10 @@ class NsqSettings(BaseSettings):
     connect_timeout_s: float = Field(default=30.0, gt=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)
     reconnect_interval_s: float = Field(default=2.0, gt=0)
+    # nsqd holds a consumer's messages up to this long to send them together. Its default,
+    # 250 ms, held every hop of a small job (a 300-file job took 19.8 s; 4.1 s at 25 ms).
+    # nsqd refuses less than its --min-output-buffer-timeout (25 ms unless set lower).
+    output_buffer_timeout_ms: int = Field(default=25, ge=1)
     dead_letter_suffix: str = ".dlq"
     # An nsqd on every node: a worker publishes to the one registered with nsqlookupd under
     # this hostname (the stack names each `nsqd-<node>`), found at start (`nsq.local_nsqd`).

@@ -80,6 +80,24 @@ async def test_messages_round_trip_through_lookupd_discovery(ping_topic, publish
     assert sorted(p.n for p in received) == [0, 1, 2]
 
 
+async def test_consumers_ask_nsqd_for_the_output_buffer_timeout_of_the_settings(ping_topic, publisher, nsq_settings):
+    """nsqd holds a consumer's messages up to its output buffer timeout to send them together;
+    at nsqd's default (250 ms) every hop of a small job waited that long. The consumer asks
+    for the setting's timeout when it connects: nsqd takes 40 ms, and refuses 10 ms (under
+    its minimum, 25 ms), so such a consumer never gets connected."""
+
+    async def handle(message: Ping, delivery: Delivery) -> None:
+        pass
+
+    accepted = nsq_settings.model_copy(update={"output_buffer_timeout_ms": 40})
+    async with consuming(ping_topic, CHANNEL, handle, publisher=publisher, settings=accepted) as consumer:
+        await consumer.wait_connected(timeout_s=10)
+    refused = nsq_settings.model_copy(update={"output_buffer_timeout_ms": 10})
+    async with consuming(ping_topic, CHANNEL, handle, publisher=publisher, settings=refused) as consumer:
+        with pytest.raises(TimeoutError):
+            await consumer.wait_connected(timeout_s=2)
+
+
 async def test_failed_handler_is_requeued_with_backoff_delay(ping_topic, publisher, servers):
     """An exception requeues the message with a delay (REQ), and it comes back as attempt 2."""
     settings = nsq_settings_for(servers, backoff_base_s=1.0)

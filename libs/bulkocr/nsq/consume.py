@@ -124,6 +124,7 @@ class Consumer(Generic[M]):
             lookupd_poll_interval=self.settings.lookupd_poll_interval_s,
             msg_timeout=self.settings.msg_timeout_s,
             requeue_delay=int(self.settings.backoff_base_s),
+            output_buffer_timeout=self.settings.output_buffer_timeout_ms,
             **addresses,
         )
 
