@@ -40,8 +40,9 @@ from bulkocr.contracts import (
 from bulkocr.errors import PublishError
 from bulkocr.mongo import AggregatorJobStore, DocumentRecord, attempt_fields, page_key, task_from_manifest, unplanned
 from bulkocr.nsq import NsqPublisher
-from bulkocr_aggregator.document_state import DocumentState, PageOutcome, page_id
+from bulkocr_aggregator.document_state import DocumentState, PageOutcome
 from bulkocr_aggregator.events import EventFeed
+from bulkocr_aggregator.recount import recount
 from bulkocr_aggregator.state import JobState, Windows
 from bulkocr_aggregator.writes import BatchWriter, OutcomeNotStored, document_writes, outcome_writes
 
@@ -125,10 +126,7 @@ class Coordinator:
             if document.get("status") not in (None, "queued", "processing"):
                 seeded.final_round = state.round
             state.add_document(document["doc_id"], seeded)
-        for page in await self.store.page_outcomes(state.job_id):
-            if page["status"] in ("done", "failed"):
-                outcome = PageOutcome(page["status"], page.get("node_id") or "unknown", float(page.get("busy_s") or 0))
-                state.record(page["doc_id"], int(page["page"]), outcome, error=page.get("error"))
+        recount(state, await self.store.page_outcomes(state.job_id))
         state.dirty_documents.update(state.documents)
         await self._queue_unfinished(state, documents)
 
@@ -369,29 +367,13 @@ class Coordinator:
         if state is None:
             return 0
         state.applied_since_check = set()
-        stored = {
-            page_id(p["doc_id"], int(p["page"])): p
-            for p in await self.store.page_outcomes(job_id)
-            if p["status"] in ("done", "failed")
-        }
-        uncounted = [key for key in stored if key not in state.outcomes]
-        missing = [key for key in state.outcomes if key not in stored and key not in state.applied_since_check]
-        for key in uncounted:
-            page = stored[key]
-            outcome = PageOutcome(page["status"], page.get("node_id") or "unknown", float(page.get("busy_s") or 0))
-            state.record(page["doc_id"], int(page["page"]), outcome, error=page.get("error"))
-        # A write the previous owner sent before it died can commit after the take-over's scan:
-        # such an outcome is older than the take-over, and counting it now is the expected end
-        # of a crash, not drift.
-        late = [key for key in uncounted if _before(stored[key].get("finished_at"), state.taken_over_at)]
-        extra = [key for key in uncounted if key not in late]
-        if late:
-            log.info("late_outcomes_counted", job_id=job_id, pages=len(late), sample=late[:5])
-        if extra or missing:
-            log.warning(
-                "tally_drift", job_id=job_id, uncounted=len(extra), unstored=len(missing), sample=(extra + missing)[:5]
-            )
-        return len(uncounted) + len(missing)
+        found = recount(state, await self.store.page_outcomes(job_id))
+        if found.late:
+            log.info("late_outcomes_counted", job_id=job_id, pages=len(found.late), sample=found.late[:5])
+        if drift := found.uncounted + found.unstored:
+            uncounted, unstored = len(found.uncounted), len(found.unstored)
+            log.warning("tally_drift", job_id=job_id, uncounted=uncounted, unstored=unstored, sample=drift[:5])
+        return found.differed
 
     async def check_all(self) -> None:
         for job_id, state in list(self.jobs.items()):
@@ -400,10 +382,6 @@ class Coordinator:
 
     def in_memory(self, job_id: str) -> JobState | None:
         return self.jobs.get(job_id)
-
-
-def _before(moment: datetime | None, limit: datetime | None) -> bool:
-    return moment is not None and limit is not None and moment.replace(tzinfo=None) < limit.replace(tzinfo=None)
 
 
 def _older(moment: datetime | None, now: datetime, seconds: float) -> bool:
