@@ -171,8 +171,12 @@ class DirectoryBlobStore:
 
     async def put_many(self, blobs: Sequence[tuple[str, bytes]]) -> None:
         # One trip to a thread for the lot: for small pages the trips cost more than the writes.
-        paths = [(self._path(key), data) for key, data in blobs]
-        await asyncio.to_thread(lambda: [self._write(path, data) for path, data in paths])
+        await asyncio.to_thread(self._write_all, [(self._path(key), data) for key, data in blobs])
+
+    @classmethod
+    def _write_all(cls, files: list[tuple[Path, bytes]]) -> None:
+        for path, data in files:
+            cls._write(path, data)
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)

@@ -1,4 +1,5 @@
-"""The slow check's comparison: a job's tallies in memory against its stored outcomes."""
+"""A job's tallies in memory against its stored outcomes: how a take-over seeds them, and the
+slow check's comparison."""
 
 from __future__ import annotations
 
@@ -43,4 +44,4 @@ def recount(state: JobState, pages: Iterable[Document]) -> Recount:
 
 
 def _before(moment: datetime | None, limit: datetime | None) -> bool:
-    return moment is not None and limit is not None and moment.replace(tzinfo=None) < limit.replace(tzinfo=None)
+    return moment is not None and limit is not None and moment < limit  # both aware: the client is tz_aware
