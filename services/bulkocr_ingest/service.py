@@ -272,6 +272,7 @@ async def run(settings: IngestSettings, nsq: NsqSettings, mongo: MongoSettings, 
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
             store = IngestJobStore(db)
             await store.ensure_indexes()
+            await splitters.start()  # a warm pool: the first job pays no process start
             deps = Deps(settings, store, make_blob_store(blob, db), publisher, splitters)
             documents = Subscription(
                 DOCUMENT,

@@ -190,6 +190,10 @@ class SplitProcess:
             raise answer
         return answer
 
+    async def start(self) -> None:
+        """Start the child now (it imports PDFium and Pillow), not on the first document."""
+        await self._started()
+
     async def _started(self) -> Connection:
         if self._process is not None and self._connection is not None and self._process.is_alive():
             return self._connection
@@ -243,6 +247,10 @@ class SplitProcesses:
         self._idle: asyncio.Queue[SplitProcess] = asyncio.Queue()
         for process in self._processes:
             self._idle.put_nowait(process)
+
+    async def start(self) -> None:
+        """Start every process, so the first documents after a start wait for none."""
+        await asyncio.gather(*(process.start() for process in self._processes))
 
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[SplitProcess]:
