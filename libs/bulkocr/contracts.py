@@ -8,25 +8,23 @@ bytes of a page, so they stay far below nsqd's 1 MiB message limit.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bulkocr.dead_letter import DeadLetter as DeadLetter
 from bulkocr.page_model import PageQuality, PageText
 from bulkocr.wire import DecodeError as DecodeError
 from bulkocr.wire import M as M
 from bulkocr.wire import Message as Message
 from bulkocr.wire import MessageVersion as MessageVersion
 from bulkocr.wire import Topic as Topic
+from bulkocr.wire import utcnow as utcnow
 
 EngineName = Literal["rapidocr", "tesseract", "paddle", "null"]
 ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
 """The OCR engines a job may name; each is registered once in the worker (`engines.ENGINES`)."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def document_id(index: int) -> str:
@@ -111,13 +109,42 @@ class PageTask(Message):
     language: str | None = None
 
 
+class PageBatch(Message):
+    """Pages of one job for one worker to read: a single page, unless the job's pages are
+    read so fast that a message per page would cost more than the page (the aggregator then
+    puts about `BULKOCR_AGGREGATOR_PAGE_BATCH_SECONDS` of reading in one message)."""
+
+    job_id: str
+    tasks: tuple[PageTask, ...]
+
+    @model_validator(mode="after")
+    def _one_job(self) -> PageBatch:
+        _pages_of(self.job_id, self.tasks, "a batch")
+        return self
+
+
 class PagesReady(Message):
     """Ingest rendered and stored these pages of a document (at most a publish batch): the
     aggregator queues them for OCR within the job's window."""
 
     job_id: str
     doc_id: str
-    tasks: tuple[PageTask, ...] = Field(min_length=1)
+    tasks: tuple[PageTask, ...]
+
+    @model_validator(mode="after")
+    def _one_job(self) -> PagesReady:
+        _pages_of(self.job_id, self.tasks, "pages.ready")
+        return self
+
+
+def _pages_of(job_id: str, pages: tuple[PageTask, ...] | tuple[PageDone, ...], what: str) -> None:
+    """At least one page, each of `job_id`. Checked once the pages validate, not with the
+    field's `min_length`: that fails as well when a page of a newer minor version is refused
+    for its new field, and the reader would then not retry it without that field."""
+    if not pages:
+        raise ValueError(f"{what} holds no page")
+    if any(page.job_id != job_id for page in pages):
+        raise ValueError(f"every page of {what} belongs to its job ({job_id})")
 
 
 class PageTimings(Message):
@@ -145,6 +172,19 @@ class PageDone(PageReport):
     result: PageText | None = None
     result_blob: str | None = None
     quality: PageQuality | None = None
+
+
+class PagesDone(Message):
+    """Pages of one batch that a worker read, reported together (a batch whose results would
+    not fit one message is reported in several)."""
+
+    job_id: str
+    pages: tuple[PageDone, ...]
+
+    @model_validator(mode="after")
+    def _one_job(self) -> PagesDone:
+        _pages_of(self.job_id, self.pages, "a report")
+        return self
 
 
 class PageAttempt(PageReport):
@@ -251,53 +291,16 @@ class JobEvents(Message):
     events: tuple[JobEvent, ...]
 
 
-class DeadLetter(Message):
-    """A message given up on: where it came from, its body as received, and why.
-
-    A letter that would not fit nsqd's message limit keeps only the first
-    `DEAD_LETTER_BODY_CHARS` characters of the body (and `DEAD_LETTER_CAUSE_CHARS` of the
-    cause) and says `truncated`; `body_bytes` is the size received, so an operator knows the
-    letter is a summary, not something to replay."""
-
-    topic: str
-    channel: str
-    body: str
-    cause: str
-    attempts: int = Field(ge=0)
-    at: datetime = Field(default_factory=utcnow)
-    body_bytes: int = Field(default=0, ge=0)
-    truncated: bool = False
-
-    @classmethod
-    def of(cls, topic: str, channel: str, body: bytes, cause: str, attempts: int) -> DeadLetter:
-        text = body.decode(errors="replace")
-        letter = cls(topic=topic, channel=channel, body=text, cause=cause, attempts=attempts, body_bytes=len(body))
-        if len(letter.model_dump_json().encode()) <= DEAD_LETTER_MAX_BYTES:
-            return letter
-        return letter.model_copy(
-            update={
-                "body": text[:DEAD_LETTER_BODY_CHARS],
-                "cause": cause[:DEAD_LETTER_CAUSE_CHARS],
-                "truncated": True,
-            }
-        )
-
-
-# nsqd refuses a message over --max-msg-size (1 MiB by default). A cut letter fits even if
-# JSON escapes every character as six (\u00xx): 6 x (64 Ki + 8 Ki) plus the fields.
-DEAD_LETTER_MAX_BYTES = 1024 * 1024 - 4096
-DEAD_LETTER_BODY_CHARS = 64 * 1024
-DEAD_LETTER_CAUSE_CHARS = 8 * 1024
-
-
 # --- topics ---------------------------------------------------------------------------
 
 JOB_SUBMITTED = Topic("bulkocr.job.submitted", JobSubmitted)
 DOCUMENT = Topic("bulkocr.document", DocumentTask)
 DOCUMENT_PLANNED = Topic("bulkocr.job.planned", DocumentPlanned)
 PAGES_READY = Topic("bulkocr.pages.ready", PagesReady)
-PAGE = Topic("bulkocr.page", PageTask)
-PAGE_DONE = Topic("bulkocr.page.done", PageDone)
+# A batch is one page unless pages are quick (PageBatch). These replaced `bulkocr.page` and
+# `bulkocr.page.done`, one page a message: a new topic, so a rolling upgrade loses nothing.
+PAGE_BATCH = Topic("bulkocr.page.batch", PageBatch)
+PAGES_DONE = Topic("bulkocr.pages.done", PagesDone)
 PAGE_FAILED = Topic("bulkocr.page.failed", PageFailed)
 PAGE_RETRYING = Topic("bulkocr.page.retrying", PageRetrying)
 NODE_HEARTBEAT = Topic("bulkocr.node.heartbeat", NodeHeartbeat)
@@ -314,8 +317,8 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
     DOCUMENT,
     DOCUMENT_PLANNED,
     PAGES_READY,
-    PAGE,
-    PAGE_DONE,
+    PAGE_BATCH,
+    PAGES_DONE,
     PAGE_FAILED,
     PAGE_RETRYING,
     NODE_HEARTBEAT,
@@ -344,8 +347,8 @@ SUBSCRIPTIONS: tuple[tuple[Topic[Any], str], ...] = (
     (DOCUMENT, INGEST_CHANNEL),
     (DOCUMENT_PLANNED, AGGREGATOR_CHANNEL),
     (PAGES_READY, AGGREGATOR_CHANNEL),
-    (PAGE, OCR_CHANNEL),
-    (PAGE_DONE, AGGREGATOR_CHANNEL),
+    (PAGE_BATCH, OCR_CHANNEL),
+    (PAGES_DONE, AGGREGATOR_CHANNEL),
     (PAGE_FAILED, AGGREGATOR_CHANNEL),
     (PAGE_RETRYING, AGGREGATOR_CHANNEL),
     (NODE_HEARTBEAT, AGGREGATOR_CHANNEL),

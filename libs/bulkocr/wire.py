@@ -9,11 +9,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from bulkocr.errors import PermanentError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
 
 VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)$")
 

@@ -238,7 +238,7 @@ def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dlq = commands.add_parser("dlq", help="dead letters: list, show, replay or drop them (an administrator's token)")
     dlq.add_argument("action", choices=("list", "show", "replay", "drop"))
     dlq.add_argument("letter_id", nargs="?", metavar="ID", help="the letter, as `bulkocr dlq list` printed it")
-    dlq.add_argument("--topic", help="list: only letters from this topic (e.g. bulkocr.page)")
+    dlq.add_argument("--topic", help="list: only letters from this topic (e.g. bulkocr.page.batch)")
     dlq.add_argument("--limit", type=int, default=50, help="list: at most this many, newest first (default 50)")
     dlq.add_argument("--json", action="store_true", help="print the gateway's JSON answer")
     dlq.add_argument("--url", help=f"the gateway (default: BULKOCR_URL or {client.DEFAULT_URL})")

@@ -30,8 +30,8 @@ from bulkocr.contracts import (
     NOTIFIER_CHANNEL,
     OCR_CHANNEL,
     OUTPUTS_CHANNEL,
-    PAGE,
-    PAGE_DONE,
+    PAGE_BATCH,
+    PAGES_DONE,
     PUSH_FINISHED,
     SUBSCRIPTIONS,
     UPLOADER_CHANNEL,
@@ -41,7 +41,7 @@ from bulkocr_devstack.servers import SERVER_NAMES, LocalServers, ServerAddresses
 
 # service name -> (module, the topic/channel it consumes, which tells that it is up)
 SERVICES: dict[str, tuple[str, str, str]] = {
-    "aggregator": ("bulkocr_aggregator", PAGE_DONE.name, AGGREGATOR_CHANNEL),
+    "aggregator": ("bulkocr_aggregator", PAGES_DONE.name, AGGREGATOR_CHANNEL),
     "ingest": ("bulkocr_ingest", DOCUMENT.name, INGEST_CHANNEL),
     "uploader": ("bulkocr_uploader", ARCHIPELAGO_PUSH.name, UPLOADER_CHANNEL),
     "outputs": ("bulkocr_outputs", JOB_COMPLETED.name, OUTPUTS_CHANNEL),
@@ -204,7 +204,7 @@ class LocalStack:
             wanted = [(topic, channel) for _, topic, channel in SERVICES.values() if topic]
             return (
                 all(clients.get(pair, 0) > 0 for pair in wanted)
-                and clients.get((PAGE.name, OCR_CHANNEL), 0) >= self.workers
+                and clients.get((PAGE_BATCH.name, OCR_CHANNEL), 0) >= self.workers
             )
         return False
 

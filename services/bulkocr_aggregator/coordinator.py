@@ -1,21 +1,22 @@
 """The aggregator's heart: each running job's state in memory, fed by events at a constant
-cost each, written back coalesced, and its work handed out a window at a time.
+cost each, written back coalesced, and its work handed out a window at a time (in batches
+when its pages are quick, `batches.py`).
 
-- An outcome is stored (batched with others that arrive together) and then counted: a
-  redelivered or repeated outcome is recognised in memory and costs no write.
+- An outcome is stored (with the others of its report, and batched with others that arrive
+  together), then counted: a repeated outcome is recognised in memory and costs no write.
 - Progress goes to the job's record at most every `flush_interval_s`, with the documents
   being read; a document's plan and its final state are inserted as records of their own
   (never updated: FerretDB answers an update by reading its whole collection); a finished
-  job is announced (`job.completed`) once, after its progress is stored.
+  job is announced (`job.completed`) once, after its progress is stored. Each flush also
+  tells the job's listeners what changed (`events.py`).
 - A job it takes over (after a restart) is seeded once from its stored documents, outcomes
   and page manifest; the slow check recounts the same way and logs any drift.
-- Each flush also tells the job's listeners what changed (`events.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,7 +26,7 @@ from pymongo import InsertOne, UpdateOne
 from bulkocr.contracts import (
     DOCUMENT,
     JOB_COMPLETED,
-    PAGE,
+    PAGE_BATCH,
     DocumentPlanned,
     DocumentTask,
     JobCompleted,
@@ -44,7 +45,7 @@ from bulkocr_aggregator.document_state import DocumentState, PageOutcome
 from bulkocr_aggregator.events import EventFeed
 from bulkocr_aggregator.recount import recount
 from bulkocr_aggregator.state import JobState, Windows
-from bulkocr_aggregator.writes import BatchWriter, OutcomeNotStored, document_writes, outcome_writes
+from bulkocr_aggregator.writes import BatchWriter, FirstOutcomes, document_writes
 
 log = structlog.get_logger(__name__)
 
@@ -63,11 +64,11 @@ class Coordinator:
     jobs: dict[str, JobState] = field(default_factory=dict)
     last_seen: dict[str, datetime] = field(default_factory=dict)
     _loading: dict[str, asyncio.Task[JobState | None]] = field(default_factory=dict)
-    _writing: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.events = EventFeed(self.publisher)
+        self.first_outcomes = FirstOutcomes(self.writer)
 
     # --- taking a job on ----------------------------------------------------------------
 
@@ -93,6 +94,7 @@ class Coordinator:
             page_window=self.windows.pages,
             document_window=self.windows.documents,
             max_pages=self.windows.max_job_pages,
+            batching=self.windows.sizer(),
         )
         state.cancelled = job["status"] == "cancelled"
         state.started_at = job.get("started_at")
@@ -173,38 +175,26 @@ class Coordinator:
         self._wake.set()
 
     async def outcome(self, report: PageDone | PageFailed) -> None:
-        """Store a page's first outcome and count it; repeats change nothing."""
-        state = await self.job(report.job_id)
+        await self.outcomes(report.job_id, [report])
+
+    async def outcomes(self, job_id: str, reports: Sequence[PageDone | PageFailed]) -> None:
+        """Store the first outcome of each of these pages of a job, together, and count them;
+        repeats change nothing."""
+        state = await self.job(job_id)
         if state is None:
             log.info("outcome_dropped", reason="no such job")
             return
-        if state.known(report.doc_id, report.page):
-            return
-        key = page_key(report.job_id, report.doc_id, report.page)
-        if (pending := self._writing.get(key)) is not None:
-            # Another copy is being stored right now: it counts, this one is a repeat.
-            if not await asyncio.shield(pending):
-                raise OutcomeNotStored(f"page {key} could not be stored yet")
-            return
-        stored: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._writing[key] = stored
-        try:
-            await self.writer.write(*outcome_writes(report))
-        except BaseException:
-            stored.set_result(False)
-            raise
-        finally:
-            self._writing.pop(key, None)
-        if isinstance(report, PageDone):
-            outcome = PageOutcome("done", report.node_id, report.timings.total_s)
-            state.record(report.doc_id, report.page, outcome)
-        else:
-            state.record(report.doc_id, report.page, PageOutcome("failed", report.node_id), error=report.error)
-            log.info("page_failed", doc_id=report.doc_id, page=report.page, error=report.error)
-        self.events.page(report)
-        if not stored.done():
-            stored.set_result(True)
-        self._active(state)
+        stored = await self.first_outcomes.store(r for r in reports if not state.known(r.doc_id, r.page))
+        for report in stored:
+            error = report.error if isinstance(report, PageFailed) else None
+            state.record(report.doc_id, report.page, PageOutcome.of(report), error=error)
+            if error is not None:
+                log.info("page_failed", doc_id=report.doc_id, page=report.page, error=error)
+            self.events.page(report)
+        if stored:
+            self._active(state)
+        if stored and state.finished and state.finished_at is None:
+            await self.flush_job(state)  # its last page is in: finished now, not at the next flush
 
     async def retrying(self, retrying: PageRetrying) -> None:
         """Keep a failed attempt of a page (its outcome is still to come), for the status."""
@@ -294,7 +284,7 @@ class Coordinator:
             pages = state.next_pages()
             try:
                 if pages:
-                    await self.publisher.publish_many(PAGE, pages)
+                    await self.publisher.publish_many(PAGE_BATCH, state.batching.batches(state.job_id, pages))
             except PublishError:
                 state.not_sent(tasks=pages)
                 raise
@@ -316,6 +306,10 @@ class Coordinator:
                 self.events.forget(state.job_id)
 
     async def flush_job(self, state: JobState) -> None:
+        async with state.flushing:  # one at a time: a job is announced finished once
+            await self._flush_job(state)
+
+    async def _flush_job(self, state: JobState) -> None:
         now = utcnow()
         dirty_documents, state.dirty_documents = state.dirty_documents, set()
         state.dirty = False

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bulkocr.contracts import JobStatus
+from bulkocr.contracts import JobStatus, PageDone, PageFailed
 
 Outcome = Literal["done", "failed"]
 DOCUMENT_STATUSES = ("queued", "processing", "completed", "partial", "failed", "expanded", "duplicate")
@@ -111,6 +111,12 @@ class PageOutcome:
     status: Outcome
     node_id: str
     busy_s: float = 0.0
+
+    @classmethod
+    def of(cls, report: PageDone | PageFailed) -> PageOutcome:
+        if isinstance(report, PageDone):
+            return cls("done", report.node_id, report.timings.total_s)
+        return cls("failed", report.node_id)
 
 
 def job_status(counts: Mapping[str, int]) -> JobStatus:

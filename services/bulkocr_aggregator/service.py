@@ -27,18 +27,18 @@ from bulkocr.contracts import (
     JOB_RETRY,
     JOB_SUBMITTED,
     NODE_HEARTBEAT,
-    PAGE_DONE,
     PAGE_FAILED,
     PAGE_RETRYING,
+    PAGES_DONE,
     PAGES_READY,
     DocumentPlanned,
     JobCancel,
     JobRetry,
     JobSubmitted,
     NodeHeartbeat,
-    PageDone,
     PageFailed,
     PageRetrying,
+    PagesDone,
     PagesReady,
     Topic,
 )
@@ -64,6 +64,10 @@ class AggregatorSettings(BaseSettings):
     # what a small job submitted behind a big one waits for.
     page_window: int = Field(default=200, gt=0)
     document_window: int = Field(default=4, gt=0)
+    # A job whose pages are read in milliseconds sends them several to a message, about this
+    # much reading in each, at most `page_batch_pages` (batches.py); slow pages go one a message.
+    page_batch_seconds: float = Field(default=0.2, ge=0)
+    page_batch_pages: int = Field(default=32, gt=0)
     # Most pages one job may have: a document that would take it over fails with the cause
     # (the pages of one document have their own limit, BULKOCR_INGEST_MAX_PAGES).
     max_job_pages: int = Field(default=100_000, gt=0)
@@ -94,8 +98,12 @@ async def handle_pages_ready(ready: PagesReady, delivery: Delivery, *, jobs: Coo
     await jobs.pages_ready(ready.tasks, ready.job_id)
 
 
-async def handle_outcome(report: PageDone | PageFailed, delivery: Delivery, *, jobs: Coordinator) -> None:
-    await jobs.outcome(report)
+async def handle_done(done: PagesDone, delivery: Delivery, *, jobs: Coordinator) -> None:
+    await jobs.outcomes(done.job_id, done.pages)
+
+
+async def handle_failed(failed: PageFailed, delivery: Delivery, *, jobs: Coordinator) -> None:
+    await jobs.outcome(failed)
 
 
 async def handle_retrying(retrying: PageRetrying, delivery: Delivery, *, jobs: Coordinator) -> None:
@@ -129,7 +137,11 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
         letters = DeadLetterStore(db)
         await letters.ensure_indexes()
         windows = Windows(
-            pages=settings.page_window, documents=settings.document_window, max_job_pages=settings.max_job_pages
+            pages=settings.page_window,
+            documents=settings.document_window,
+            max_job_pages=settings.max_job_pages,
+            batch_seconds=settings.page_batch_seconds,
+            batch_pages=settings.page_batch_pages,
         )
         jobs = Coordinator(store, writer, publisher, windows, evict_after_s=settings.evict_after_s)
         metrics.observe(jobs)
@@ -139,8 +151,8 @@ async def run(settings: AggregatorSettings, nsq: NsqSettings, mongo: MongoSettin
             (JOB_SUBMITTED, functools.partial(handle_submitted, jobs=jobs)),
             (DOCUMENT_PLANNED, functools.partial(handle_planned, jobs=jobs)),
             (PAGES_READY, functools.partial(handle_pages_ready, jobs=jobs)),
-            (PAGE_DONE, functools.partial(handle_outcome, jobs=jobs)),
-            (PAGE_FAILED, functools.partial(handle_outcome, jobs=jobs)),
+            (PAGES_DONE, functools.partial(handle_done, jobs=jobs)),
+            (PAGE_FAILED, functools.partial(handle_failed, jobs=jobs)),
             (PAGE_RETRYING, functools.partial(handle_retrying, jobs=jobs)),
             (NODE_HEARTBEAT, functools.partial(handle_heartbeat, store=store, jobs=jobs)),
             (JOB_CANCEL, functools.partial(handle_cancel, jobs=jobs)),

@@ -13,6 +13,7 @@ one window of the big job's pages, not for all of them.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from bulkocr.contracts import JobStatus, PageTask
+from bulkocr_aggregator.batches import BatchSizer
 from bulkocr_aggregator.document_state import (
     DOCUMENT_STATUSES,
     DocumentState,
@@ -38,6 +40,12 @@ class Windows:
     pages: int = 200
     documents: int = 4
     max_job_pages: int = 100_000
+    # Quick pages go several to a message, about this much reading each, at most this many.
+    batch_seconds: float = 0.2
+    batch_pages: int = 32
+
+    def sizer(self) -> BatchSizer:
+        return BatchSizer(seconds=self.batch_seconds, most=self.batch_pages)
 
 
 @dataclass
@@ -80,6 +88,9 @@ class JobState:
     applied_since_check: set[str] = field(default_factory=set)
     # When this process took the job over from stored records (None: it saw the job start).
     taken_over_at: datetime | None = None
+    # How many pages go to a worker in one message (from how fast the job's pages are read).
+    batching: BatchSizer = field(default_factory=BatchSizer)
+    flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # --- documents -----------------------------------------------------------------------
 
@@ -184,6 +195,7 @@ class JobState:
         before = document.status
         node = self.nodes.setdefault(outcome.node_id, NodeTally())
         if outcome.status == "done":
+            self.batching.observe(outcome.busy_s)
             self.pages_done += 1
             document.done += 1
             node.pages_done += 1

@@ -16,7 +16,7 @@ import aiohttp
 import structlog
 
 from bulkocr.blobs import BlobStore
-from bulkocr.contracts import FINISHED_STATUSES, OCR_CHANNEL, PAGE, utcnow
+from bulkocr.contracts import FINISHED_STATUSES, OCR_CHANNEL, PAGE_BATCH, utcnow
 from bulkocr.mongo import AggregatorJobStore, DeadLetterStore, JobRecord
 from bulkocr.nsq import backlog
 from bulkocr.settings import NsqSettings
@@ -40,7 +40,7 @@ class Sweeper:
             if not self._idle(job, self.idle_s):
                 continue
             if queue_empty is None:
-                queue_empty = await backlog(self.session, self.nsq, PAGE.name, OCR_CHANNEL) == 0
+                queue_empty = await backlog(self.session, self.nsq, PAGE_BATCH.name, OCR_CHANNEL) == 0
             if queue_empty or self._idle(job, self.max_idle_s):
                 await self.jobs.redispatch(job["_id"])
                 log.warning("job_swept", job_id=job["_id"])

@@ -25,7 +25,15 @@ from pymongo.errors import BulkWriteError
 
 from bulkocr.contracts import PageDone, PageFailed
 from bulkocr.metrics import SECONDS_BUCKETS
-from bulkocr.mongo import DUPLICATE_KEY, PLAN_STAGE, Database, document_key, document_progress_record, outcome_records
+from bulkocr.mongo import (
+    DUPLICATE_KEY,
+    PLAN_STAGE,
+    Database,
+    document_key,
+    document_progress_record,
+    outcome_records,
+    page_key,
+)
 from bulkocr_aggregator.state import JobState
 
 WRITE_SECONDS = Histogram(
@@ -138,3 +146,43 @@ def document_writes(state: JobState, doc_ids: Iterable[str]) -> tuple[list[Write
 def outcome_writes(report: PageDone | PageFailed) -> list[Write]:
     """A page's first outcome, inserted (a repeat finds its key taken and changes nothing)."""
     return [(collection, InsertOne(record)) for collection, record in outcome_records(report)]
+
+
+@dataclass
+class FirstOutcomes:
+    """Stores pages' outcomes so that each page is counted once, even when two copies of its
+    outcome arrive while the first is being written (a redelivery racing the original)."""
+
+    writer: BatchWriter
+    _writing: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
+
+    async def store(self, reports: Iterable[PageDone | PageFailed]) -> list[PageDone | PageFailed]:
+        """Store these outcomes together; returns those this call stored, to be counted (a copy
+        of one being stored by another call waits for it, and raises if that failed)."""
+        new: dict[str, PageDone | PageFailed] = {}
+        elsewhere: dict[str, asyncio.Future[bool]] = {}
+        for report in reports:
+            key = page_key(report.job_id, report.doc_id, report.page)
+            if (pending := self._writing.get(key)) is not None:
+                elsewhere[key] = pending
+            else:
+                new.setdefault(key, report)
+        for key, pending in elsewhere.items():
+            if not await asyncio.shield(pending):
+                raise OutcomeNotStored(f"page {key} could not be stored yet")
+        if new:  # last: the caller counts them before anything else can run
+            await self._write(new)
+        return list(new.values())
+
+    async def _write(self, reports: dict[str, PageDone | PageFailed]) -> None:
+        stored: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._writing.update(dict.fromkeys(reports, stored))
+        try:
+            await self.writer.write(*(write for report in reports.values() for write in outcome_writes(report)))
+        except BaseException:
+            stored.set_result(False)
+            raise
+        finally:
+            for key in reports:
+                self._writing.pop(key, None)
+        stored.set_result(True)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import aiohttp
 import structlog
 
-from bulkocr.contracts import OCR_CHANNEL, PAGE
+from bulkocr.contracts import OCR_CHANNEL, PAGE_BATCH
 from bulkocr.nsq import backlog
 from bulkocr.service import Every, run_service, serve
 from bulkocr.settings import NsqSettings
@@ -60,7 +60,7 @@ class Autoscaler:
         """One round; the decision, or None when the round failed or the service is left alone."""
         stage: metrics.Stage = "backlog"
         try:
-            pages = await backlog(self._session, self._nsq, PAGE.name, OCR_CHANNEL)
+            pages = await backlog(self._session, self._nsq, PAGE_BATCH.name, OCR_CHANNEL)
             metrics.BACKLOG.set(pages)
             stage = "inspect"
             service = await self._engine.inspect(self._settings.service)

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from bulkocr.contracts import JOB_RETRY, PAGE, JobRetry
+from bulkocr.contracts import JOB_RETRY, PAGE_BATCH, JobRetry
 from bulkocr.errors import PublishError
 from bulkocr_gateway.http import error_response, fail, json_response
 from bulkocr_gateway.keys import DEAD_LETTERS, OWNER, PUBLISHER, SETTINGS
@@ -106,7 +106,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
         return error_response(409, "this letter keeps only the start of its message: it cannot be replayed")
     publisher = request.app[PUBLISHER]
     try:
-        if letter["topic"] == PAGE.name and isinstance(job_id := letter.get("job_id"), str):
+        if letter["topic"] == PAGE_BATCH.name and isinstance(job_id := letter.get("job_id"), str):
             await publisher.publish(JOB_RETRY, JobRetry(job_id=job_id))
             how = f"the failed pages of job {job_id} are read again"
         else:

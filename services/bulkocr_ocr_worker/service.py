@@ -1,9 +1,13 @@
-"""OCR worker: read one page per message with the job's engine, report the result.
+"""OCR worker: read the pages of each batch with the job's engine, report the results.
 
-The pool has `BULKOCR_OCR_PROCESSES` processes and the consumer takes that many messages at
-a time, plus `BULKOCR_OCR_PREFETCH` (so the next page is at hand as one is reported). Long
-pages are TOUCHed by the NSQ adapter. After the last attempt the page is reported failed
-with its cause (and the message is kept on the dead-letter topic).
+A batch is one page, unless the job's pages are quick (then the aggregator puts several in
+one message, which a message per page would cost more than). The pool has
+`BULKOCR_OCR_PROCESSES` processes; the consumer takes that many messages at a time, plus
+`BULKOCR_OCR_PREFETCH` (so the next page is at hand as one is reported), and as many pages
+are read at once. Long pages are TOUCHed by the NSQ adapter. A page that cannot be read is
+tried again with its batch (pages read meanwhile are reported, and count once); after the
+last attempt it is reported failed with its cause (and the message is kept on the
+dead-letter topic).
 Every few seconds the worker sends a heartbeat with its node id (the Swarm node's hostname
 unless `BULKOCR_NODE_ID` says otherwise) and worker id.
 """
@@ -27,14 +31,16 @@ from bulkocr.blobs import BlobStore, make_blob_store
 from bulkocr.contracts import (
     NODE_HEARTBEAT,
     OCR_CHANNEL,
-    PAGE,
-    PAGE_DONE,
+    PAGE_BATCH,
     PAGE_FAILED,
     PAGE_RETRYING,
+    PAGES_DONE,
     NodeHeartbeat,
+    PageBatch,
     PageDone,
     PageFailed,
     PageRetrying,
+    PagesDone,
     PageTask,
     PageTimings,
 )
@@ -52,6 +58,12 @@ from bulkocr_ocr_worker.tiling import TilingSettings
 log = structlog.get_logger(__name__)
 
 CANCEL_CHECK_S = 1.0
+# A report of pages read stays well inside nsqd's 1 MiB message limit: each page adds its
+# inline result (at most `inline_result_max_bytes`, larger ones travel by blob reference)
+# and at most REPORT_PAGE_BYTES of ids, timings and quality.
+REPORT_BYTES = 640 * 1024
+REPORT_PAGE_BYTES = 2048
+CAUSES_CHARS = 4000
 # The page's own fault (its image cannot be decoded, its job names an engine this worker
 # lacks): trying again cannot help, so the page fails at once. Anything else (a dead or hung
 # OCR process, a bug) is tried again up to BULKOCR_PAGE_ATTEMPTS times.
@@ -137,6 +149,9 @@ class Deps:
     blobs: BlobStore
     store: JobStore
     publisher: NsqPublisher
+    # Pages being fetched and read at once, whatever batches they came in: the pool's
+    # processes plus the prefetch (a page waiting longer for a process would eat its timeout).
+    reading: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     stats: WorkerStats = field(default_factory=WorkerStats)
     # job id -> (when it was checked, whether it was cancelled)
     cancelled: dict[str, tuple[float, bool]] = field(default_factory=dict)
@@ -146,29 +161,82 @@ def result_blob_key(task: PageTask) -> str:
     return f"jobs/{task.job_id}/results/{task.doc_id}/{task.page:05d}.json"
 
 
-async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None:
-    started = time.perf_counter()
-    if await _cancelled(task.job_id, deps):
-        log.info("page_dropped", reason="job cancelled")
+class PagesNotRead(Exception):
+    """Some pages of a batch could not be read this time (the others were reported done):
+    the batch is tried again, and its retry and failure reports name these pages only."""
+
+    def __init__(self, cause: str, remaining: PageBatch) -> None:
+        super().__init__(cause)
+        self.remaining = remaining
+
+
+class PagesUnreadable(PermanentError):
+    """Pages of a batch failed through their own fault (the others were reported done)."""
+
+    def __init__(self, cause: str, remaining: PageBatch) -> None:
+        super().__init__(cause)
+        self.remaining = remaining
+
+
+async def handle_batch(batch: PageBatch, delivery: Delivery, *, deps: Deps) -> None:
+    """Read the batch's pages (as many at once as the pool has processes, plus the prefetch)
+    and report those read in as few messages as fit; the pages left unread go back (or fail)
+    together, naming each page and its cause."""
+    if await _cancelled(batch.job_id, deps):
+        log.info("page_dropped", pages=len(batch.tasks), reason="job cancelled")
         return
-    try:
-        png = await deps.blobs.get(task.image)
-    except BlobNotFound as error:
-        raise PermanentError(str(error)) from error
-    deps.stats.in_flight += 1
-    try:
-        page_json, seconds = await deps.pool.read(
-            png,
-            engine=task.engine,
-            language=task.language,
-            dpi=task.dpi,
-            document=document_key(task.job_id, task.doc_id),
-        )
-    except PAGE_FAULTS as error:
-        raise PermanentError(str(error)) from error
-    finally:
-        deps.stats.in_flight -= 1
+    outcomes = await asyncio.gather(*(_read_page(task, delivery, deps) for task in batch.tasks), return_exceptions=True)
+    read = [outcome for outcome in outcomes if isinstance(outcome, ReadPage)]
+    if read:
+        await _report_done(batch.job_id, read, deps)
+    unread = [
+        (task, error) for task, error in zip(batch.tasks, outcomes, strict=True) if isinstance(error, BaseException)
+    ]
+    if not unread:
+        return
+    for _, error in unread:
+        if not isinstance(error, Exception) or len(batch.tasks) == 1:
+            raise error  # a single page's own error; or cancelled: the consumer gives the message back
+    remaining = PageBatch(job_id=batch.job_id, tasks=tuple(task for task, _ in unread))
+    cause = _causes(unread)
+    if all(isinstance(error, PermanentError) for _, error in unread):
+        raise PagesUnreadable(cause, remaining)
+    raise PagesNotRead(cause, remaining)
+
+
+@dataclass(frozen=True)
+class ReadPage:
+    done: PageDone
+    engine: str
+    result_bytes: int  # of the result carried inline
+
+
+async def _read_page(task: PageTask, delivery: Delivery, deps: Deps) -> ReadPage:
+    async with deps.reading:
+        started = time.perf_counter()
+        try:
+            png = await deps.blobs.get(task.image)
+        except BlobNotFound as error:
+            raise PermanentError(str(error)) from error
+        fetched = time.perf_counter() - started
+        deps.stats.in_flight += 1
+        try:
+            page_json, seconds = await deps.pool.read(
+                png,
+                engine=task.engine,
+                language=task.language,
+                dpi=task.dpi,
+                document=document_key(task.job_id, task.doc_id),
+            )
+        except PAGE_FAULTS as error:
+            raise PermanentError(str(error)) from error
+        finally:
+            deps.stats.in_flight -= 1
     OCR_SECONDS.labels(task.engine).observe(seconds)
+    page = PageText.model_validate_json(page_json)
+    # The page's own time (its image fetched, then read), not its wait for a process: the
+    # aggregator sizes batches by it and counts it as the node's busy time.
+    timings = PageTimings(recognition_s=round(seconds, 3), total_s=round(fetched + seconds, 3))
     done = PageDone(
         job_id=task.job_id,
         doc_id=task.doc_id,
@@ -176,19 +244,49 @@ async def handle_page(task: PageTask, delivery: Delivery, *, deps: Deps) -> None
         node_id=deps.settings.node_id,
         worker_id=deps.worker_id,
         attempts=delivery.attempts,
-        timings=PageTimings(recognition_s=round(seconds, 3), total_s=round(time.perf_counter() - started, 3)),
+        timings=timings,
+        quality=PageQuality.of(page),
     )
-    page = PageText.model_validate_json(page_json)
-    done = done.model_copy(update={"quality": PageQuality.of(page)})
     if len(page_json) <= deps.settings.inline_result_max_bytes:
-        done = done.model_copy(update={"result": page})
-    else:  # large pages travel by reference: nsqd refuses messages over 1 MiB
-        await deps.blobs.put(result_blob_key(task), page_json.encode())
-        done = done.model_copy(update={"result_blob": result_blob_key(task)})
-    await deps.publisher.publish(PAGE_DONE, done)
-    deps.stats.pages_done += 1
-    PAGES.labels("done", task.engine).inc()
-    log.info("page_ocr_done", seconds=done.timings.total_s)
+        return ReadPage(done.model_copy(update={"result": page}), task.engine, len(page_json))
+    # Large pages travel by reference: nsqd refuses messages over 1 MiB.
+    await deps.blobs.put(result_blob_key(task), page_json.encode())
+    return ReadPage(done.model_copy(update={"result_blob": result_blob_key(task)}), task.engine, 0)
+
+
+async def _report_done(job_id: str, read: list[ReadPage], deps: Deps) -> None:
+    reports: list[PagesDone] = []
+    pages: list[PageDone] = []
+    size = 0
+    for page in read:
+        if pages and size + page.result_bytes + REPORT_PAGE_BYTES > REPORT_BYTES:
+            reports.append(PagesDone(job_id=job_id, pages=tuple(pages)))
+            pages, size = [], 0
+        pages.append(page.done)
+        size += page.result_bytes + REPORT_PAGE_BYTES
+    reports.append(PagesDone(job_id=job_id, pages=tuple(pages)))
+    await deps.publisher.publish_many(PAGES_DONE, reports)
+    deps.stats.pages_done += len(read)
+    for page in read:
+        PAGES.labels("done", page.engine).inc()
+    # One line a report, not a page: it was a sixth of a worker's CPU on quick pages.
+    first, seconds = read[0].done, round(sum(page.done.timings.total_s for page in read), 3)
+    if len(read) == 1:
+        log.info("page_ocr_done", pages=1, doc_id=first.doc_id, page=first.page, seconds=seconds)
+    else:
+        log.info("page_ocr_done", pages=len(read), first=f"{first.doc_id} page {first.page}", seconds=seconds)
+
+
+def _causes(unread: list[tuple[PageTask, BaseException]]) -> str:
+    """One page's cause as it is; several pages' causes each named by its page."""
+    if len(unread) == 1:
+        return _cause(unread[0][1])
+    text = "; ".join(f"{task.doc_id} page {task.page}: {_cause(error)}" for task, error in unread)
+    return text[:CAUSES_CHARS]
+
+
+def _cause(error: BaseException) -> str:
+    return str(error) if isinstance(error, PermanentError) else f"{type(error).__name__}: {error}"
 
 
 async def _cancelled(job_id: str, deps: Deps) -> bool:
@@ -219,16 +317,17 @@ def _attempt_report(task: PageTask, cause: str, attempts: int, deps: Deps) -> di
     }
 
 
-async def report_retry(task: PageTask, cause: str, attempts: int, *, deps: Deps) -> None:
-    retrying = PageRetrying.model_validate(_attempt_report(task, cause, attempts, deps))
-    await deps.publisher.publish(PAGE_RETRYING, retrying)
+async def report_retry(batch: PageBatch, cause: str, attempts: int, *, deps: Deps) -> None:
+    retrying = [PageRetrying.model_validate(_attempt_report(task, cause, attempts, deps)) for task in batch.tasks]
+    await deps.publisher.publish_many(PAGE_RETRYING, retrying)
 
 
-async def report_failure(task: PageTask, cause: str, attempts: int, *, deps: Deps) -> None:
-    failed = PageFailed.model_validate(_attempt_report(task, cause, attempts, deps))
-    await deps.publisher.publish(PAGE_FAILED, failed)
-    deps.stats.pages_failed += 1
-    PAGES.labels("failed", task.engine).inc()
+async def report_failure(batch: PageBatch, cause: str, attempts: int, *, deps: Deps) -> None:
+    failed = [PageFailed.model_validate(_attempt_report(task, cause, attempts, deps)) for task in batch.tasks]
+    await deps.publisher.publish_many(PAGE_FAILED, failed)
+    deps.stats.pages_failed += len(failed)
+    for task in batch.tasks:
+        PAGES.labels("failed", task.engine).inc()
 
 
 async def send_heartbeats(deps: Deps) -> None:
@@ -263,10 +362,11 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
             nsq = await local_nsqd(session, nsq)  # this node's nsqd, where the stack runs one per node
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
             deps = Deps(settings, worker_id, pool, make_blob_store(blob, db), JobStore(db), publisher)
+            deps.reading = asyncio.Semaphore(settings.ocr_processes + settings.ocr_prefetch)
             pages = Subscription(
-                PAGE,
+                PAGE_BATCH,
                 OCR_CHANNEL,
-                functools.partial(handle_page, deps=deps),
+                functools.partial(handle_batch, deps=deps),
                 max_in_flight=settings.ocr_processes + settings.ocr_prefetch,
                 on_give_up=functools.partial(report_failure, deps=deps),
                 on_retry=functools.partial(report_retry, deps=deps),

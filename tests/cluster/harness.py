@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bulkocr.contracts import OCR_CHANNEL, PAGE
+from bulkocr.contracts import OCR_CHANNEL, PAGE_BATCH
 from bulkocr_devstack.servers import LocalServers, ServerAddresses
 from bulkocr_devstack.stack import WORKER_MODULE, LocalStack
 from tests.cluster.netns import HarnessUnavailable, Machine, Network, preflight, sweep_leftovers
@@ -264,7 +264,7 @@ class Cluster:
         nsqd, where pages are queued; a restarted worker's connection has another port."""
         addresses = {node.address: name for name, node in self.nodes.items()}
         found: dict[str, set[str]] = {}
-        for client in _channel_clients(self.services.servers.addresses, PAGE.name, OCR_CHANNEL):
+        for client in _channel_clients(self.services.servers.addresses, PAGE_BATCH.name, OCR_CHANNEL):
             remote = str(client["remote_address"])
             if (name := addresses.get(remote.rsplit(":", 1)[0])) is not None:
                 found.setdefault(name, set()).add(remote)
@@ -282,7 +282,7 @@ class Cluster:
 
     def _page_channel(self, action: str) -> None:
         a = self.services.servers.addresses
-        url = f"http://{a.host}:{a.nsqd_http}/channel/{action}?topic={PAGE.name}&channel={OCR_CHANNEL}"
+        url = f"http://{a.host}:{a.nsqd_http}/channel/{action}?topic={PAGE_BATCH.name}&channel={OCR_CHANNEL}"
         with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5):
             self.note(f"page_channel_{action}")
 

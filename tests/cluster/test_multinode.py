@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from bulkocr.contracts import ARCHIPELAGO_PUSH, DOCUMENT, JOB_COMPLETED, PAGE, PAGE_DONE, PageTask
+from bulkocr.contracts import ARCHIPELAGO_PUSH, DOCUMENT, JOB_COMPLETED, PAGE_BATCH, PAGES_DONE, PageBatch, PageTask
 from bulkocr.nsq import NsqPublisher
 from bulkocr.settings import NsqSettings
 from tests.cluster.harness import MSG_TIMEOUT_S, NODES, Cluster
@@ -87,7 +87,7 @@ async def test_one_job_is_spread_over_every_node_and_each_page_read_once(cluster
     credit over every nsqd that nsqlookupd names for the topic, and one that never gets a page
     holds it idle (so do ingest and the job.completed consumers, with theirs)."""
     pages = 120
-    for topic in (PAGE, DOCUMENT, JOB_COMPLETED, ARCHIPELAGO_PUSH):
+    for topic in (PAGE_BATCH, DOCUMENT, JOB_COMPLETED, ARCHIPELAGO_PUSH):
         assert cluster.producers(topic.name) == {cluster.manager.address}, topic.name
     job_id = await submit(http, cluster, pages)
     final = await finished(http, cluster, job_id)
@@ -97,8 +97,8 @@ async def test_one_job_is_spread_over_every_node_and_each_page_read_once(cluster
     assert min(per_node.values()) >= pages // 6, f"equal nodes should each read about a third: {per_node}"
     # Each worker published its results to its own node's nsqd, found through nsqlookupd.
     for name, node in cluster.nodes.items():
-        assert cluster.published_to(node.address, PAGE_DONE.name) >= per_node[node.node_id], name
-    assert cluster.published_to(cluster.manager.address, PAGE_DONE.name) == 0
+        assert cluster.published_to(node.address, PAGES_DONE.name) >= per_node[node.node_id], name
+    assert cluster.published_to(cluster.manager.address, PAGES_DONE.name) == 0
 
 
 async def test_a_node_cut_off_mid_job_leaves_its_pages_to_the_others(cluster, http, store):
@@ -212,10 +212,12 @@ async def publish_newer_minor_copies(
     a = cluster.services.servers.addresses
     settings = NsqSettings(nsqd_tcp_addresses=[f"{a.host}:{a.nsqd_tcp}"], nsqd_http_address=f"{a.host}:{a.nsqd_http}")
     major, minor = PageTask.version()
+    batch_major, batch_minor = PageBatch.version()
     async with NsqPublisher(settings) as publisher:
         for task in tasks:
-            body = {**task.model_dump(mode="json"), "v": f"{major}.{minor + 1}", "deskew": {"degrees": 0.5}}
-            await publisher.publish_body(PAGE.name, json.dumps(body).encode())
+            newer = {**task.model_dump(mode="json"), "v": f"{major}.{minor + 1}", "deskew": {"degrees": 0.5}}
+            body = {"v": f"{batch_major}.{batch_minor + 1}", "job_id": job_id, "tasks": [newer], "priority": 2}
+            await publisher.publish_body(PAGE_BATCH.name, json.dumps(body).encode())
     return {(task.doc_id, task.page) for task in tasks}, marks
 
 

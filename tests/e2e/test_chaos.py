@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bulkocr.contracts import PAGE_DONE, PageDone, PageTimings
+from bulkocr.contracts import PAGES_DONE, PageDone, PagesDone, PageTimings
 from bulkocr.nsq import NsqPublisher
 from bulkocr.page_model import PageText
 from bulkocr.settings import NsqSettings
@@ -194,8 +194,8 @@ async def test_storm_of_duplicated_page_results(stack, http, store):
                 timings=PageTimings(total_s=9.0),
                 result=PageText.model_validate((await store.page_results.find_one({"_id": page["_id"]}))["result"]),
             )
-            copies.extend([done] * 10)
-        await publisher.publish_many(PAGE_DONE, copies)
+            copies.extend([PagesDone(job_id=job_id, pages=(done, done))] * 5)  # twice in one report too
+        await publisher.publish_many(PAGES_DONE, copies)
     final = await finished(http, stack, job_id)
     await assert_every_page_exactly_once(final, store, job_id)
     assert "storm" not in final["nodes"]

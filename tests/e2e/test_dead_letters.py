@@ -57,7 +57,7 @@ def bulkocr(stack: LocalStack, *arguments: str, token: str = ADMIN) -> subproces
 
 
 def page_letters(stack: LocalStack) -> list[dict[str, Any]]:
-    listed = bulkocr(stack, "dlq", "list", "--topic", "bulkocr.page", "--json")
+    listed = bulkocr(stack, "dlq", "list", "--topic", "bulkocr.page.batch", "--json")
     assert listed.returncode == 0, listed.stderr
     letters: list[dict[str, Any]] = json.loads(listed.stdout)["dead_letters"]
     return letters

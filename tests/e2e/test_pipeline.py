@@ -194,7 +194,7 @@ async def test_every_service_answers_metrics_and_health_on_its_ops_port(stack: L
     workers = [text for name, text in texts.items() if name.startswith("ocr-worker")]
     assert sum(metric_total(text, "bulkocr_pages_total", outcome="done", engine="rapidocr") for text in workers) >= 1
     assert sum(metric_total(text, "bulkocr_ocr_seconds_count", engine="rapidocr") for text in workers) >= 1
-    done = {"topic": "bulkocr.page.done", "channel": "aggregator", "outcome": "finished"}
+    done = {"topic": "bulkocr.pages.done", "channel": "aggregator", "outcome": "finished"}
     assert metric_total(texts["aggregator"], "bulkocr_messages_total", **done) >= 1
     assert metric_total(texts["aggregator"], "bulkocr_aggregator_write_seconds_count") >= 1
 

@@ -1,5 +1,5 @@
 """The autoscaler's loop on real nsqd and nsqlookupd, against the fake Engine API: pages
-published to `bulkocr.page` scale the OCR workers to ceil(pages / target) within the
+published to `bulkocr.page.batch` (one page each) scale the OCR workers to ceil(pages / target) within the
 labels' bounds; conflicts are retried and land; dry run only logs; a drained queue scales
 down once the cooldown has passed; a service without the label is left alone; a failing
 Engine is logged and the next round scales; `python -m bulkocr_autoscaler` runs it."""
@@ -21,7 +21,7 @@ import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from bulkocr.contracts import OCR_CHANNEL, PAGE, PageTask
+from bulkocr.contracts import OCR_CHANNEL, PAGE_BATCH, PageBatch, PageTask
 from bulkocr.nsq import NsqAdmin, NsqPublisher
 from bulkocr.settings import NsqSettings
 from bulkocr_autoscaler.service import run
@@ -53,8 +53,8 @@ async def empty_pages(settings: NsqSettings) -> None:
     base = f"http://{settings.nsqd_http_address}"
     async with aiohttp.ClientSession() as http:
         for path, params in (
-            ("/channel/empty", {"topic": PAGE.name, "channel": OCR_CHANNEL}),
-            ("/topic/empty", {"topic": PAGE.name}),
+            ("/channel/empty", {"topic": PAGE_BATCH.name, "channel": OCR_CHANNEL}),
+            ("/topic/empty", {"topic": PAGE_BATCH.name}),
         ):
             async with http.post(base + path, params=params) as response:
                 assert response.status == 200, await response.text()
@@ -63,7 +63,7 @@ async def empty_pages(settings: NsqSettings) -> None:
 @pytest.fixture
 async def pages(nsq_settings: NsqSettings, nsq_admin: NsqAdmin, publisher: NsqPublisher) -> AsyncIterator[Any]:
     """`await pages(n)` queues n page tasks for the workers' channel, which nobody consumes."""
-    await nsq_admin.create_channel(PAGE.name, OCR_CHANNEL)
+    await nsq_admin.create_channel(PAGE_BATCH.name, OCR_CHANNEL)
     await empty_pages(nsq_settings)
 
     async def queue(count: int) -> None:
@@ -72,7 +72,8 @@ async def pages(nsq_settings: NsqSettings, nsq_admin: NsqAdmin, publisher: NsqPu
             PageTask(job_id=job_id, doc_id="d0001", page=n, image=f"jobs/{job_id}/p{n}", dpi=300, engine="null")
             for n in range(1, count + 1)
         ]
-        await publisher.publish_many(PAGE, tasks)
+        # One page a message, as the aggregator sends pages that take seconds to read.
+        await publisher.publish_many(PAGE_BATCH, [PageBatch(job_id=job_id, tasks=(task,)) for task in tasks])
 
     yield queue
     await empty_pages(nsq_settings)

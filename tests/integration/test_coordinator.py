@@ -7,14 +7,14 @@ import asyncio
 
 from structlog.testing import capture_logs
 
-from bulkocr.contracts import DOCUMENT, PAGE, DocumentPlanned, DocumentTask, JobSubmitted, PageDone, PageTask, Topic
+from bulkocr.contracts import DOCUMENT, DocumentPlanned, DocumentTask, JobSubmitted, PageDone, PageTask, Topic
 from bulkocr.mongo import Database, outcome_records
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming
 from bulkocr.settings import NsqSettings
 from bulkocr_aggregator.coordinator import Coordinator
 from bulkocr_aggregator.state import Windows
 from bulkocr_aggregator.writes import batch_writer
-from tests.integration.test_pipeline_services import collecting, submit
+from tests.integration.test_pipeline_services import collecting, collecting_pages, submit
 from tests.integration.test_store import page_done, page_failed
 from tests.stores import SeedStore
 from tests.waiting import eventually
@@ -103,8 +103,8 @@ async def test_each_job_has_at_most_a_window_of_work_out(
         try:
             async with (
                 collecting(DOCUMENT, nsq_admin, publisher, nsq_settings, big.job_id) as documents,
-                collecting(PAGE, nsq_admin, publisher, nsq_settings, big.job_id) as big_pages,
-                collecting(PAGE, nsq_admin, publisher, nsq_settings, small.job_id) as small_pages,
+                collecting_pages(nsq_admin, publisher, nsq_settings, big.job_id) as big_pages,
+                collecting_pages(nsq_admin, publisher, nsq_settings, small.job_id) as small_pages,
             ):
                 await jobs.submitted(big)
                 await jobs.submitted(big)  # redelivered: nothing twice
@@ -135,7 +135,7 @@ async def test_cancel_stops_handing_out_work(store: SeedStore, db: Database, pub
     job = await submit(store, db, {"a.pdf": b"%PDF"})
     await jobs.submitted(JobSubmitted(job_id=job.job_id, owner="o", documents_total=1))
     await jobs.planned(DocumentPlanned(job_id=job.job_id, doc_id="d0001", pages=500))
-    async with collecting(PAGE, nsq_admin, publisher, nsq_settings, job.job_id) as pages:
+    async with collecting_pages(nsq_admin, publisher, nsq_settings, job.job_id) as pages:
         await jobs.pages_ready([task(job.job_id, page) for page in range(1, 501)], job.job_id)
         await eventually(lambda: len(pages) == 200, what="a window of pages")
         await jobs.cancel(job.job_id)

@@ -8,11 +8,11 @@ from datetime import timedelta
 import aiohttp
 
 from bulkocr.blobs import make_blob_store
-from bulkocr.contracts import JOB_COMPLETED, PAGE, DocumentPlanned, JobCompleted, PageTask, utcnow
+from bulkocr.contracts import JOB_COMPLETED, DocumentPlanned, JobCompleted, PageTask, utcnow
 from bulkocr.settings import BlobSettings
 from bulkocr_aggregator.coordinator import Coordinator
 from bulkocr_aggregator.sweeper import Retention, Sweeper
-from tests.integration.test_pipeline_services import collecting, submit
+from tests.integration.test_pipeline_services import collecting, collecting_pages, submit
 from tests.integration.test_store import page_done, page_failed
 from tests.stores import SeedStore
 from tests.waiting import eventually
@@ -49,7 +49,7 @@ async def test_failed_pages_are_replayed_and_the_job_finishes_again(
     assert job is not None
     assert job["status"] == "partial"
 
-    async with collecting(PAGE, nsq_admin, publisher, nsq_settings, job_id) as tasks:
+    async with collecting_pages(nsq_admin, publisher, nsq_settings, job_id) as tasks:
         assert await jobs.replay_failed(job_id) == 1
         await eventually(lambda: len(tasks) == 1, what="the failed page's task")
         await asyncio.sleep(0.3)  # and no other within this time
@@ -96,7 +96,7 @@ async def test_sweeper_publishes_again_the_pages_of_a_quiet_job(
     state.last_activity_at = utcnow() - timedelta(seconds=60)
     async with aiohttp.ClientSession() as session:
         sweeper = Sweeper(store, jobs, session, nsq_settings, idle_s=30, max_idle_s=30)
-        async with collecting(PAGE, nsq_admin, publisher, nsq_settings, job_id) as tasks:
+        async with collecting_pages(nsq_admin, publisher, nsq_settings, job_id) as tasks:
             await sweeper.sweep()
             await sweeper.sweep()  # just swept: not idle any more, so nothing twice
             await eventually(lambda: len(tasks) >= 2, what="the pages without an outcome")

@@ -241,6 +241,40 @@ async def test_permanent_error_is_dead_lettered_at_once_and_reported(ping_topic,
     assert letters[0].attempts == 1
 
 
+class PartlyDone(Exception):
+    def __init__(self, cause: str, remaining: Ping) -> None:
+        super().__init__(cause)
+        self.remaining = remaining
+
+
+async def test_the_retry_and_give_up_reports_speak_of_the_part_a_handler_left(ping_topic, publisher, nsq_settings):
+    """A handler that did part of its message says what is left: the retry and give-up hooks
+    hear of that part, while nsqd redelivers, then dead-letters, the message as it was."""
+    letters: list[DeadLetter] = []
+    heard: list[tuple[str, Ping, int]] = []
+    settings = nsq_settings.model_copy(update={"max_attempts": 2, "backoff_base_s": 0.0})
+
+    async def half(ping: Ping, delivery: Delivery) -> None:
+        raise PartlyDone("half of it", Ping(n=ping.n // 2))
+
+    async def on_retry(ping: Ping, cause: str, attempts: int) -> None:
+        heard.append(("retry", ping, attempts))
+
+    async def on_give_up(ping: Ping, cause: str, attempts: int) -> None:
+        heard.append(("give up", ping, attempts))
+
+    dlq = asyncio.create_task(collect_dead_letters(ping_topic, publisher, nsq_settings, letters))
+    async with consuming(
+        ping_topic, CHANNEL, half, publisher=publisher, settings=settings, on_give_up=on_give_up, on_retry=on_retry
+    ):
+        await publisher.publish(ping_topic, Ping(n=10))
+        await eventually(lambda: len(letters) == 1, what="the dead letter")
+    dlq.cancel()
+    assert heard == [("retry", Ping(n=5), 1), ("give up", Ping(n=5), 2)]
+    assert Ping.model_validate_json(letters[0].body) == Ping(n=10)
+    assert letters[0].cause == "gave up after 2 attempts: PartlyDone: half of it"
+
+
 async def test_malformed_message_is_rejected_with_a_log_line_not_retried(ping_topic, publisher, nsq_settings):
     """A body that is not a valid payload never reaches the handler; it is logged and dead-lettered."""
     handled: list[Ping] = []

@@ -7,9 +7,10 @@ import hashlib
 import io
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import (
     DOCUMENT_PLANNED,
     JOB_COMPLETED,
+    PAGE_BATCH,
     PAGES_READY,
     DocumentPlanned,
     DocumentRef,
@@ -45,20 +47,35 @@ from tests.waiting import eventually
 
 @asynccontextmanager
 async def collecting(
-    topic: Topic[M], admin: NsqAdmin, publisher: NsqPublisher, settings: NsqSettings, job_id: str
-) -> AsyncIterator[list[M]]:
-    """Every message of `job_id` published on the real topic while the block runs, on a channel of our own."""
+    topic: Topic[M],
+    admin: NsqAdmin,
+    publisher: NsqPublisher,
+    settings: NsqSettings,
+    job_id: str,
+    each: Callable[[M], Iterable[Any]] = lambda message: (message,),
+) -> AsyncIterator[list[Any]]:
+    """Every message of `job_id` published on the real topic while the block runs, on a
+    channel of our own (or what `each` makes of each message)."""
     channel = f"test-{uuid.uuid4().hex[:8]}#ephemeral"
     await admin.create_channel(topic.name, channel)
-    seen: list[M] = []
+    seen: list[Any] = []
 
     async def keep(message: M, delivery: Delivery) -> None:
         if getattr(message, "job_id", None) == job_id:
-            seen.append(message)
+            seen.extend(each(message))
 
     async with consuming(topic, channel, keep, publisher=publisher, settings=settings, max_in_flight=50) as consumer:
         await consumer.wait_connected()
         yield seen
+
+
+@asynccontextmanager
+async def collecting_pages(
+    admin: NsqAdmin, publisher: NsqPublisher, settings: NsqSettings, job_id: str
+) -> AsyncIterator[list[PageTask]]:
+    """Every page of `job_id` handed to OCR while the block runs, whatever batches they went in."""
+    async with collecting(PAGE_BATCH, admin, publisher, settings, job_id, each=lambda batch: batch.tasks) as pages:
+        yield pages
 
 
 async def submit(

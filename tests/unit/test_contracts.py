@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
 from bulkocr.contracts import (
     ALL_TOPICS,
     JOB_SUBMITTED,
-    PAGE,
+    PAGE_BATCH,
     PAGES_READY,
     DecodeError,
     JobOptions,
     JobSubmitted,
     Message,
     MessageVersion,
+    PageBatch,
     PagesReady,
     PageTask,
     Topic,
@@ -30,22 +33,23 @@ def job() -> JobSubmitted:
 def test_messages_round_trip_through_their_topic():
     """encode then decode gives an equal message."""
     assert JOB_SUBMITTED.decode(JOB_SUBMITTED.encode(job())) == job()
-    ready = PagesReady(job_id="j1", doc_id="d0001", tasks=tuple(page_task(n) for n in range(1, 51)))
+    ready = PagesReady(job_id=PAGE_JOB, doc_id="d0001", tasks=tuple(page_task(n) for n in range(1, 51)))
     assert PAGES_READY.decode(PAGES_READY.encode(ready)) == ready
 
 
+PAGE_JOB = "0123456789abcdef0123456789abcdef"
+
+
 def page_task(page: int) -> PageTask:
-    image = f"jobs/0123456789abcdef0123456789abcdef/pages/d0001/{page:05d}.png"
-    return PageTask(
-        job_id="0123456789abcdef0123456789abcdef", doc_id="d0001", page=page, image=image, dpi=300, engine="rapidocr"
-    )
+    image = f"jobs/{PAGE_JOB}/pages/d0001/{page:05d}.png"
+    return PageTask(job_id=PAGE_JOB, doc_id="d0001", page=page, image=image, dpi=300, engine="rapidocr")
 
 
 def test_no_message_grows_with_the_job():
     """A job of 5,000 documents is announced in a few dozen bytes, and a batch of pages ready
     (ingest's publish batch) stays far below nsqd's 1 MiB message limit."""
     assert len(JOB_SUBMITTED.encode(job())) < 100
-    ready = PagesReady(job_id="j", doc_id="d0001", tasks=tuple(page_task(n) for n in range(1, 501)))
+    ready = PagesReady(job_id=PAGE_JOB, doc_id="d0001", tasks=tuple(page_task(n) for n in range(1, 501)))
     assert len(PAGES_READY.encode(ready)) < 256 * 1024
 
 
@@ -63,20 +67,48 @@ def test_topic_names_are_valid_and_unique():
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b'{"v": 2, "job_id": "j"}', b'{"v": 1}', b'{"v": 1, "job_id": "j", "doc_id": "d", "page": 0}'],
+    [
+        b"not json",
+        b'{"v": 2, "job_id": "j"}',
+        b'{"v": 1}',
+        b'{"v": 1, "job_id": "j", "tasks": []}',
+        b'{"v": 1, "job_id": "j", "tasks": [{"job_id": "j", "doc_id": "d", "page": 0, "image": "k", "dpi": 1, '
+        b'"engine": "null"}]}',
+    ],
 )
 def test_invalid_bodies_are_a_decode_error(body: bytes):
     """Garbage, a future version, missing fields or out-of-range values raise DecodeError naming the topic."""
-    with pytest.raises(DecodeError, match=PAGE.name):
-        PAGE.decode(body)
+    with pytest.raises(DecodeError, match=PAGE_BATCH.name):
+        PAGE_BATCH.decode(body)
+
+
+def test_a_batch_of_pages_belongs_to_one_job():
+    """A worker checks one job's cancellation and reports one job's pages per batch: a batch
+    that mixes jobs is refused at the edge."""
+    mine = PageTask(job_id="j", doc_id="d", page=1, image="k", dpi=300, engine="null")
+    theirs = mine.model_copy(update={"job_id": "other"})
+    assert PAGE_BATCH.decode(PAGE_BATCH.encode(PageBatch(job_id="j", tasks=(mine, mine)))).tasks == (mine, mine)
+    with pytest.raises(ValidationError, match="belongs to its job"):
+        PageBatch(job_id="j", tasks=(mine, theirs))
+
+
+def test_a_batch_of_pages_of_a_newer_minor_version_is_read_without_their_new_fields():
+    """A rolling update: a batch, and each page in it, from a producer one minor version
+    ahead, with fields this worker does not know, is read without them."""
+    task = PageTask(job_id="j", doc_id="d", page=3, image="k", dpi=300, engine="null")
+    newer = {**task.model_dump(mode="json"), "v": "1.1", "deskew": {"degrees": 0.5}}
+    body = {"v": "1.1", "job_id": "j", "tasks": [newer], "priority": 2}
+    read = PAGE_BATCH.decode(json.dumps(body).encode())
+    assert read.tasks == (task.model_copy(update={"v": "1.1"}),)
 
 
 def test_unknown_fields_are_refused():
     """A payload with a field its own version does not have is invalid (no silent drift)."""
-    body = PAGE.encode(PageTask(job_id="j", doc_id="d", page=1, image="k", dpi=300, engine="null"))
+    task = PageTask(job_id="j", doc_id="d", page=1, image="k", dpi=300, engine="null")
+    body = PAGE_BATCH.encode(PageBatch(job_id="j", tasks=(task,)))
     assert b'"v":"1.0"' in body
     with pytest.raises(DecodeError, match="surprise"):
-        PAGE.decode(body.replace(b'"v":"1.0"', b'"v":"1.0","surprise":1'))
+        PAGE_BATCH.decode(body.replace(b'"v":"1.0"', b'"v":"1.0","surprise":1', 1))
 
 
 class Reading(Message):

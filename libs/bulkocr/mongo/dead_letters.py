@@ -33,7 +33,15 @@ def _about(body: str) -> dict[str, Any]:
         parsed = json.loads(body)
     except ValueError:
         return {}
-    return {field: parsed[field] for field in _BODY_FIELDS if isinstance(parsed, dict) and field in parsed}
+    if not isinstance(parsed, dict):
+        return {}
+    tasks = parsed.get("tasks")
+    if isinstance(tasks, list) and len(tasks) == 1 and isinstance(tasks[0], dict):
+        parsed = {
+            **tasks[0],
+            **parsed,
+        }  # a batch of one page: the letter is that page's (a larger one's cause names each)
+    return {field: parsed[field] for field in _BODY_FIELDS if field in parsed}
 
 
 class DeadLetterStore:

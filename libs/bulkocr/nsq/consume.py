@@ -203,15 +203,16 @@ class Consumer(Generic[M]):
             log.warning("message_requeued", reason="shutdown", seconds=_since(started))
             raise
         except PermanentError as error:
-            await self._dead_letter(message, payload, f"{type(error).__name__}: {error}", started)
+            await self._dead_letter(message, _unfinished(payload, error), f"{type(error).__name__}: {error}", started)
         except Exception as error:  # noqa: BLE001  # any other failure is worth another try
             cause = f"{type(error).__name__}: {error}"
+            unfinished = _unfinished(payload, error)
             if delivery.attempts >= self.settings.max_attempts:
                 await self._dead_letter(
-                    message, payload, f"gave up after {delivery.attempts} attempts: {cause}", started
+                    message, unfinished, f"gave up after {delivery.attempts} attempts: {cause}", started
                 )
             else:
-                await self._requeue(message, payload, cause, started)
+                await self._requeue(message, unfinished, cause, started)
         else:
             _respond(message, "finish")
             self._ended["finished"].inc()
@@ -268,6 +269,14 @@ def _respond(message: Any, verb: str, **kwargs: Any) -> None:
 
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
+
+
+def _unfinished(payload: M, error: BaseException) -> M:
+    """What `on_retry` and `on_give_up` report on: the part of the message its handler did
+    not do, when the error says (`remaining`, a payload of the same topic), else all of it.
+    nsqd still redelivers or dead-letters the whole message."""
+    remaining = getattr(error, "remaining", None)
+    return remaining if isinstance(remaining, type(payload)) else payload
 
 
 def _log_context(payload: object) -> dict[str, object]:
