@@ -30,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from PIL import Image
 
 from bulkocr.contracts import FINISHED_STATUSES, JobOptions, utcnow
 from bulkocr.mongo import connect_mongo, new_job, page_key
+from bulkocr.mongo.records import RESULT_PACKED
 from bulkocr.settings import MongoSettings
 from bulkocr_devstack.stack import LocalStack
 
@@ -266,9 +268,8 @@ async def fill(stack: LocalStack, pages: int, per_job: int = 1000) -> None:
             await db["pages"].insert_many(
                 [{"_id": k, **common, "page": i, "status": "done", "node_id": "n"} for i, k in enumerate(keys, 1)]
             )
-            await db["page_results"].insert_many(
-                [{"_id": k, "job_id": job_id, "result": {"width": 1, "height": 1, "blocks": []}} for k in keys]
-            )
+            empty = zlib.compress(b'{"width": 1, "height": 1, "blocks": []}')
+            await db["page_results"].insert_many([{"_id": k, "job_id": job_id, RESULT_PACKED: empty} for k in keys])
             await db["page_tasks"].insert_many(
                 [{"_id": k, **common, "page": i, "image": k} for i, k in enumerate(keys, 1)]
             )

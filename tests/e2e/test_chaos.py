@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from bulkocr.contracts import PAGES_DONE, PageDone, PagesDone, PageTimings
+from bulkocr.mongo import stored_result
 from bulkocr.nsq import NsqPublisher
 from bulkocr.page_model import PageText
 from bulkocr.settings import NsqSettings
@@ -192,7 +193,7 @@ async def test_storm_of_duplicated_page_results(stack, http, store):
                 worker_id="storm",
                 attempts=1,
                 timings=PageTimings(total_s=9.0),
-                result=PageText.model_validate((await store.page_results.find_one({"_id": page["_id"]}))["result"]),
+                result=PageText.model_validate(stored_result(await store.page_results.find_one({"_id": page["_id"]}))),
             )
             copies.extend([PagesDone(job_id=job_id, pages=(done, done))] * 5)  # twice in one report too
         await publisher.publish_many(PAGES_DONE, copies)

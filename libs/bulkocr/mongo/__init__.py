@@ -40,6 +40,7 @@ from bulkocr.mongo.records import (
     new_job,
     outcome_records,
     result_fields,
+    stored_result,
     task_from_manifest,
     unplanned,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "outcome_records",
     "page_key",
     "result_fields",
+    "stored_result",
     "task_from_manifest",
     "unplanned",
 ]

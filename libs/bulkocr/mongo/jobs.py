@@ -14,7 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from bulkocr.mongo.client import Database, Document, document_key
 from bulkocr.mongo.models import DocumentRecord, JobRecord, NodeRecord, PageRecord
-from bulkocr.mongo.records import PLAN_STAGE, active_documents, document_as_it_stands
+from bulkocr.mongo.records import PLAN_STAGE, active_documents, document_as_it_stands, stored_result
 
 
 class JobStore:
@@ -125,7 +125,7 @@ class JobStore:
             if page["status"] == "done":
                 # One lookup by _id a page: the only filter FerretDB answers without a scan.
                 stored = await self.page_results.find_one({"_id": page["_id"]}) or {}
-                page["result"], page["result_blob"] = stored.get("result"), stored.get("result_blob")
+                page["result"], page["result_blob"] = stored_result(stored), stored.get("result_blob")
         return [pages[number] for number in sorted(pages)]
 
     async def list_nodes(self) -> list[NodeRecord]:

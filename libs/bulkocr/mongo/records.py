@@ -3,6 +3,8 @@ attempts, document progress (insert-only: a plan, then one final record per roun
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -64,12 +66,25 @@ def new_job(
 
 
 def result_fields(done: PageDone) -> Document:
-    """A page's OCR result as `page_results` keeps it."""
-    return {
-        "job_id": done.job_id,
-        "result": done.result.model_dump() if done.result else None,
-        "result_blob": done.result_blob,
-    }
+    """A page's OCR result as `page_results` keeps it: its JSON, compressed, in one binary
+    field. FerretDB turns a nested document into its own storage and back at about 60 ms a
+    page of text read and 16 ms written; one binary field costs it about 1 ms, at a quarter of
+    the size. Nothing queries inside a result."""
+    packed = zlib.compress(done.result.model_dump_json().encode(), RESULT_COMPRESSION) if done.result else None
+    return {"job_id": done.job_id, RESULT_PACKED: packed, "result_blob": done.result_blob}
+
+
+RESULT_PACKED = "result_json_z"
+RESULT_COMPRESSION = 1  # zlib's fastest: 4 times smaller already, at under 1 ms a page
+
+
+def stored_result(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The result a `page_results` record keeps, as written now (compressed JSON) or by an
+    earlier version (a nested document, still read)."""
+    packed = record.get(RESULT_PACKED)
+    if packed is not None:
+        return cast("dict[str, Any]", json.loads(zlib.decompress(packed)))
+    return record.get("result")
 
 
 def done_fields(done: PageDone) -> Document:
