@@ -7,6 +7,7 @@ The null engine stands in for OCR, so what is measured is bulkocr's own coordina
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 
@@ -61,6 +62,32 @@ async def test_aggregator_killed_mid_way_through_a_big_job_rebuilds_its_tallies(
     log = (stack.state_dir / "aggregator.log").read_text()
     assert '"job_taken_over"' in log
     assert '"tally_drift"' not in log
+
+
+async def test_a_worker_killed_holding_batches_of_quick_pages_loses_none(tmp_path):
+    """kill -9 of one OCR worker a few hundred pages into a 2,000-page job of quick pages,
+    which travel 32 to a message: the batches it held come back to the other worker once
+    their time is up, and the job completes with every page once, counted once."""
+    environment = {**os.environ, **CHAOS_ENV, "BULKOCR_BLOB_BACKEND": "directory", "BULKOCR_NULL_SECONDS_PER_PAGE": "0"}
+    with LocalStack(tmp_path / "stack", workers=2, environment=environment, grace_s=10) as stack:
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+            connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db,
+        ):
+            job_id = await submit_tiff(http, stack, "box-18.tif", BIG_JOB_PAGES)
+            await client.wait_for_pages(http, stack.gateway_url, job_id, 300, timeout_s=120)
+            stack.stop_service("ocr-worker-1", kill=True)
+            final = await client.wait_finished(http, stack.gateway_url, job_id, timeout_s=300)
+            stored = sorted(
+                [(page["page"], page["status"]) async for page in SeedStore(db).pages.find({"job_id": job_id})]
+            )
+    assert final["status"] == "completed", final
+    assert final["progress"]["pages_done"] == BIG_JOB_PAGES
+    assert stored == [(page, "done") for page in range(1, BIG_JOB_PAGES + 1)]
+    assert sum(node["pages_done"] for node in final["nodes"].values()) == BIG_JOB_PAGES
+    log = (stack.state_dir / "ocr-worker-2.log").read_text().splitlines()
+    batch_sizes = [json.loads(line)["pages"] for line in log if '"page_ocr_done"' in line]
+    assert max(batch_sizes) > 1, "the pages were quick: they should have gone several to a message"
 
 
 async def submit_tiff(http: aiohttp.ClientSession, stack: LocalStack, name: str, pages: int) -> str:
