@@ -215,11 +215,13 @@ def sizes(workers: int, page_counts: list[int], warm_up: int) -> None:
 def files(workers: int, count: int) -> None:
     async def scenario(bench: Bench) -> None:
         uploads = {archive_name(index): png_of(index) for index in range(1, count + 1)}
+        before = bench.cpu()
         started = time.perf_counter()
         job_id = await bench.submit(uploads, dpi="150")
         uploaded = time.perf_counter() - started
         status = await bench.finished(job_id)
         total = time.perf_counter() - started
+        after = bench.cpu()
         _, size = await bench.status(job_id)
         print("\n| files | upload s | files/s uploaded | accepted | completed after s | status | status bytes |")
         print("| ---: | ---: | ---: | --- | ---: | --- | ---: |")
@@ -227,6 +229,9 @@ def files(workers: int, count: int) -> None:
             f"| {count:,} | {uploaded:.1f} | {count / uploaded:.0f} | yes | {total:.1f} |"
             f" {status['status']} ({status['progress']['pages_done']:,} pages) | {size:,} |"
         )
+        print("\nCPU milliseconds per file, by process (upload included):")
+        per_file = {f"{name}_ms_per_page": 1000 * (after[name] - before[name]) / count for name in after}
+        cpu_table([{"pages": count, **per_file}])
 
     with running_stack(workers) as stack:
         asyncio.run(with_bench(stack, scenario))
