@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bulkocr.contracts import DocumentRef, JobOptions, PageDone, PageFailed, PageTimings, document_id
 from bulkocr.mongo import new_job, stored_result
 from bulkocr.page_model import Block, Box, Line, PageText
@@ -116,3 +118,17 @@ async def test_idempotency_keys_of_different_owners_never_collide(store: SeedSto
     assert await store.claim_idempotency_key("a/b", "c", "job-of-ab") == "job-of-ab"
     assert await store.claim_idempotency_key("a", "b/c", "job-of-a") == "job-of-a"
     assert await store.claim_idempotency_key("a", "b/c", "a-retry") == "job-of-a"
+
+
+async def test_a_lookup_by_key_is_answered_from_the_id_index(store: SeedStore):
+    """What the services read per page or per document they read by `_id`, so that it costs the
+    same on a full database. The server must answer it from the `_id` index: FerretDB 1.24
+    as released read the whole table instead (its SQLite lookup did not match its index), which
+    deploy/build-servers.sh mends; on MongoDB it is an `_id` plan."""
+    await store.documents.insert_many([{"_id": f"job-9/d{n:04d}", "job_id": "job-9"} for n in range(1, 51)])
+    for collection in ("documents", "pages", "page_results", "document_progress", "jobs"):
+        explained = await store.db.command("explain", {"find": collection, "filter": {"_id": "job-9/d0007"}})
+        plan = json.dumps(explained.get("queryPlanner"), default=str)
+        uses_index = "USING INDEX" in plan and "__id_" in plan  # FerretDB's SQLite plan
+        uses_index |= any(stage in plan for stage in ("IDHACK", "EXPRESS_IXSCAN", '"IXSCAN"'))  # MongoDB's
+        assert uses_index, f"{collection}: {plan}"
