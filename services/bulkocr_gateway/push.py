@@ -98,4 +98,8 @@ async def archipelago_result(request: web.Request, job_id: str) -> ArchipelagoRe
     """The job's push for the status route (None if it was never pushed)."""
     store = request.app[ARCHIPELAGO]
     request_record, push = await store.get_request(job_id), await store.get_push(job_id)
+    if request_record is None and push is None:
+        # Never pushed, so no objects: not asked for, since FerretDB finds a job's objects by
+        # reading every pushed object of every job, and a status is read every few seconds.
+        return None
     return archipelago_view(request_record, push, await store.get_objects(job_id))
