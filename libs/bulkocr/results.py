@@ -23,13 +23,19 @@ from PIL import Image
 from bulkocr.blobs import BlobStore
 from bulkocr.documents import page_numbers, page_result
 from bulkocr.errors import BlobNotFound
-from bulkocr.formats import OutputUnavailable, format_name
+from bulkocr.formats import ALIASES, OutputUnavailable, format_name
 from bulkocr.mongo import JobStore, page_key
 from bulkocr.page_model import PageText
 from bulkocr.renderers import FORMATS, OcrPage, OutputFormat
 
 # Formats worth building ahead of a request and keeping (the others render in milliseconds).
 CACHED = frozenset({"pdf"})
+
+
+def cached_formats(job: Stored) -> list[str]:
+    """The formats a job asked for (as it named them) that the output builder makes ahead."""
+    return [fmt for fmt in job["options"].get("formats", []) if ALIASES.get(fmt) in CACHED]
+
 
 Stored = Mapping[str, Any]
 

@@ -17,6 +17,7 @@ from bulkocr.contracts import JOB_SUBMITTED, DocumentRef, JobOptions, JobSubmitt
 from bulkocr.documents import page_numbers, page_result
 from bulkocr.errors import PublishError
 from bulkocr.mongo import DocumentRecord, JobRecord, OutputStore, PageRecord
+from bulkocr.results import cached_formats
 from bulkocr_gateway.http import error_response, fail, json_response
 from bulkocr_gateway.keys import BLOBS, OWNER, PUBLISHER, SETTINGS, STORE
 from bulkocr_gateway.models import Accepted, DocumentResult, Health, JobStatusView
@@ -205,7 +206,7 @@ async def status_view(request: web.Request, job: JobRecord) -> JobStatusView:
     failed = await store.documents_by_id(job["_id"], job.get("documents_failed") or [])
     archipelago = await archipelago_result(request, job["_id"])
     shown = [d["doc_id"] for d in [*documents, *failed]]
-    outputs = outputs_by_document(await OutputStore(store.db).for_documents(job["_id"], shown))
+    outputs = outputs_by_document(await OutputStore(store.db).for_documents(job["_id"], shown, cached_formats(job)))
     return job_status_view(job, documents, now=utcnow(), failed=failed, archipelago=archipelago, outputs=outputs)
 
 
@@ -217,7 +218,7 @@ async def job_documents(request: web.Request) -> web.Response:
     store = request.app[STORE]
     documents = await store.list_documents(job["_id"], skip=(page - 1) * per_page, limit=per_page)
     outputs = outputs_by_document(
-        await OutputStore(store.db).for_documents(job["_id"], [d["doc_id"] for d in documents])
+        await OutputStore(store.db).for_documents(job["_id"], [d["doc_id"] for d in documents], cached_formats(job))
     )
     total = await store.count_documents(job["_id"])
     body = document_list(job["_id"], documents, page=page, per_page=per_page, total=total, outputs=outputs)

@@ -15,11 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bulkocr.blobs import make_blob_store
 from bulkocr.contracts import JOB_COMPLETED, OUTPUTS_CHANNEL, JobCompleted, JobEvent
-from bulkocr.formats import ALIASES
 from bulkocr.job_events import tell_listeners
 from bulkocr.mongo import JobStore, OutputStore, connect_mongo
 from bulkocr.nsq import Delivery, NsqPublisher
-from bulkocr.results import CACHED, DocumentOutputs, cache_key
+from bulkocr.results import DocumentOutputs, cache_key, cached_formats
 from bulkocr.service import Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 
@@ -39,7 +38,7 @@ async def heavy_outputs(store: JobStore, job_id: str) -> list[tuple[str, str]]:
     job = await store.get_job(job_id)
     if job is None:
         return []
-    formats = [fmt for fmt in job["options"].get("formats", []) if ALIASES.get(fmt) in CACHED]
+    formats = cached_formats(job)
     documents = [d["doc_id"] for d in await store.get_documents(job_id) if d.get("status") in BUILDABLE_DOCUMENTS]
     return [(doc_id, fmt) for doc_id in documents for fmt in formats]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from bulkocr.contracts import (
@@ -29,7 +30,10 @@ class OutputStore:
         found = await self.outputs.find_one({"_id": f"{job_id}/{doc_id}/{fmt}"})
         return None if found is None else str(found["status"])
 
-    async def for_documents(self, job_id: str, doc_ids: Sequence[str]) -> list[Document]:
-        if not doc_ids:
-            return []
-        return [entry async for entry in self.outputs.find({"job_id": job_id, "doc_id": {"$in": list(doc_ids)}})]
+    async def for_documents(self, job_id: str, doc_ids: Sequence[str], formats: Sequence[str]) -> list[Document]:
+        """The records of these documents' outputs in these formats, each read by its key:
+        FerretDB answers any other filter by reading the records of every retained job, and
+        the status route asks on every poll."""
+        keys = [f"{job_id}/{doc_id}/{fmt}" for doc_id in doc_ids for fmt in formats]
+        found = await asyncio.gather(*(self.outputs.find_one({"_id": key}) for key in keys))
+        return [record for record in found if record is not None]
