@@ -9,7 +9,7 @@ bytes of a page, so they stay far below nsqd's 1 MiB message limit.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -109,42 +109,39 @@ class PageTask(Message):
     language: str | None = None
 
 
-class PageBatch(Message):
+class _JobPages(Message):
+    """A message of pages of one job (`pages_field` names them): at least one, each of the
+    message's job. Checked once the pages validate, not with the field's `min_length`: that
+    fails as well when a page of a newer minor version is refused for its new field, and the
+    reader would then not retry it without that field."""
+
+    pages_field: ClassVar[str] = "tasks"
+    job_id: str
+
+    @model_validator(mode="after")
+    def _of_one_job(self) -> Self:
+        pages: tuple[PageTask | PageDone, ...] = getattr(self, self.pages_field)
+        if not pages:
+            raise ValueError(f"{type(self).__name__} holds no page")
+        if any(page.job_id != self.job_id for page in pages):
+            raise ValueError(f"every page of {type(self).__name__} belongs to its job ({self.job_id})")
+        return self
+
+
+class PageBatch(_JobPages):
     """Pages of one job for one worker to read: a single page, unless the job's pages are
     read so fast that a message per page would cost more than the page (the aggregator then
     puts about `BULKOCR_AGGREGATOR_PAGE_BATCH_SECONDS` of reading in one message)."""
 
-    job_id: str
     tasks: tuple[PageTask, ...]
 
-    @model_validator(mode="after")
-    def _one_job(self) -> PageBatch:
-        _pages_of(self.job_id, self.tasks, "a batch")
-        return self
 
-
-class PagesReady(Message):
+class PagesReady(_JobPages):
     """Ingest rendered and stored these pages of a document (at most a publish batch): the
     aggregator queues them for OCR within the job's window."""
 
-    job_id: str
     doc_id: str
     tasks: tuple[PageTask, ...]
-
-    @model_validator(mode="after")
-    def _one_job(self) -> PagesReady:
-        _pages_of(self.job_id, self.tasks, "pages.ready")
-        return self
-
-
-def _pages_of(job_id: str, pages: tuple[PageTask, ...] | tuple[PageDone, ...], what: str) -> None:
-    """At least one page, each of `job_id`. Checked once the pages validate, not with the
-    field's `min_length`: that fails as well when a page of a newer minor version is refused
-    for its new field, and the reader would then not retry it without that field."""
-    if not pages:
-        raise ValueError(f"{what} holds no page")
-    if any(page.job_id != job_id for page in pages):
-        raise ValueError(f"every page of {what} belongs to its job ({job_id})")
 
 
 class PageTimings(Message):
@@ -174,17 +171,12 @@ class PageDone(PageReport):
     quality: PageQuality | None = None
 
 
-class PagesDone(Message):
+class PagesDone(_JobPages):
     """Pages of one batch that a worker read, reported together (a batch whose results would
     not fit one message is reported in several)."""
 
-    job_id: str
+    pages_field = "pages"
     pages: tuple[PageDone, ...]
-
-    @model_validator(mode="after")
-    def _one_job(self) -> PagesDone:
-        _pages_of(self.job_id, self.pages, "a report")
-        return self
 
 
 class PageAttempt(PageReport):

@@ -3,8 +3,10 @@
 A handler that raises `PermanentError` gets its message finished and kept on the
 dead-letter topic with the cause: retrying cannot help (bad input, unknown format).
 Any other exception means "try again later": the message is requeued with backoff
-until its attempts run out.
+until its attempts run out. Either may be `Unfinished`: the handler did part of its message.
 """
+
+from typing import Any
 
 
 class BulkOcrError(Exception):
@@ -13,6 +15,16 @@ class BulkOcrError(Exception):
 
 class PermanentError(BulkOcrError):
     """Retrying cannot help: finish the message and record the cause."""
+
+
+class Unfinished(Exception):
+    """Raised by a handler that did part of its message: `remaining` (a payload of the same
+    topic) is the part left, which the retry and give-up reports speak of. nsqd still
+    redelivers or dead-letters the whole message. Mixed with `PermanentError` or not."""
+
+    def __init__(self, cause: str, remaining: Any) -> None:
+        super().__init__(cause)
+        self.remaining = remaining
 
 
 class PublishError(BulkOcrError):

@@ -191,9 +191,10 @@ class Coordinator:
             if error is not None:
                 log.info("page_failed", doc_id=report.doc_id, page=report.page, error=error)
             self.events.page(report)
-        if stored:
-            self._active(state)
-        if stored and state.finished and state.finished_at is None:
+        if not stored:
+            return
+        self._active(state)
+        if state.finished and state.finished_at is None:
             await self.flush_job(state)  # its last page is in: finished now, not at the next flush
 
     async def retrying(self, retrying: PageRetrying) -> None:

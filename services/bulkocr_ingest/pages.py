@@ -74,8 +74,8 @@ async def split_and_queue(
                         continue
                     batch.append(tasks[page.number])
                     if len(batch) >= deps.settings.publish_batch:
-                        going_on = await announcements.send(batch.copy())
-                        batch.clear()
+                        going_on = await announcements.send(batch)
+                        batch = []
                         if not going_on:
                             return
         if batch:

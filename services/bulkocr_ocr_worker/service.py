@@ -44,7 +44,7 @@ from bulkocr.contracts import (
     PageTask,
     PageTimings,
 )
-from bulkocr.errors import BlobNotFound, PermanentError
+from bulkocr.errors import BlobNotFound, PermanentError, Unfinished
 from bulkocr.mongo import JobStore, connect_mongo, document_key
 from bulkocr.nsq import Delivery, NsqPublisher, local_nsqd
 from bulkocr.page_model import PageQuality, PageText
@@ -108,6 +108,11 @@ class WorkerSettings(BaseSettings):
         self.tiling()  # an overlap as wide as the tile fails here, at start, not on the first big page
         return self
 
+    @property
+    def pages_in_hand(self) -> int:
+        """Messages taken at once, and pages read at once: one per process, plus the prefetch."""
+        return self.ocr_processes + self.ocr_prefetch
+
     def tiling(self) -> TilingSettings:
         return TilingSettings(
             above_side=self.rapidocr_tile_above_side,
@@ -149,33 +154,27 @@ class Deps:
     blobs: BlobStore
     store: JobStore
     publisher: NsqPublisher
-    # Pages being fetched and read at once, whatever batches they came in: the pool's
-    # processes plus the prefetch (a page waiting longer for a process would eat its timeout).
-    reading: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     stats: WorkerStats = field(default_factory=WorkerStats)
     # job id -> (when it was checked, whether it was cancelled)
     cancelled: dict[str, tuple[float, bool]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Pages fetched and read at once, whatever batches they came in (a page waiting
+        # longer for a process would eat its timeout).
+        self.reading = asyncio.Semaphore(self.settings.pages_in_hand)
 
 
 def result_blob_key(task: PageTask) -> str:
     return f"jobs/{task.job_id}/results/{task.doc_id}/{task.page:05d}.json"
 
 
-class PagesNotRead(Exception):
+class PagesNotRead(Unfinished):
     """Some pages of a batch could not be read this time (the others were reported done):
     the batch is tried again, and its retry and failure reports name these pages only."""
 
-    def __init__(self, cause: str, remaining: PageBatch) -> None:
-        super().__init__(cause)
-        self.remaining = remaining
 
-
-class PagesUnreadable(PermanentError):
+class PagesUnreadable(Unfinished, PermanentError):
     """Pages of a batch failed through their own fault (the others were reported done)."""
-
-    def __init__(self, cause: str, remaining: PageBatch) -> None:
-        super().__init__(cause)
-        self.remaining = remaining
 
 
 async def handle_batch(batch: PageBatch, delivery: Delivery, *, deps: Deps) -> None:
@@ -362,12 +361,11 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
             nsq = await local_nsqd(session, nsq)  # this node's nsqd, where the stack runs one per node
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:
             deps = Deps(settings, worker_id, pool, make_blob_store(blob, db), JobStore(db), publisher)
-            deps.reading = asyncio.Semaphore(settings.ocr_processes + settings.ocr_prefetch)
             pages = Subscription(
                 PAGE_BATCH,
                 OCR_CHANNEL,
                 functools.partial(handle_batch, deps=deps),
-                max_in_flight=settings.ocr_processes + settings.ocr_prefetch,
+                max_in_flight=settings.pages_in_hand,
                 on_give_up=functools.partial(report_failure, deps=deps),
                 on_retry=functools.partial(report_retry, deps=deps),
                 # A page has its own attempts and retry delay, then fails with its cause.

@@ -10,6 +10,8 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -36,24 +38,36 @@ def tiff_of(pages: int) -> bytes:
 BIG_JOB_PAGES = 2000
 
 
-async def test_aggregator_killed_mid_way_through_a_big_job_rebuilds_its_tallies(tmp_path):
-    """kill -9 of the aggregator a few hundred pages into a 2,000-page job: the restarted one
-    takes the job over (one scan), its tallies match the stored outcomes exactly, and the job
-    completes with every page once and per-node totals that add up."""
+async def big_job_with_a_kill(
+    tmp_path: Path, name: str, kill: Callable[[LocalStack], None]
+) -> tuple[LocalStack, client.Status, list[tuple[int, str]]]:
+    """A 2,000-page job of quick pages on its own stack, `kill` done a few hundred pages in:
+    the stack (its logs stay readable), the job's final status and its stored outcomes."""
     environment = {**os.environ, **CHAOS_ENV, "BULKOCR_BLOB_BACKEND": "directory", "BULKOCR_NULL_SECONDS_PER_PAGE": "0"}
     with LocalStack(tmp_path / "stack", workers=2, environment=environment, grace_s=10) as stack:
         async with (
             aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
             connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db,
         ):
-            job_id = await submit_tiff(http, stack, "box-17.tif", BIG_JOB_PAGES)
+            job_id = await submit_tiff(http, stack, name, BIG_JOB_PAGES)
             await client.wait_for_pages(http, stack.gateway_url, job_id, 300, timeout_s=120)
-            stack.stop_service("aggregator", kill=True)
-            stack.start_service("aggregator", "bulkocr_aggregator")
+            kill(stack)
             final = await client.wait_finished(http, stack.gateway_url, job_id, timeout_s=300)
-            store = SeedStore(db)
-            outcomes = store.pages.find({"job_id": job_id})
+            outcomes = SeedStore(db).pages.find({"job_id": job_id})
             stored = sorted([(page["page"], page["status"]) async for page in outcomes])
+    return stack, final, stored
+
+
+def restart_aggregator(stack: LocalStack) -> None:
+    stack.stop_service("aggregator", kill=True)
+    stack.start_service("aggregator", "bulkocr_aggregator")
+
+
+async def test_aggregator_killed_mid_way_through_a_big_job_rebuilds_its_tallies(tmp_path):
+    """kill -9 of the aggregator a few hundred pages into a 2,000-page job: the restarted one
+    takes the job over (one scan), its tallies match the stored outcomes exactly, and the job
+    completes with every page once and per-node totals that add up."""
+    stack, final, stored = await big_job_with_a_kill(tmp_path, "box-17.tif", restart_aggregator)
     progress = final["progress"]
     assert final["status"] == "completed", final
     assert progress == {"pages_total": BIG_JOB_PAGES, "pages_done": BIG_JOB_PAGES, "pages_failed": 0, "percent": 100.0}
@@ -68,19 +82,9 @@ async def test_a_worker_killed_holding_batches_of_quick_pages_loses_none(tmp_pat
     """kill -9 of one OCR worker a few hundred pages into a 2,000-page job of quick pages,
     which travel 32 to a message: the batches it held come back to the other worker once
     their time is up, and the job completes with every page once, counted once."""
-    environment = {**os.environ, **CHAOS_ENV, "BULKOCR_BLOB_BACKEND": "directory", "BULKOCR_NULL_SECONDS_PER_PAGE": "0"}
-    with LocalStack(tmp_path / "stack", workers=2, environment=environment, grace_s=10) as stack:
-        async with (
-            aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
-            connect_mongo(MongoSettings(url=stack.servers.addresses.mongo_url, timeout_s=3)) as db,
-        ):
-            job_id = await submit_tiff(http, stack, "box-18.tif", BIG_JOB_PAGES)
-            await client.wait_for_pages(http, stack.gateway_url, job_id, 300, timeout_s=120)
-            stack.stop_service("ocr-worker-1", kill=True)
-            final = await client.wait_finished(http, stack.gateway_url, job_id, timeout_s=300)
-            stored = sorted(
-                [(page["page"], page["status"]) async for page in SeedStore(db).pages.find({"job_id": job_id})]
-            )
+    stack, final, stored = await big_job_with_a_kill(
+        tmp_path, "box-18.tif", lambda stack: stack.stop_service("ocr-worker-1", kill=True)
+    )
     assert final["status"] == "completed", final
     assert final["progress"]["pages_done"] == BIG_JOB_PAGES
     assert stored == [(page, "done") for page in range(1, BIG_JOB_PAGES + 1)]

@@ -27,7 +27,7 @@ from bulkocr.contracts import (
     Topic,
     dead_letter_topic,
 )
-from bulkocr.errors import PermanentError, PublishError
+from bulkocr.errors import PermanentError, PublishError, Unfinished
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming, local_nsqd
 from bulkocr.settings import NsqSettings
 from bulkocr_devstack.servers import LocalServers
@@ -241,10 +241,8 @@ async def test_permanent_error_is_dead_lettered_at_once_and_reported(ping_topic,
     assert letters[0].attempts == 1
 
 
-class PartlyDone(Exception):
-    def __init__(self, cause: str, remaining: Ping) -> None:
-        super().__init__(cause)
-        self.remaining = remaining
+class PartlyDone(Unfinished):
+    """A handler's own error for the part of its message it left."""
 
 
 async def test_the_retry_and_give_up_reports_speak_of_the_part_a_handler_left(ping_topic, publisher, nsq_settings):

@@ -42,9 +42,7 @@ def png(width: int, height: int) -> bytes:
 @pytest.fixture
 async def worker(db: Database, blobs: BlobStore, publisher: NsqPublisher) -> AsyncIterator[Deps]:
     pool = OcrPool(1, {"null": {}}, preload="null")
-    deps = Deps(WorkerSettings(engine="null", node_id="node-a"), "node-a-1", pool, blobs, JobStore(db), publisher)
-    deps.reading = asyncio.Semaphore(2)
-    yield deps
+    yield Deps(WorkerSettings(engine="null", node_id="node-a"), "node-a-1", pool, blobs, JobStore(db), publisher)
     await asyncio.to_thread(pool.close)
 
 

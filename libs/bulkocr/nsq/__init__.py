@@ -7,8 +7,8 @@
   dead-letter topic with its cause (then FIN); any other exception means REQ with
   exponential backoff. A message delivered more often than the attempts allowed (its
   earlier deliveries crashed or hung their consumer) is dead-lettered before it runs.
-  A handler that did part of its message raises an error with `remaining` (the part left,
-  same payload type): the retry and give-up reports then speak of that part only.
+  A handler that did part of its message raises `Unfinished` with the part left: the retry
+  and give-up reports then speak of that part only.
   Long handlers are TOUCHed automatically. Leaving the block drains: no new messages,
   in-flight handlers finish (or are given back), then the connections close without
   pynsq's reconnect noise.

@@ -14,7 +14,7 @@ import nsq  # pynsq ships no type information: see [[tool.mypy.overrides]]
 import structlog
 
 from bulkocr.contracts import DeadLetter, DecodeError, M, Topic, dead_letter_topic
-from bulkocr.errors import PermanentError
+from bulkocr.errors import PermanentError, Unfinished
 from bulkocr.metrics import IN_FLIGHT, MESSAGE_SECONDS, MESSAGES
 from bulkocr.nsq.publish import POLL_S, NsqPublisher
 from bulkocr.settings import NsqSettings
@@ -273,10 +273,10 @@ def _since(started: float) -> float:
 
 def _unfinished(payload: M, error: BaseException) -> M:
     """What `on_retry` and `on_give_up` report on: the part of the message its handler did
-    not do, when the error says (`remaining`, a payload of the same topic), else all of it.
-    nsqd still redelivers or dead-letters the whole message."""
-    remaining = getattr(error, "remaining", None)
-    return remaining if isinstance(remaining, type(payload)) else payload
+    not do when the error is `Unfinished` (and names a payload of the same topic), else all of it."""
+    if isinstance(error, Unfinished) and isinstance(error.remaining, type(payload)):
+        return error.remaining
+    return payload
 
 
 def _log_context(payload: object) -> dict[str, object]:
