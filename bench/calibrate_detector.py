@@ -47,7 +47,7 @@ def detector_inputs() -> list[numpy.ndarray[Any, Any]]:
 
     session.__call__ = capture
     try:
-        engine = RapidOcrEngine(int8_detector=False)
+        engine = RapidOcrEngine(int8_detector=False, runtime="onnxruntime")  # the session patched above
         pages = render_pdf_pages(TEST_DATA / "multipage.pdf") + render_pdf_pages(TEST_DATA / "blank.pdf")
         for page in pages:
             if max(page.size) <= MAX_SIDE:

@@ -51,6 +51,7 @@ from bulkocr.page_model import PageQuality, PageText
 from bulkocr.service import Subscription, run_service, serve
 from bulkocr.settings import BlobSettings, MongoSettings, NsqSettings
 from bulkocr_ocr_worker.engines import EngineUnavailableError
+from bulkocr_ocr_worker.engines.runtimes import RuntimeName
 from bulkocr_ocr_worker.metrics import OCR_SECONDS, PAGES
 from bulkocr_ocr_worker.pool import EngineSettings, OcrPool, PageUnreadable
 from bulkocr_ocr_worker.tiling import TilingSettings
@@ -82,7 +83,9 @@ class WorkerSettings(BaseSettings):
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     inline_result_max_bytes: int = Field(default=256 * 1024, gt=0)
     rapidocr_det_limit_side_len: int = Field(default=1280, gt=0)
-    # The recogniser's matrix products and the detector's convolutions in int8 (engines/quantized.py).
+    # OpenVINO where the CPU computes in bf16, else onnxruntime (engines/runtimes.py).
+    rapidocr_runtime: RuntimeName = "auto"
+    # On onnxruntime, the recogniser's matrix products and the detector's convolutions in int8 (engines/quantized.py).
     rapidocr_int8_recognizer: bool = True
     rapidocr_int8_detector: bool = True
     # Big pages whose text the detector would see too small are read in overlapping tiles (tiling.py).
@@ -127,6 +130,7 @@ class WorkerSettings(BaseSettings):
                 "det_limit_side_len": self.rapidocr_det_limit_side_len,
                 "int8_recognizer": self.rapidocr_int8_recognizer,
                 "int8_detector": self.rapidocr_int8_detector,
+                "runtime": self.rapidocr_runtime,
                 "tiling": self.tiling(),
             },
             "null": {"seconds_per_page": self.null_seconds_per_page},

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy
 import onnx
@@ -25,6 +27,7 @@ from bulkocr_ocr_worker.engines import (
     read_page,
 )
 from bulkocr_ocr_worker.engines import rapidocr as rapidocr_module
+from bulkocr_ocr_worker.engines.openvino_models import WIDTH_STEP, OpenVinoModel, PaddedWidths
 from bulkocr_ocr_worker.engines.quantized import DETECTOR_RANGES, QDQ_OPSET, int8_detector_model, int8_matmul_model
 from tests.ocr_quality import TEST_DATA, character_error_rate
 
@@ -164,6 +167,37 @@ def test_worker_processes_starting_together_derive_one_whole_model(
     assert [path.name for path in tmp_path.iterdir()] == [derived[0].name]
 
 
+def _line_batch(page: Image.Image, quad: Sequence[tuple[float, float]]) -> numpy.ndarray[Any, Any]:
+    """A detected line as rapidocr hands it to the recogniser: 48 px high, scaled to -1..1, no padding."""
+    xs, ys = [x for x, _ in quad], [y for _, y in quad]
+    line = page.convert("RGB").crop((int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1))
+    line = line.resize((max(math.ceil(48 * line.width / line.height), 8), 48), Image.Resampling.BILINEAR)
+    return (numpy.asarray(line, numpy.float32).transpose(2, 0, 1)[numpy.newaxis] / 255 - 0.5) / 0.5
+
+
+def test_the_openvino_recogniser_reads_padded_widths_as_the_real_ones(
+    rapidocr_engine: RapidOcrEngine, typewriter: Image.Image
+) -> None:
+    """Lines are padded to a few widths so OpenVINO keeps few shapes; the output is cut back to
+    the steps of the real width (so word boxes are placed on the real line) and reads the same."""
+    model = OpenVinoModel(rapidocr_module.bundled_models() / rapidocr_module.RAPIDOCR_REC_MODEL, threads=1)
+    padded = PaddedWidths(model)
+    for width in [*range(320, 337), 641, 1283]:  # every remainder of the 8 px stride
+        blank = numpy.zeros((1, 3, 48, width), numpy.float32)
+        assert padded(blank).shape == model(blank).shape, width
+
+    lines = [_line_batch(typewriter, quad) for quad in rapidocr_engine.find_text_lines(typewriter)[:12]]
+    assert len({line.shape[-1] % WIDTH_STEP for line in lines}) > 1
+    for line in lines:
+        assert _decoded(padded(line)) == _decoded(model(line))
+
+
+def _decoded(output: numpy.ndarray[Any, Any]) -> list[int]:
+    """The characters a recogniser's output reads as, by index: CTC's best path, repeats and blanks (0) dropped."""
+    best = output[0].argmax(axis=1).tolist()
+    return [index for step, index in enumerate(best) if index and (step == 0 or best[step - 1] != index)]
+
+
 def test_rapidocr_engine_reads_a_typewritten_page(
     rapidocr_engine: RapidOcrEngine, typewriter: Image.Image, typewriter_truth: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -173,7 +207,8 @@ def test_rapidocr_engine_reads_a_typewritten_page(
 
     assert character_error_rate(page.text, typewriter_truth) <= 0.02
     assert (page.width, page.height, page.rotation) == (typewriter.width, typewriter.height, 0)
-    assert page.engine.startswith("rapidocr 3.10.0")
+    assert page.engine.startswith("rapidocr 3.10.0 PP-OCRv6 small on ")
+    assert rapidocr_engine.runtime.name in page.engine  # which runtime read it, for an operator comparing nodes
     assert page.lines[0].text.startswith("Linzensoep")
     for line in page.lines:
         assert line.words

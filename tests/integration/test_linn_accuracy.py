@@ -17,9 +17,10 @@ from tests.ocr_quality import TEST_DATA, character_error_rate, render_pdf_pages
 MAX_CHARACTER_ERROR_RATE = 0.03
 
 
-@pytest.fixture(scope="module")
-def rapidocr_engine() -> RapidOcrEngine:
-    return RapidOcrEngine()
+@pytest.fixture(scope="module", params=["onnxruntime", "openvino"])
+def rapidocr_engine(request: pytest.FixtureRequest) -> RapidOcrEngine:
+    """Both runtimes, whichever `auto` takes on this machine: a cluster may mix CPUs."""
+    return RapidOcrEngine(runtime=request.param)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""PP-OCRv6 small on onnxruntime through rapidocr: the default engine (Latin scripts,
+"""PP-OCRv6 small through rapidocr: the default engine (Latin scripts,
 Chinese, Japanese). Big pages with small text are read in tiles (tiling.py)."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from PIL import Image
 from bulkocr.page_model import PageText
 from bulkocr_ocr_worker.engines.base import EngineUnavailableError
 from bulkocr_ocr_worker.engines.lines import as_quad, clipped_confidence, page_sized, placed_line
+from bulkocr_ocr_worker.engines.openvino_models import OpenVinoModel, PaddedWidths
 from bulkocr_ocr_worker.engines.quantized import int8_detector_model, int8_matmul_model
+from bulkocr_ocr_worker.engines.runtimes import RuntimeName, choose_runtime, rapidocr_params
 from bulkocr_ocr_worker.orientation import find_orientation, greyscale_or_rgb
 from bulkocr_ocr_worker.reading_order import Quad, order_lines
 from bulkocr_ocr_worker.tiling import TextLine, Tile, TilingSettings, plan_tiles, read_tiled
@@ -33,13 +35,15 @@ def bundled_models() -> Path:
 
 
 class RapidOcrEngine:
-    """PP-OCRv6 small detection and recognition on onnxruntime, through rapidocr 3.10.
+    """PP-OCRv6 small detection and recognition through rapidocr 3.10, on the runtime
+    `runtime` names (runtimes.py: `auto` picks OpenVINO on CPUs that compute in bf16).
 
     The models ship inside the rapidocr wheel; they are passed by path so rapidocr never
     reaches its download code. The recogniser is multilingual (Latin scripts, Chinese,
     Japanese), so `language` needs no model switch and is accepted only for the interface.
-    With `int8_recognizer` the recogniser's matrix products run in int8, with `int8_detector`
-    the detector's convolutions (quantized.py).
+    On onnxruntime, with `int8_recognizer` the recogniser's matrix products run in int8, with
+    `int8_detector` the detector's convolutions (quantized.py); OpenVINO runs the shipped
+    models, which it computes in bf16 faster than either int8 model.
     """
 
     name = "rapidocr"
@@ -54,6 +58,7 @@ class RapidOcrEngine:
         tiling: TilingSettings | None = None,
         int8_recognizer: bool = True,
         int8_detector: bool = True,
+        runtime: RuntimeName = "auto",
     ) -> None:
         try:
             rapidocr = importlib.import_module("rapidocr")
@@ -67,15 +72,24 @@ class RapidOcrEngine:
             # A rapidocr release without bundled models would try to download them: refuse loudly.
             raise EngineUnavailableError(f"rapidocr {version} lacks bundled models: {missing}")
         try:
-            if int8_detector:
+            chosen = choose_runtime(runtime)
+        except ImportError as error:
+            raise EngineUnavailableError(str(error)) from error
+        int8 = []
+        if chosen.name == "onnxruntime":
+            int8 = [part for part, wanted in (("det", int8_detector), ("rec", int8_recognizer)) if wanted]
+        try:
+            if "det" in int8:
                 det_model = int8_detector_model(det_model)
-            if int8_recognizer:
+            if "rec" in int8:
                 rec_model = int8_matmul_model(rec_model)
         except ImportError as error:
             raise EngineUnavailableError(f"the int8 models need the onnx package: {error}") from error
 
-        int8 = [part for part, wanted in (("det", int8_detector), ("rec", int8_recognizer)) if wanted]
-        self.version = f"rapidocr {version} PP-OCRv6 small" + (f" int8 {'+'.join(int8)}" if int8 else "")
+        self.runtime = chosen
+        self.version = f"rapidocr {version} PP-OCRv6 small on {chosen.label}" + (
+            f" int8 {'+'.join(int8)}" if int8 else ""
+        )
         self._det_limit_side_len = det_limit_side_len
         self._tiling = tiling or TilingSettings()
         self._ocr: RapidOCR = rapidocr.RapidOCR(
@@ -93,10 +107,14 @@ class RapidOcrEngine:
                 "Det.limit_type": "max",
                 "Det.limit_side_len": det_limit_side_len,
                 "Rec.rec_batch_num": 1,  # larger batches pad short lines to the longest: slower on CPU
-                "EngineConfig.onnxruntime.intra_op_num_threads": threads,
-                "EngineConfig.onnxruntime.inter_op_num_threads": threads,
+                **rapidocr_params(chosen, threads),
             }
         )
+        if chosen.name == "openvino":
+            # rapidocr 3.10 builds its models on first use (its `_load_*` methods); built now,
+            # their sessions are swapped for ones whose memory stays bounded (openvino_models.py).
+            self._ocr._load_det_model().session = OpenVinoModel(det_model, threads)
+            self._ocr._load_rec_model().session = PaddedWidths(OpenVinoModel(rec_model, threads))
         cv2 = importlib.import_module("cv2")
         cv2.setNumThreads(threads)  # OpenCV's resize/warp pool would otherwise take every core
 
