@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.synchronize import Barrier
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -43,18 +44,32 @@ class OcrTimedOut(RuntimeError):
     page can be tried again."""
 
 
+START_TIMEOUT_S = 300.0
+"""Longest a pool may take to start every process and ready its engine."""
+
 # Per pool process, never in the service process: engines loaded on first use of each name.
 _engines: dict[str, OcrEngine] = {}
 _settings: EngineSettings = {}
+_all_started: list[Barrier] = []
 
 
-def _start_process(settings: EngineSettings, preload: str, max_page_pixels: int, parent: int) -> None:
+def _start_process(
+    settings: EngineSettings, preload: str, max_page_pixels: int, parent: int, all_started: Barrier
+) -> None:
     die_with_parent(parent)
     # Ingest already refused pages over this limit; Pillow's own (89.5 MP) must not refuse the rest.
     Image.MAX_IMAGE_PIXELS = max_page_pixels
     _settings.update(settings)
+    _all_started.append(all_started)
     if preload:
-        _engine(preload)
+        # Read once now: a runtime prepares itself on its first call (OpenVINO: 1-2 s), which
+        # the first page would otherwise wait for.
+        read_page(_engine(preload), Image.new("L", (640, 480), 255), language=None, dpi=300)
+
+
+def _started() -> None:
+    """Returns once every process of the pool has started: none can run two of these calls."""
+    _all_started[0].wait(START_TIMEOUT_S)
 
 
 def _engine(name: str) -> OcrEngine:
@@ -120,11 +135,31 @@ class OcrPool:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # spawn, not fork: the parent runs an event loop and sockets a child must not inherit.
+        context = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(
             max_workers=self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_start_process,
-            initargs=(self._engine_settings, self._preload, self._max_page_pixels, os.getpid()),
+            initargs=(
+                self._engine_settings,
+                self._preload,
+                self._max_page_pixels,
+                os.getpid(),
+                context.Barrier(self.processes),
+            ),
+        )
+
+    async def start(self) -> None:
+        """Every process started, its engine built and used once; raises if one cannot start.
+        Processes otherwise start with the first pages, which then wait seconds for them."""
+        if self._preload in self._inline:
+            return  # the worker's own engine runs in the service process
+        loop = asyncio.get_running_loop()
+        # One call per process: each spawns a process, and the barrier keeps a process that
+        # started early from taking a second call.
+        await asyncio.wait_for(
+            asyncio.gather(*(loop.run_in_executor(self._executor, _started) for _ in range(self.processes))),
+            START_TIMEOUT_S,
         )
 
     async def read(

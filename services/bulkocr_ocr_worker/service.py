@@ -361,6 +361,11 @@ async def run(settings: WorkerSettings, nsq: NsqSettings, mongo: MongoSettings, 
         page_timeout_s=settings.page_timeout_s,
     )
     try:
+        started = time.perf_counter()
+        # Pages are taken only once they can be read at once (readiness waits too).
+        await pool.start()
+        seconds = round(time.perf_counter() - started, 2)
+        log.info("ocr_processes_started", processes=settings.ocr_processes, seconds=seconds)
         async with aiohttp.ClientSession() as session:
             nsq = await local_nsqd(session, nsq)  # this node's nsqd, where the stack runs one per node
         async with connect_mongo(mongo) as db, NsqPublisher(nsq) as publisher:

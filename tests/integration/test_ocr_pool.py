@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -78,5 +79,29 @@ async def test_a_page_over_its_deadline_kills_its_process_and_the_pool_serves_on
         await eventually(lambda: not any(alive(pid) for pid in old), what="the old processes to be killed")
         with pytest.raises(OcrTimedOut, match="took longer than 1 s: its OCR process was killed"):
             await pool.read(png, engine="null", language=None, dpi=300)
+    finally:
+        pool.close()
+
+
+async def test_a_started_pool_has_every_process_running_its_engine_before_the_first_page():
+    """`start()` returns once each process has built its engine and read a page with it, so
+    the worker takes pages only when it can read them at once."""
+    pool = OcrPool(3, {"null": {"seconds_per_page": 0.01}}, preload="null")
+    try:
+        assert pool.pids() == []  # processes start with the first page unless started
+        await pool.start()
+        assert len(pool.pids()) == 3
+        assert all(alive(pid) for pid in pool.pids())
+    finally:
+        pool.close()
+
+
+async def test_a_pool_whose_engine_cannot_load_fails_to_start():
+    """A worker whose engine cannot be built stops at start (the process logs the engine's
+    error), instead of taking pages and failing each of them."""
+    pool = OcrPool(2, {}, preload="paddle")  # the paddle engine without its model folders
+    try:
+        with pytest.raises(BrokenProcessPool):
+            await pool.start()
     finally:
         pool.close()
