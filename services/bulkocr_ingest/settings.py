@@ -27,13 +27,18 @@ class IngestSettings(BaseSettings):
     split_memory_mb: int = Field(default=2048, ge=128)
     # Longest a split process may take to count a document's pages or to produce one page.
     split_timeout_s: float = Field(default=300.0, gt=0)
+    # Niceness of the split processes: pages are rendered ahead of OCR, which has the CPU
+    # first where both run on one node (0: equal shares).
+    split_nice: int = Field(default=10, ge=0, le=19)
     # An archive member's name (archive name / path inside it) is cut to this many characters:
     # a ZIP may hold 64 KiB names, and names travel in messages and in one record per archive.
     max_filename_chars: int = Field(default=255, ge=16)
     work_dir: Path | None = None
 
     def process_limits(self) -> ProcessLimits:
-        return ProcessLimits(memory_bytes=self.split_memory_mb << 20, call_timeout_s=self.split_timeout_s)
+        return ProcessLimits(
+            memory_bytes=self.split_memory_mb << 20, call_timeout_s=self.split_timeout_s, nice=self.split_nice
+        )
 
     def limits(self) -> SplitLimits:
         return SplitLimits(

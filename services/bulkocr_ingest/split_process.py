@@ -59,15 +59,19 @@ class SplitterBreach(DocumentError):
 class ProcessLimits:
     memory_bytes: int
     call_timeout_s: float
+    nice: int = 0
 
 
 # --- the child ----------------------------------------------------------------------
 
 
-def _serve(connection: Connection, memory_bytes: int, parent: int) -> None:
+def _serve(connection: Connection, limits: ProcessLimits, parent: int) -> None:
     """The child's loop: one request in, one answer out, until the pipe closes."""
     die_with_parent(parent)
+    memory_bytes = limits.memory_bytes
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    # Rendering runs ahead of OCR: where they share a node, OCR has the CPU first.
+    os.nice(limits.nice)
     pages: Any = None
     # An error met after some pages of a batch were made: those pages go first, it comes next.
     deferred: Exception | None = None
@@ -202,7 +206,7 @@ class SplitProcess:
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=_serve, args=(theirs, self._limits.memory_bytes, os.getpid()), name="bulkocr-splitter", daemon=True
+            target=_serve, args=(theirs, self._limits, os.getpid()), name="bulkocr-splitter", daemon=True
         )
         await asyncio.to_thread(process.start)
         theirs.close()

@@ -148,6 +148,17 @@ async def test_a_split_process_killed_mid_page_fails_the_document_not_the_servic
     assert len(await all_pages(process, TEST_DATA / "typewriter.png")) == 1
 
 
+async def test_split_processes_render_at_their_niceness_so_ocr_on_the_node_comes_first():
+    """Ingest's rendering runs ahead of OCR; where both share a node's cores, the split
+    processes yield to the OCR processes (BULKOCR_INGEST_SPLIT_NICE)."""
+    with SplitProcesses(1, ProcessLimits(memory_bytes=2048 * MIB, call_timeout_s=60, nice=7)) as pool:
+        path = TEST_DATA / "typewriter.png"
+        async with pool.lease() as process:
+            assert await process.count_pages(path, name=path.name, limits=DEFAULT_LIMITS) == 1
+        (pid,) = pool.pids()
+        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+
+
 async def test_documents_wait_for_a_free_split_process_and_processes_end_with_the_pool():
     """Two processes serve three documents: the third waits for a lease; leaving the pool
     ends every child."""
