@@ -94,7 +94,7 @@ class Coordinator:
             page_window=self.windows.pages,
             document_window=self.windows.documents,
             max_pages=self.windows.max_job_pages,
-            batching=self.windows.sizer(),
+            batching=self.windows.sizer(str(job.get("options", {}).get("engine", ""))),
         )
         state.cancelled = job["status"] == "cancelled"
         state.started_at = job.get("started_at")

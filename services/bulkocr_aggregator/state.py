@@ -43,9 +43,13 @@ class Windows:
     # Quick pages go several to a message, about this much reading each, at most this many.
     batch_seconds: float = 0.2
     batch_pages: int = 32
+    engine_pace: dict[str, float] = field(default_factory=dict)
+    """Seconds a page of each engine took lately, across jobs (batches.py)."""
 
-    def sizer(self) -> BatchSizer:
-        return BatchSizer(seconds=self.batch_seconds, most=self.batch_pages)
+    def sizer(self, engine: str) -> BatchSizer:
+        return BatchSizer(
+            seconds=self.batch_seconds, most=self.batch_pages, engine=engine, engine_pace=self.engine_pace
+        )
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bulkocr.contracts import PageTask
 from bulkocr_aggregator.batches import BatchSizer
+from bulkocr_aggregator.state import Windows
 
 
 def tasks(count: int) -> list[PageTask]:
@@ -46,3 +47,21 @@ def test_batches_keep_every_task_once_and_in_order():
     assert [len(batch.tasks) for batch in batches] == [4, 4, 2]
     assert [task for batch in batches for task in batch.tasks] == tasks(10)
     assert all(batch.job_id == "j" for batch in batches)
+
+
+def test_a_job_starts_at_the_pace_of_its_engines_latest_pages():
+    """The first window of a job of quick pages goes in batches when the aggregator has just
+    read that engine's quick pages, not one page a message; another engine's pace is not
+    taken, and a slower job corrects the size with its first page."""
+    windows = Windows(batch_seconds=0.2, batch_pages=32)
+    earlier = windows.sizer("null")
+    assert earlier.size == 1  # nothing known of the engine yet
+    for _ in range(20):
+        earlier.observe(0.001)
+
+    assert windows.sizer("null").size == 32
+    assert windows.sizer("rapidocr").size == 1
+
+    slower = windows.sizer("null")
+    slower.observe(0.05)
+    assert slower.size == 4  # its own first page, not a blend with the earlier job's

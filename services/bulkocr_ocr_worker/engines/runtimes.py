@@ -1,8 +1,8 @@
 """Which inference runtime runs the PP-OCR models, and rapidocr's settings for it.
 
 - OpenVINO on a CPU that computes in bfloat16 natively (AMX or AVX-512 BF16): it runs the
-  shipped fp32 models in bf16, about three times as fast as onnxruntime's int8 models at the
-  same error rate (docs/benchmarks.md).
+  shipped fp32 models in bf16, each call about three times as fast as onnxruntime's int8
+  models, twice the pages a minute, at the same error rate (docs/benchmarks.md).
 - onnxruntime elsewhere, with the int8 models (quantized.py): OpenVINO in fp32 was no faster
   than onnxruntime in fp32 on an AVX2 CPU, and int8 is faster still there.
 
