@@ -155,7 +155,7 @@ def _wait(seconds: float) -> None:
 
 
 def engine_alone(files: list[SpeedFile], settings: dict[str, Any]) -> tuple[float, Texts]:
-    """Two processes, one onnxruntime thread each, reading the pages already rendered."""
+    """Two processes, one runtime thread each, reading the pages already rendered."""
     pages = [(image, file.name) for file in files for image in page_images(file)]
     with ProcessPoolExecutor(PROCESSES, get_context("spawn"), _start_engine, (settings,)) as pool:
         list(pool.map(_wait, [1.0] * PROCESSES))  # both processes up and warm

@@ -4,7 +4,8 @@ registry that builds them by name: adding an engine is a module here and a line 
 every registered engine to the interface.
 
 Engines are single-threaded on purpose: the service parallelises with processes, and one
-onnxruntime thread per process is as fast in total as more threads and keeps memory flat.
+runtime thread per process was as fast in total as more threads (measured on onnxruntime)
+and keeps memory flat.
 Engines are built once per worker process with `make_engine(name, **settings)`. Third-party
 OCR packages are imported inside the engine that needs them, so this package (and
 NullEngine) works without the `ocr` extra.
