@@ -31,7 +31,6 @@ import os
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,7 +43,8 @@ from PIL import Image
 
 from bulkocr.contracts import FINISHED_STATUSES, JobOptions, utcnow
 from bulkocr.mongo import connect_mongo, new_job, page_key
-from bulkocr.mongo.records import RESULT_PACKED
+from bulkocr.mongo.records import RESULT_PACKED, packed_result
+from bulkocr.page_model import PageText
 from bulkocr.settings import MongoSettings
 from bulkocr_devstack.stack import LocalStack
 
@@ -281,7 +281,7 @@ async def fill(stack: LocalStack, pages: int, per_job: int = 1000) -> None:
             await db["pages"].insert_many(
                 [{"_id": k, **common, "page": i, "status": "done", "node_id": "n"} for i, k in enumerate(keys, 1)]
             )
-            empty = zlib.compress(b'{"width": 1, "height": 1, "blocks": []}')
+            empty = packed_result(PageText(width=1, height=1, engine="null"))
             await db["page_results"].insert_many([{"_id": k, "job_id": job_id, RESULT_PACKED: empty} for k in keys])
             await db["page_tasks"].insert_many(
                 [{"_id": k, **common, "page": i, "image": k} for i, k in enumerate(keys, 1)]

@@ -31,13 +31,12 @@ from bulkocr.renderers import FORMATS, OcrPage, OutputFormat
 # Formats worth building ahead of a request and keeping (the others render in milliseconds).
 CACHED = frozenset({"pdf"})
 
+Stored = Mapping[str, Any]
+
 
 def cached_formats(job: Stored) -> list[str]:
     """The formats a job asked for (as it named them) that the output builder makes ahead."""
     return [fmt for fmt in job["options"].get("formats", []) if ALIASES.get(fmt) in CACHED]
-
-
-Stored = Mapping[str, Any]
 
 
 def output_format(name: str) -> OutputFormat:

@@ -31,32 +31,27 @@ class BatchSizer:
     seconds: float = 0.2
     most: int = 32
     page_seconds: float | None = None
+    """The job's own estimate, None until its first page is read."""
     engine: str = ""
     engine_pace: dict[str, float] = field(default_factory=dict)
     """Each engine's latest estimate, shared by the sizers of one aggregator's jobs."""
-    observed: int = 0
-    """Pages of this job seen."""
-
-    def __post_init__(self) -> None:
-        if self.page_seconds is None:
-            self.page_seconds = self.engine_pace.get(self.engine)
 
     def observe(self, seconds: float) -> None:
         """A page of the job was read in `seconds` (fetching its image included)."""
-        if self.page_seconds is None or not self.observed:
-            self.page_seconds = seconds  # the job's own first page outweighs any other job's
+        if self.page_seconds is None:
+            self.page_seconds = seconds
         else:
             self.page_seconds += SMOOTHING * (seconds - self.page_seconds)
-        self.observed += 1
         self.engine_pace[self.engine] = self.page_seconds
 
     @property
     def size(self) -> int:
-        if self.page_seconds is None or self.seconds <= 0:
+        page_seconds = self.engine_pace.get(self.engine) if self.page_seconds is None else self.page_seconds
+        if page_seconds is None or self.seconds <= 0:
             return 1
-        if self.page_seconds <= 0:
+        if page_seconds <= 0:
             return self.most
-        return max(1, min(self.most, int(self.seconds / self.page_seconds)))
+        return max(1, min(self.most, int(self.seconds / page_seconds)))
 
     def batches(self, job_id: str, tasks: Sequence[PageTask]) -> list[PageBatch]:
         """The tasks in order, in batches of the current size."""

@@ -30,6 +30,7 @@ from bulkocr.contracts import (
     DocumentPlanned,
     DocumentTask,
     JobCompleted,
+    JobOptions,
     JobSubmitted,
     PageDone,
     PageFailed,
@@ -41,6 +42,7 @@ from bulkocr.contracts import (
 from bulkocr.errors import PublishError
 from bulkocr.mongo import AggregatorJobStore, DocumentRecord, attempt_fields, page_key, task_from_manifest, unplanned
 from bulkocr.nsq import NsqPublisher
+from bulkocr.wire import read_stored
 from bulkocr_aggregator.document_state import DocumentState, PageOutcome
 from bulkocr_aggregator.events import EventFeed
 from bulkocr_aggregator.recount import recount
@@ -94,7 +96,7 @@ class Coordinator:
             page_window=self.windows.pages,
             document_window=self.windows.documents,
             max_pages=self.windows.max_job_pages,
-            batching=self.windows.sizer(str(job.get("options", {}).get("engine", ""))),
+            batching=self.windows.sizer(read_stored(JobOptions, job["options"]).engine),
         )
         state.cancelled = job["status"] == "cancelled"
         state.started_at = job.get("started_at")

@@ -59,13 +59,9 @@ def rapidocr_params(runtime: Runtime, threads: int) -> dict[str, Any]:
             "EngineConfig.onnxruntime.inter_op_num_threads": threads,
         }
     # rapidocr's own OpenVINO sessions only read the recogniser's characters: the engine
-    # replaces them with openvino_models' (rapidocr cannot bound their memory).
+    # replaces them with openvino_models', which take `threads` (rapidocr cannot bound their memory).
     engine_type = importlib.import_module("rapidocr").EngineType.OPENVINO
-    return {
-        "Det.engine_type": engine_type,
-        "Rec.engine_type": engine_type,
-        "EngineConfig.openvino.inference_num_threads": threads,
-    }
+    return {"Det.engine_type": engine_type, "Rec.engine_type": engine_type}
 
 
 def _openvino_precision() -> str | None:
