@@ -8,6 +8,7 @@ import ctypes
 import os
 import signal
 import sys
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 
@@ -31,3 +32,21 @@ def die_with_parent(parent: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)
+
+
+def lower_priority(by: int) -> None:
+    """Raise this process's niceness by `by`, so that it yields the CPU to every process of
+    the host at the usual niceness, not only to those of its own session."""
+    niceness = os.nice(by)
+    autogroup = Path("/proc/self/autogroup")
+    if by <= 0 or not autogroup.exists():
+        return
+    # With autogroup scheduling (the default of most distributions), the kernel first shares
+    # the CPU between sessions, and niceness only ranks the processes within one: a niced
+    # child of a service would still take its session's full share from the OCR processes.
+    # Its own session, at its niceness, yields as a niced process should.
+    try:
+        os.setsid()
+        autogroup.write_text(str(niceness))
+    except OSError:
+        pass  # a session leader already, or a kernel that refuses: plain niceness still holds

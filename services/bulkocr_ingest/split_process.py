@@ -32,7 +32,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from bulkocr.runtime import die_with_parent
+from bulkocr.runtime import die_with_parent, lower_priority
 from bulkocr_ingest.split import (
     DocumentError,
     Page,
@@ -71,7 +71,7 @@ def _serve(connection: Connection, limits: ProcessLimits, parent: int) -> None:
     memory_bytes = limits.memory_bytes
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     # Rendering runs ahead of OCR: where they share a node, OCR has the CPU first.
-    os.nice(limits.nice)
+    lower_priority(limits.nice)
     pages: Any = None
     # An error met after some pages of a batch were made: those pages go first, it comes next.
     deferred: Exception | None = None

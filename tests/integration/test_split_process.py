@@ -156,7 +156,13 @@ async def test_split_processes_render_at_their_niceness_so_ocr_on_the_node_comes
         async with pool.lease() as process:
             assert await process.count_pages(path, name=path.name, limits=DEFAULT_LIMITS) == 1
         (pid,) = pool.pids()
-        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+        niceness = os.getpriority(os.PRIO_PROCESS, 0) + 7
+        assert os.getpriority(os.PRIO_PROCESS, pid) == niceness
+        if Path("/proc/self/autogroup").exists():
+            # Under autogroup scheduling niceness ranks only a session's own processes: the
+            # child leads its own session, which yields to the OCR workers' sessions.
+            assert os.getsid(pid) == pid
+            assert Path(f"/proc/{pid}/autogroup").read_text().split()[-1] == str(niceness)
 
 
 async def test_documents_wait_for_a_free_split_process_and_processes_end_with_the_pool():
