@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import socket
 import subprocess
@@ -30,7 +31,7 @@ from bulkocr.contracts import (
 from bulkocr.errors import PermanentError, PublishError, Unfinished
 from bulkocr.nsq import Delivery, NsqAdmin, NsqPublisher, consuming, local_nsqd
 from bulkocr.settings import NsqSettings
-from bulkocr_devstack.servers import LocalServers
+from bulkocr_devstack.servers import LocalServers, free_port
 from tests.fakes.crashing_consumer import Crash
 from tests.integration.conftest import nsq_settings_for
 from tests.waiting import eventually
@@ -438,3 +439,30 @@ async def test_a_worker_finds_the_nsqd_of_its_own_node_through_nsqlookupd(nsq_se
         nobody = nsq_settings.model_copy(update={"local_nsqd_hostname": "nsqd-elsewhere", "connect_timeout_s": 1.0})
         with pytest.raises(PublishError, match="no nsqd registered as 'nsqd-elsewhere'"):
             await local_nsqd(session, nobody)
+
+
+async def test_a_topic_no_nsqd_holds_yet_is_polled_quietly_while_a_failing_lookupd_is_logged(
+    topic_name, publisher, nsq_settings, caplog
+):
+    """Until something is published to a topic (a dead-letter topic while nothing has failed),
+    nsqlookupd answers its consumers' polls with 404; operators saw 14 warnings every 10 s from
+    the keeper alone. A lookupd that cannot be reached still shows in the log."""
+    gone = f"127.0.0.1:{free_port()}"
+    unreachable = nsq_settings.model_copy(update={"lookupd_http_addresses": [gone]})
+    topic = Topic(topic_name, Ping)
+
+    async def handle(ping: Ping, delivery: Delivery) -> None:
+        pass
+
+    def warnings(about: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "nsq.reader" and about in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="nsq.reader"):
+        async with (
+            consuming(topic, CHANNEL, handle, publisher=publisher, settings=nsq_settings),
+            consuming(topic, CHANNEL, handle, publisher=publisher, settings=unreachable),
+        ):
+            # Both poll every second: by the third failed poll, the other has polled twice.
+            await eventually(lambda: len(warnings(gone)) >= 3, what="three failed lookupd polls")
+    assert all("query error" in line for line in warnings(gone))
+    assert warnings(nsq_settings.lookupd_http_addresses[0]) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +48,22 @@ Handler = Callable[[M, Delivery], Awaitable[None]]
 GiveUp = Callable[[M, str, int], Awaitable[None]]
 """Called with (message, cause, attempts) before a decoded message is dead-lettered;
 `on_retry` has the same shape and is called when a failed attempt is requeued."""
+
+
+class _TopicNotProducedYet(logging.Filter):
+    """pynsq warns at every lookupd poll while no nsqd holds the topic (nsqlookupd answers 404
+    TOPIC_NOT_FOUND). An nsqd holds only the topics published to it, so that is routine (a
+    dead-letter topic while nothing has failed): 14 warnings every 10 s from the keeper alone.
+    Every other lookupd error is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.args[-1] if isinstance(record.args, tuple) and record.args else None
+        response = getattr(error, "response", None)
+        body = getattr(response, "body", None) or b""
+        return not (getattr(error, "code", None) == 404 and b"TOPIC_NOT_FOUND" in body)
+
+
+logging.getLogger("nsq.reader").addFilter(_TopicNotProducedYet())
 
 
 class _ClosableReader(nsq.Reader):  # type: ignore[misc]  # the base class is untyped
