@@ -42,11 +42,12 @@ def _words(text: str) -> Counter[str]:
     return Counter(re.findall(r"[^\W_]+", text.casefold()))
 
 
-def render_pdf_pages(pdf: Path | bytes, dpi: int = 300) -> list[Image.Image]:
-    """Every page of a PDF (a file or its bytes) as a greyscale image, the way a scan is rasterised for OCR."""
+def render_pdf_pages(pdf: Path | bytes, dpi: int = 300, only: int | None = None) -> list[Image.Image]:
+    """Every page of a PDF (a file or its bytes), or only the one at index `only`, as a
+    greyscale image, the way a scan is rasterised for OCR."""
     with pdfium.PdfDocument(pdf) as document:
         images: list[Image.Image] = []
-        for index in range(len(document)):
+        for index in range(len(document)) if only is None else (only,):
             page = document[index]
             bitmap = page.render(scale=dpi / 72, grayscale=True)
             images.append(bitmap.to_pil().copy())  # copy: the bitmap's buffer is freed on close

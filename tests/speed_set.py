@@ -52,11 +52,11 @@ def speed_files() -> list[SpeedFile]:
     return files
 
 
-def page_images(file: SpeedFile) -> list[Image.Image]:
-    """The file's pages as the ingest service hands them to OCR: PDFs rendered at 300 dpi,
-    images as they are."""
+def page_images(file: SpeedFile, only: int | None = None) -> list[Image.Image]:
+    """The file's pages (or only the one at index `only`) as the ingest service hands them to
+    OCR: PDFs rendered at 300 dpi, images as they are."""
     if file.name.endswith(".pdf"):
-        return render_pdf_pages(file.data)
+        return render_pdf_pages(file.data, only=only)
     with Image.open(io.BytesIO(file.data)) as image:
         return [image.convert("L")]
 
