@@ -8,9 +8,11 @@ import ctypes
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+_AUTOGROUP_TRIES = 20
 
 
 def shutdown_event() -> asyncio.Event:
@@ -47,6 +49,15 @@ def lower_priority(by: int) -> None:
     # Its own session, at its niceness, yields as a niced process should.
     try:
         os.setsid()
-        autogroup.write_text(str(niceness))
     except OSError:
-        pass  # a session leader already, or a kernel that refuses: plain niceness still holds
+        return  # a session leader already: plain niceness still holds
+    for _ in range(_AUTOGROUP_TRIES):
+        try:
+            autogroup.write_text(str(niceness))
+            return
+        except BlockingIOError:
+            # EAGAIN: the kernel takes one such change every 100 ms from unprivileged
+            # processes, and split processes start together.
+            time.sleep(0.1)
+        except OSError:
+            return  # refused: plain niceness still holds
