@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bulkocr.page_model import PageText
 from bulkocr_ocr_worker.engines import EngineUnavailableError, make_engine, read_page
-from bulkocr_ocr_worker.engines.tesseract import ScriptDetector
+from bulkocr_ocr_worker.engines.tesseract import ScriptDetector, tessdata_dir
 from bulkocr_ocr_worker.pool import OcrPool
 from bulkocr_ocr_worker.routing import ScriptUnsupported
 from tests.ocr_quality import character_error_rate
@@ -86,6 +86,22 @@ def test_script_detection_tells_latin_cyrillic_greek_and_arabic_apart():
         assert found is not None
         assert (found.script, found.rotation) == (script.name, 0)
     assert detector.detect(Image.new("L", (2480, 1200), 255)) is None
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "1"])
+def test_script_detection_sees_the_page_tesseract_would_read_from_a_file(mode: str):
+    """The detector hands Tesseract the raw pixels (no PNG written and decoded again): grey,
+    colour and bilevel pages get the answer Tesseract gives for the same page as a PNG."""
+    import tesserocr
+
+    image = render(GREEK, seed=3).rotate(90, expand=True).convert(mode)
+    with tesserocr.PyTessBaseAPI(path=f"{tessdata_dir()}/", lang="osd", psm=tesserocr.PSM.OSD_ONLY) as api:
+        api.SetImage(image.convert("L" if mode == "L" else "RGB"))
+        expected = api.DetectOrientationScript()
+    found = ScriptDetector().detect(image)
+    assert found is not None
+    assert (found.script, found.rotation) == ("Greek", 90)  # turned 90° anticlockwise
+    assert (found.rotation, found.confidence) == ((360 - expected["orient_deg"]) % 360, expected["script_conf"])
 
 
 def test_tesseract_reads_a_latin_page_in_the_job_language():

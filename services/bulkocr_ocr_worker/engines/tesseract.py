@@ -77,6 +77,19 @@ def installed_models(tessdata: Path) -> frozenset[str]:
     return frozenset(path.stem for path in tessdata.glob("*.traineddata"))
 
 
+def set_pixels(api: PyTessBaseAPI, image: Image.Image) -> bytes:
+    """Give Tesseract the page's pixels as they are, and return them: Tesseract reads them
+    without a copy until `Clear()`, so the caller holds them until then. tesserocr's
+    `SetImage` would write the page as a PNG for Leptonica to decode again, 0.1 s for a
+    300-dpi page (the same answers, docs/benchmarks.md)."""
+    image = greyscale_or_rgb(image)
+    pixels = image.tobytes()
+    channels = len(image.getbands())  # "L": 1 byte a pixel, "RGB": 3
+    # tesserocr's stub says `str`; its code takes bytes.
+    api.SetImageBytes(pixels, image.width, image.height, channels, channels * image.width)  # type: ignore[arg-type]
+    return pixels
+
+
 class ScriptDetector:
     """Tesseract's OSD (about 0.3-1 s for a 300-dpi page on one core): the page's script and
     which way up it is."""
@@ -99,9 +112,10 @@ class ScriptDetector:
         image = greyscale_or_rgb(image)
         if max(image.size) > OSD_MAX_SIDE:  # an 81-MP poster took 3.2 s; its letters survive halving
             image = image.reduce(-(-max(image.size) // OSD_MAX_SIDE))
-        self._api.SetImage(image)
+        pixels = set_pixels(self._api, image)
         found = self._api.DetectOrientationScript()
         self._api.Clear()
+        del pixels  # Tesseract read them until Clear()
         if not found or not found.get("script_name"):
             return None
         # OSD gives the angle the text stands at, counter-clockwise; turning clockwise by the
@@ -150,11 +164,12 @@ class TesseractEngine:
 
     def recognize(self, image: Image.Image, *, language: str | None, dpi: int) -> PageText:
         api = self._api(self._model_names(language))
-        api.SetImage(greyscale_or_rgb(image))
+        pixels = set_pixels(api, image)
         api.SetSourceResolution(dpi)
         api.Recognize()
         placed = self._lines(api, image.size)
         api.Clear()
+        del pixels  # Tesseract read them until Clear()
         return PageText(
             width=image.width, height=image.height, dpi=dpi, engine=self.version, blocks=order_lines(placed)
         )
