@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -95,7 +96,8 @@ def test_script_detection_sees_the_page_tesseract_would_read_from_a_file(mode: s
     import tesserocr
 
     image = render(GREEK, seed=3).rotate(90, expand=True).convert(mode)
-    with tesserocr.PyTessBaseAPI(path=f"{tessdata_dir()}/", lang="osd", psm=tesserocr.PSM.OSD_ONLY) as api:
+    osd_only = cast("tesserocr.PSM", tesserocr.PSM.OSD_ONLY)  # the stub types the members as `...`
+    with tesserocr.PyTessBaseAPI(path=f"{tessdata_dir()}/", lang="osd", psm=osd_only) as api:
         api.SetImage(image.convert("L" if mode == "L" else "RGB"))
         expected = api.DetectOrientationScript()
     found = ScriptDetector().detect(image)
