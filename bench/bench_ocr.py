@@ -98,7 +98,7 @@ def scripts() -> None:
                 image = render(script, seed=seed)
                 started = time.perf_counter()
                 route = router.route("rapidocr", language, image)
-                page = read_page(engine(route.engine), image, language=route.language, dpi=300)
+                page = read_page(engine(route.engine), image, language=route.language, dpi=300, rotation=route.rotation)
                 seconds.append(time.perf_counter() - started)
                 rates.append(character_error_rate(page.text, script_truth(script)))
                 used.add(route.engine)
@@ -148,7 +148,7 @@ def _read(image: Image.Image, document: str) -> str:
     """As a worker's OCR process reads a page of a job that names no language: the script
     detected once per document (routing.py), then orientation, recognition, reading order."""
     route = _router().route("rapidocr", None, image, document=document)
-    return read_page(_engine(route.engine), image, language=route.language, dpi=300).text
+    return read_page(_engine(route.engine), image, language=route.language, dpi=300, rotation=route.rotation).text
 
 
 def _read_from_file(file: SpeedFile, index: int) -> str:

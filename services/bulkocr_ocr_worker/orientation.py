@@ -10,7 +10,9 @@ accuracy on upright pages, so the whole page is turned upright first. The check 
 
 Recognising upside-down Latin text gives mean confidences near 0.4-0.7 against 0.95-1.0
 upright, so three lines usually settle it; more are read only when the margin is thin.
-This needs no Tesseract, no extra model and no Debian package.
+This needs no Tesseract, no extra model and no Debian package. Where Tesseract's script
+detection has already looked at the page (the first page of each document of a job that
+names no language) and is sure which way up it is, its answer is taken instead (routing.py).
 """
 
 from __future__ import annotations

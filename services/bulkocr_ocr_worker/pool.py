@@ -88,7 +88,7 @@ def _read(png: bytes, engine: str, language: str | None, dpi: int, document: str
     started = time.perf_counter()
     with _opened(png) as image:
         route = _router().route(engine, language, image, document=document)
-        page = read_page(_engine(route.engine), image, language=route.language, dpi=dpi)
+        page = read_page(_engine(route.engine), image, language=route.language, dpi=dpi, rotation=route.rotation)
     return page.model_dump_json(), time.perf_counter() - started
 
 

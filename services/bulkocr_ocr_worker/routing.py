@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from PIL import Image
@@ -41,6 +41,11 @@ pages of a few documents at a time, so this only bounds memory."""
 MIN_SCRIPT_CONFIDENCE = 0.5
 """OSD's script calls below this are taken as "cannot tell": on sparse pages it named a few
 lines of Latin print Japanese (0.06) and Fraktur (0.09), while full pages score 0.9-75."""
+MIN_ORIENTATION_CONFIDENCE = 5.0
+"""OSD's orientation is used from this confidence, sparing the engine its own check (0.2 s).
+On 34 test pages it agreed with PP-OCR's check at 9.6-38 on Latin, Cyrillic and Greek
+print. On two turned Arabic pages it scored 4.7 and 5.1 and was right where PP-OCR's check
+was wrong; two sparse pages scored 1.1 and 1.5."""
 
 
 class ScriptUnsupported(EngineUnavailableError):
@@ -65,6 +70,9 @@ class Route:
     language: str | None
     """ISO 639-3 codes, comma-separated, for the engine's `recognize`."""
     detected: PageScript | None = None
+    rotation: int | None = None
+    """How far to turn this page clockwise, where detecting its script settled it (else the
+    engine finds it)."""
 
 
 class Router:
@@ -102,10 +110,18 @@ class Router:
 
     def _detected(self, requested: str, image: Image.Image, document: str | None) -> Route:
         found = self._known(document)
-        if found is None:
-            found = self._detect(image)
-            if document is not None and found is not None and found.confidence >= MIN_SCRIPT_CONFIDENCE:
-                self._remember(document, found)
+        if found is not None:
+            return self._for_script(requested, found)  # its rotation is another page's
+        found = self._detect(image)
+        if document is not None and found is not None and found.confidence >= MIN_SCRIPT_CONFIDENCE:
+            self._remember(document, found)
+        route = self._for_script(requested, found)
+        if found is not None and found.orientation_confidence >= MIN_ORIENTATION_CONFIDENCE:
+            # OSD has said which way up this page is: turning it needs no second look.
+            return replace(route, rotation=found.rotation)
+        return route
+
+    def _for_script(self, requested: str, found: PageScript | None) -> Route:
         if found is None or found.confidence < MIN_SCRIPT_CONFIDENCE:
             # Too little text to tell (a blank page, a picture): what little there is is read as asked.
             return Route(requested, None, found)

@@ -133,3 +133,14 @@ def test_a_documents_script_is_detected_once_and_kept_for_its_other_pages():
     assert routed.route("rapidocr", None, PAGE, document="j/d0001").engine == "tesseract"
     assert routed.route("rapidocr", None, PAGE, document="j/d0002").engine == "rapidocr"
     assert len(calls) == 3
+
+
+def test_a_page_whose_script_was_detected_is_turned_as_osd_says_when_it_is_sure():
+    """Detecting the script also says which way up the page is: a sure answer spares the
+    engine its own look (0.2 s); an unsure one, or another page's, is not used."""
+    answers = iter([PageScript(90, "Latin", 3.0, orientation_confidence=20.0), PageScript(180, "Latin", 3.0, 2.0)])
+    routed = Router(lambda name: NullEngine(), detector=lambda: lambda image: next(answers))
+    assert routed.route("rapidocr", None, PAGE, document="j/d0001").rotation == 90
+    assert routed.route("rapidocr", None, PAGE, document="j/d0001").rotation is None  # the first page's answer
+    assert routed.route("rapidocr", None, PAGE, document="j/d0002").rotation is None  # unsure
+    assert router({"rus"}).route("rapidocr", "rus", PAGE).rotation is None  # named: nothing detected

@@ -32,13 +32,16 @@ class OcrEngine(Protocol):
         ...
 
 
-def read_page(engine: OcrEngine, image: Image.Image, *, language: str | None, dpi: int) -> PageText:
+def read_page(
+    engine: OcrEngine, image: Image.Image, *, language: str | None, dpi: int, rotation: int | None = None
+) -> PageText:
     """Orientation, recognition and reading order for one page image.
 
     Coordinates in the result refer to the page turned upright; `rotation` says by how much
-    the given image was turned clockwise to get there.
+    the given image was turned clockwise to get there (found by the engine unless given).
     """
     image = greyscale_or_rgb(image)
-    rotation = engine.rotation(image)
+    if rotation is None:
+        rotation = engine.rotation(image)
     page = engine.recognize(turn_clockwise(image, rotation), language=language, dpi=dpi)
     return page.model_copy(update={"rotation": rotation})

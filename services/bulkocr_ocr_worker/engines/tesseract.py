@@ -49,6 +49,8 @@ class PageScript:
     """As bulkocr.languages names scripts (Latin, Cyrillic, Greek, Arabic, ...)."""
     confidence: float
     """OSD's own script confidence (not a probability; about 2 or more is a clear call)."""
+    orientation_confidence: float = 0.0
+    """OSD's own confidence in `rotation`, on the same scale."""
 
 
 def _check_tesserocr() -> None:
@@ -121,7 +123,9 @@ class ScriptDetector:
         # OSD gives the angle the text stands at, counter-clockwise; turning clockwise by the
         # rest of the circle puts it upright.
         rotation = (360 - int(found["orient_deg"])) % 360
-        return PageScript(rotation, script_name(str(found["script_name"])), float(found["script_conf"]))
+        return PageScript(
+            rotation, script_name(str(found["script_name"])), float(found["script_conf"]), float(found["orient_conf"])
+        )
 
 
 class TesseractEngine:
