@@ -27,9 +27,13 @@ RECOGNISER_STRIDE = 8
 
 
 class OpenVinoModel:
-    """One model compiled for `threads` threads of the CPU."""
+    """One model compiled for `threads` threads of the CPU. With `share_output`, a call
+    returns the request's own output buffer, which the next call overwrites: only for a caller
+    done with it by then. rapidocr's recogniser is: it takes each step's best character and
+    its score at once. The copy it spares is 6-9 MB a line (steps x 18,710 characters), 1.7-2.3
+    ms of a 10-19 ms line."""
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, *, share_output: bool = False) -> None:
         openvino = importlib.import_module("openvino")
         core = openvino.Core()
         compiled = core.compile_model(
@@ -45,9 +49,10 @@ class OpenVinoModel:
             },
         )
         self._request = compiled.create_infer_request()
+        self._share_output = share_output
 
     def __call__(self, batch: numpy.ndarray[Any, Any]) -> numpy.ndarray[Any, Any]:
-        output: numpy.ndarray[Any, Any] = self._request.infer({0: batch})[0]  # a copy, not the request's buffer
+        output: numpy.ndarray[Any, Any] = self._request.infer({0: batch}, share_outputs=self._share_output)[0]
         return output
 
 

@@ -114,7 +114,7 @@ class RapidOcrEngine:
             # rapidocr 3.10 builds its models on first use (its `_load_*` methods); built now,
             # their sessions are swapped for ones whose memory stays bounded (openvino_models.py).
             self._ocr._load_det_model().session = OpenVinoModel(det_model, threads)
-            self._ocr._load_rec_model().session = PaddedWidths(OpenVinoModel(rec_model, threads))
+            self._ocr._load_rec_model().session = PaddedWidths(OpenVinoModel(rec_model, threads, share_output=True))
         cv2 = importlib.import_module("cv2")
         cv2.setNumThreads(threads)  # OpenCV's resize/warp pool would otherwise take every core
 
