@@ -162,29 +162,28 @@ def _wait(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def engine_alone(files: list[SpeedFile], settings: dict[str, Any]) -> tuple[float, Texts]:
-    """Two processes, one runtime thread each, reading the pages already rendered."""
-    pages = [(image, file.name) for file in files for image in page_images(file)]
+def _timed_on_processes(settings: dict[str, Any], read: Callable[..., str], pages: list[Any]) -> tuple[float, Texts]:
+    """`read` over the pages on `PROCESSES` processes, each with a warm engine: seconds and texts."""
     with ProcessPoolExecutor(PROCESSES, get_context("spawn"), _start_engine, (settings,)) as pool:
         list(pool.map(_wait, [1.0] * PROCESSES))  # both processes up and warm
         started = time.perf_counter()
-        texts = list(pool.map(_read, *zip(*pages, strict=True)))
+        texts = list(pool.map(read, *zip(*pages, strict=True)))
         seconds = time.perf_counter() - started
+    return seconds, texts
+
+
+def engine_alone(files: list[SpeedFile], settings: dict[str, Any]) -> tuple[float, Texts]:
+    """Two processes, one runtime thread each, reading the pages already rendered."""
+    timed = _timed_on_processes(settings, _read, [(image, file.name) for file in files for image in page_images(file)])
     # The largest of every process this bench has waited for so far.
     print(f"  (peak RSS of an OCR process: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024} MB)")
-    return seconds, texts
+    return timed
 
 
 def engine_from_files(files: list[SpeedFile]) -> tuple[float, Texts]:
     """Two processes, one runtime thread each, each page rendered or decoded from its file on
     the clock: the work the pipeline does (ingest's included), without the pipeline."""
-    pages = [(file, index) for file in files for index in range(len(file.truths))]
-    with ProcessPoolExecutor(PROCESSES, get_context("spawn"), _start_engine, ({},)) as pool:
-        list(pool.map(_wait, [1.0] * PROCESSES))  # both processes up and warm
-        started = time.perf_counter()
-        texts = list(pool.map(_read_from_file, *zip(*pages, strict=True)))
-        seconds = time.perf_counter() - started
-    return seconds, texts
+    return _timed_on_processes({}, _read_from_file, [(file, i) for file in files for i in range(len(file.truths))])
 
 
 def pipeline(files: list[SpeedFile]) -> tuple[float, Texts]:

@@ -11,7 +11,9 @@ docs/design-notes.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -79,17 +81,21 @@ def installed_models(tessdata: Path) -> frozenset[str]:
     return frozenset(path.stem for path in tessdata.glob("*.traineddata"))
 
 
-def set_pixels(api: PyTessBaseAPI, image: Image.Image) -> bytes:
-    """Give Tesseract the page's pixels as they are, and return them: Tesseract reads them
-    without a copy until `Clear()`, so the caller holds them until then. tesserocr's
-    `SetImage` would write the page as a PNG for Leptonica to decode again, 0.1 s for a
-    300-dpi page (the same answers, docs/benchmarks.md)."""
+@contextlib.contextmanager
+def page_set(api: PyTessBaseAPI, image: Image.Image) -> Iterator[None]:
+    """Tesseract holds the page for the block, then is cleared. It gets the pixels as they are
+    and reads them without a copy, so they are kept until then. tesserocr's `SetImage` would
+    write the page as a PNG for Leptonica to decode again, 0.1 s for a 300-dpi page (the same
+    answers, docs/benchmarks.md)."""
     image = greyscale_or_rgb(image)
     pixels = image.tobytes()
     channels = len(image.getbands())  # "L": 1 byte a pixel, "RGB": 3
     # tesserocr's stub says `str`; its code takes bytes.
     api.SetImageBytes(pixels, image.width, image.height, channels, channels * image.width)  # type: ignore[arg-type]
-    return pixels
+    try:
+        yield
+    finally:
+        api.Clear()
 
 
 class ScriptDetector:
@@ -114,10 +120,8 @@ class ScriptDetector:
         image = greyscale_or_rgb(image)
         if max(image.size) > OSD_MAX_SIDE:  # an 81-MP poster took 3.2 s; its letters survive halving
             image = image.reduce(-(-max(image.size) // OSD_MAX_SIDE))
-        pixels = set_pixels(self._api, image)
-        found = self._api.DetectOrientationScript()
-        self._api.Clear()
-        del pixels  # Tesseract read them until Clear()
+        with page_set(self._api, image):
+            found = self._api.DetectOrientationScript()
         if not found or not found.get("script_name"):
             return None
         # OSD gives the angle the text stands at, counter-clockwise; turning clockwise by the
@@ -168,12 +172,10 @@ class TesseractEngine:
 
     def recognize(self, image: Image.Image, *, language: str | None, dpi: int) -> PageText:
         api = self._api(self._model_names(language))
-        pixels = set_pixels(api, image)
-        api.SetSourceResolution(dpi)
-        api.Recognize()
-        placed = self._lines(api, image.size)
-        api.Clear()
-        del pixels  # Tesseract read them until Clear()
+        with page_set(api, image):
+            api.SetSourceResolution(dpi)
+            api.Recognize()
+            placed = self._lines(api, image.size)
         return PageText(
             width=image.width, height=image.height, dpi=dpi, engine=self.version, blocks=order_lines(placed)
         )
